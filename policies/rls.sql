@@ -1,0 +1,46 @@
+-- Row-level security: the wall between tenants (DESIGN.md §1).
+--
+-- Applied by `tenantry migrate` / `tenantry serve` after the migrations, in one
+-- transaction, whenever this file or the schema version changed. It is idempotent.
+--
+-- Every table in `public` with a `tenant_id` column is enabled AND forced (so even the
+-- owner is filtered) and gets the same fail-closed policy: the row's tenant must equal the
+-- transaction-local `app.tenant_id`. `nullif(.., '')` because a placeholder GUC reverts to
+-- '' (not NULL) after a transaction that set it, and `''::uuid` would raise. The sub-select
+-- makes Postgres evaluate the setting once per statement (an InitPlan), not once per row.
+-- A table added later is covered without touching this file; tests/api/catalog.rs fails
+-- if any tenant table escapes.
+do $$
+declare
+    tbl regclass;
+    expr constant text :=
+        'tenant_id = (select nullif(current_setting(''app.tenant_id'', true), '''')::uuid)';
+begin
+    for tbl in
+        select c.oid::regclass
+        from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped
+        where n.nspname = 'public' and c.relkind in ('r', 'p')
+    loop
+        execute format('alter table %s enable row level security', tbl);
+        execute format('alter table %s force row level security', tbl);
+        execute format('drop policy if exists tenant_isolation on %s', tbl);
+        execute format('create policy tenant_isolation on %s using (%s) with check (%s)', tbl, expr, expr);
+    end loop;
+end
+$$;
+
+-- The tenants table is keyed by `id`: a tenant sees its own row only.
+alter table tenants enable row level security;
+alter table tenants force row level security;
+drop policy if exists tenant_isolation on tenants;
+create policy tenant_isolation on tenants
+    using (id = (select nullif(current_setting('app.tenant_id', true), '')::uuid))
+    with check (id = (select nullif(current_setting('app.tenant_id', true), '')::uuid));
+
+-- The platform role (operator API, billing export) manages the tenant directory across
+-- tenants. It still writes tenant data (the owner user, audit events) only under a tenant
+-- context, through the tenant_isolation policies above.
+drop policy if exists platform_directory on tenants;
+create policy platform_directory on tenants to tenantry_platform using (true) with check (true);

@@ -1,0 +1,168 @@
+//! `/v1/auth/*`, `/v1/me` and `/.well-known/jwks.json`.
+
+use axum::{Json, extract::State, http::StatusCode};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use validator::Validate;
+
+use super::{
+    Actor, Principal,
+    session::{self, TokenPair},
+};
+use crate::{
+    db::Access,
+    http::{AppState, error::ApiError, extract::ValidJson},
+    tenancy::{Tenant, store as tenants},
+    users::{User, store as users},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(get_me))
+        .routes(routes!(get_jwks))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The tenant's slug (or id).
+    #[schema(example = "acme")]
+    #[validate(length(min = 1, max = 100))]
+    pub tenant: String,
+    #[schema(example = "owner@acme.test")]
+    #[validate(length(min = 1, max = 320))]
+    pub email: String,
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    pub password: SecretString,
+}
+
+/// Logs a user in with their tenant, email and password. Every failure is the same 401
+/// `invalid_credentials`, in the same time, whether or not the account exists.
+#[utoipa::path(
+    post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses((status = 200, description = "Signed in", body = TokenPair))
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    session::login(
+        &state.db,
+        &state.auth,
+        &body.tenant,
+        &body.email,
+        body.password,
+    )
+    .await
+    .map(Json)
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(example = "tntyrt_AZN6Xnwaez6aUi8NPEtaaQGTel58Gnszmp…")]
+    #[validate(length(min = 1, max = 200))]
+    pub refresh_token: String,
+}
+
+/// Exchanges a refresh token for a new token pair. Each refresh token works once; using
+/// one twice revokes the whole session (theft detection).
+#[utoipa::path(
+    post, path = "/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 200, description = "A new token pair", body = TokenPair))
+)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    session::refresh(&state.db, &state.auth, &body.refresh_token)
+        .await
+        .map(Json)
+}
+
+/// Ends the session of the calling access token: its refresh tokens and access tokens
+/// stop working.
+#[utoipa::path(
+    post, path = "/v1/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Logged out"))
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    session::logout(&state.db, &principal).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub tenant: Tenant,
+    /// `user`, `api_key` or `service`.
+    #[schema(example = "user")]
+    pub actor_type: &'static str,
+    #[schema(example = "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69")]
+    pub actor_id: String,
+    /// The scopes this credential holds now.
+    #[schema(example = json!(["tenant:read", "users:read"]))]
+    pub scopes: Vec<String>,
+    /// The signed-in user, for a login session.
+    pub user: Option<User>,
+}
+
+/// Who the calling credential is: tenant, actor and scopes.
+#[utoipa::path(
+    get, path = "/v1/me", tag = "auth",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "The caller", body = Me))
+)]
+pub async fn get_me(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Me>, ApiError> {
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let tenant = tenants::find(&mut tx, principal.tenant_id)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    let user = match principal.user_id() {
+        Some(id) => users::find(&mut tx, id).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    let (actor_type, actor_id) = match &principal.actor {
+        Actor::User(id) => ("user", id.to_string()),
+        Actor::ApiKey(id) => ("api_key", id.to_string()),
+        Actor::Service(name) => ("service", name.clone()),
+    };
+    Ok(Json(Me {
+        tenant,
+        actor_type,
+        actor_id,
+        scopes: principal.scopes.to_vec(),
+        user,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Jwks {
+    /// Public keys that verify access tokens. Empty while tokens are signed with a shared
+    /// HS256 secret, which is never published.
+    #[schema(value_type = Vec<Object>, example = json!([]))]
+    pub keys: Vec<serde_json::Value>,
+}
+
+/// The JSON Web Key Set for verifying access tokens.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "The key set", body = Jwks))
+)]
+pub async fn get_jwks() -> Json<Jwks> {
+    Json(Jwks { keys: Vec::new() })
+}

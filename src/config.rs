@@ -1,0 +1,221 @@
+//! Typed configuration, read once from the environment at start-up and validated there, so
+//! a bad value stops the process with a clear message instead of failing a request later.
+//!
+//! Every variable is documented on its field and in the README's configuration table. The
+//! defaults work against a local Postgres with no set-up; the secrets among them are
+//! development defaults, refused when `TENANTRY_ENV=production`.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Development default for `JWT_SECRET`. Refused in production.
+pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-do-not-use-in-production";
+/// Development default for `TENANTRY_OPERATOR_TOKEN`. Refused in production.
+pub const DEV_OPERATOR_TOKEN: &str = "dev-operator-token";
+/// Development default for `TENANTRY_TOKEN_HASH_KEY`. Refused in production.
+pub const DEV_TOKEN_HASH_KEY: &str = "dev-only-token-hash-key-do-not-use-in-production";
+/// Development default for the request and platform roles' database passwords.
+pub const DEV_DB_ROLE_PASSWORD: &str = "tenantry-dev-password";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TENANTRY_ENV`: `development` (default) or `production`; production refuses the
+    /// development defaults of every secret.
+    pub environment: Environment,
+    /// `TENANTRY_LISTEN`: address to serve on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `DATABASE_URL`: the owner connection, used to create the database, roles and schema.
+    /// Default `postgres://postgres@127.0.0.1:5432/tenantry`.
+    pub database_url: SecretString,
+    /// `DATABASE_APP_PASSWORD`: password set on and used by the request role `tenantry_app`.
+    pub database_app_password: SecretString,
+    /// `DATABASE_PLATFORM_PASSWORD`: password of the platform role `tenantry_platform`.
+    pub database_platform_password: SecretString,
+    /// `DATABASE_MAX_CONNECTIONS`: size of the request pool. Default 20.
+    pub database_max_connections: u32,
+    /// `JWT_SECRET`: HS256 signing key for access tokens (at least 32 bytes).
+    pub jwt_secret: SecretString,
+    /// `JWT_ISSUER`: `iss` of issued and accepted tokens. Default `tenantry`.
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE`: `aud` of issued and accepted tokens. Default `tenantry-api`.
+    pub jwt_audience: String,
+    /// `ACCESS_TOKEN_TTL`: lifetime of access tokens from login/refresh. Default `15m`.
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL`: lifetime of a login session's refresh tokens. Default `30d`.
+    pub refresh_token_ttl: Duration,
+    /// `TENANTRY_TOKEN_HASH_KEY`: HMAC key under which API-key and refresh-token secrets
+    /// are stored. Changing it invalidates every API key and refresh token.
+    pub token_hash_key: SecretString,
+    /// `TENANTRY_OPERATOR_TOKEN`: bearer token of the operator API `/v1/platform/*`.
+    pub operator_token: SecretString,
+    /// `TENANTRY_MAX_BODY_BYTES`: largest accepted request body. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// `TENANTRY_REQUEST_TIMEOUT`: requests running longer get 408. Default `30s`.
+    pub request_timeout: Duration,
+    /// `LOG_FORMAT`: `text` (default) or `json`. Verbosity comes from `RUST_LOG`.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a configuration from any variable source (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |name: &str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
+        let secret = |name: &str, default: &str| SecretString::from(var(name, default));
+        let duration = |name: &str, default: &str| {
+            humantime::parse_duration(&var(name, default))
+                .with_context(|| format!("{name} must be a duration such as 15m or 30d"))
+        };
+        let config = Self {
+            environment: match var("TENANTRY_ENV", "development").as_str() {
+                "development" => Environment::Development,
+                "production" => Environment::Production,
+                other => bail!("TENANTRY_ENV must be development or production, not {other:?}"),
+            },
+            listen: var("TENANTRY_LISTEN", "127.0.0.1:8080")
+                .parse()
+                .context("TENANTRY_LISTEN must be an address such as 127.0.0.1:8080")?,
+            database_url: secret(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/tenantry",
+            ),
+            database_app_password: secret("DATABASE_APP_PASSWORD", DEV_DB_ROLE_PASSWORD),
+            database_platform_password: secret("DATABASE_PLATFORM_PASSWORD", DEV_DB_ROLE_PASSWORD),
+            database_max_connections: var("DATABASE_MAX_CONNECTIONS", "20")
+                .parse()
+                .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?,
+            jwt_secret: secret("JWT_SECRET", DEV_JWT_SECRET),
+            jwt_issuer: var("JWT_ISSUER", "tenantry"),
+            jwt_audience: var("JWT_AUDIENCE", "tenantry-api"),
+            access_token_ttl: duration("ACCESS_TOKEN_TTL", "15m")?,
+            refresh_token_ttl: duration("REFRESH_TOKEN_TTL", "30d")?,
+            token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
+            operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),
+            max_body_bytes: var("TENANTRY_MAX_BODY_BYTES", "1048576")
+                .parse()
+                .context("TENANTRY_MAX_BODY_BYTES must be a number of bytes")?,
+            request_timeout: duration("TENANTRY_REQUEST_TIMEOUT", "30s")?,
+            log_format: match var("LOG_FORMAT", "text").as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.jwt_secret.expose_secret().len() < 32 {
+            bail!("JWT_SECRET must be at least 32 bytes");
+        }
+        if self.operator_token.expose_secret().len() < 16 {
+            bail!("TENANTRY_OPERATOR_TOKEN must be at least 16 characters");
+        }
+        if self.database_max_connections == 0 {
+            bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
+            bail!("token lifetimes must be positive");
+        }
+        if self.environment == Environment::Production {
+            let defaults = self.secrets_left_at_dev_default();
+            if !defaults.is_empty() {
+                bail!(
+                    "TENANTRY_ENV=production but these secrets still have their development defaults: {}",
+                    defaults.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of the secrets still set to their development defaults (warned about in
+    /// development, refused in production).
+    pub fn secrets_left_at_dev_default(&self) -> Vec<&'static str> {
+        [
+            ("JWT_SECRET", &self.jwt_secret, DEV_JWT_SECRET),
+            (
+                "TENANTRY_OPERATOR_TOKEN",
+                &self.operator_token,
+                DEV_OPERATOR_TOKEN,
+            ),
+            (
+                "TENANTRY_TOKEN_HASH_KEY",
+                &self.token_hash_key,
+                DEV_TOKEN_HASH_KEY,
+            ),
+            (
+                "DATABASE_APP_PASSWORD",
+                &self.database_app_password,
+                DEV_DB_ROLE_PASSWORD,
+            ),
+            (
+                "DATABASE_PLATFORM_PASSWORD",
+                &self.database_platform_password,
+                DEV_DB_ROLE_PASSWORD,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, value, default)| value.expose_secret() == *default)
+        .map(|(name, _, _)| name)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_work_with_no_environment() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(config.secrets_left_at_dev_default().len(), 5);
+    }
+
+    #[test]
+    fn production_refuses_development_secrets() {
+        let error = config(&[("TENANTRY_ENV", "production")]).unwrap_err();
+        assert!(error.to_string().contains("JWT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        assert!(config(&[("JWT_SECRET", "short")]).is_err());
+    }
+
+    #[test]
+    fn malformed_duration_is_refused_with_the_variable_name() {
+        let error = config(&[("ACCESS_TOKEN_TTL", "soon")]).unwrap_err();
+        assert!(error.to_string().contains("ACCESS_TOKEN_TTL"), "{error}");
+    }
+}

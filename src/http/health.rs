@@ -1,0 +1,62 @@
+//! Liveness, readiness and the Prometheus scrape endpoint. Unauthenticated by design:
+//! they reveal nothing about tenants.
+
+use std::time::Duration;
+
+use axum::{Json, extract::State, http::header, response::IntoResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{AppState, error::ApiError};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The process is up (it does not check dependencies: restarting would not fix them).
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
+pub async fn live() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The instance can serve: Postgres answers within two seconds. 503 otherwise, so a load
+/// balancer stops sending traffic here.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, description = "Postgres is unreachable", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        Ok(Ok(())) => Ok(Json(Health { status: "ok" })),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check failed");
+            Err(ApiError::Unavailable("the database"))
+        }
+        Err(_) => Err(ApiError::Unavailable("the database")),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,156 @@
+//! `/v1/platform/tenants`.
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use validator::Validate;
+
+use super::{
+    Operator,
+    tenants::{self, CreatedTenant, NewTenant, TenantChanges},
+};
+use crate::{
+    http::{
+        AppState,
+        error::ApiError,
+        etag::{Preconditions, with_etag},
+        extract::{ApiPath, ApiQuery, ValidJson},
+        pagination::{Page, PageParams, PageRequest},
+    },
+    tenancy::{Plan, Tenant, TenantId, TenantStatus, store},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    #[schema(example = "acme")]
+    pub slug: String,
+    #[schema(example = "Acme Corp")]
+    pub name: String,
+    pub plan: Option<Plan>,
+    #[schema(example = "owner@acme.test")]
+    pub owner_email: String,
+    /// 12-128 characters. Omit it to have one generated and returned once.
+    #[schema(value_type = Option<String>, format = Password, example = "correct horse battery staple")]
+    pub owner_password: Option<SecretString>,
+}
+
+/// Creates a tenant and its owner.
+#[utoipa::path(
+    post, path = "/v1/platform/tenants", tag = "platform",
+    request_body = CreateTenant,
+    security(("operator" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedTenant),
+        (status = 409, description = "Slug taken (`slug_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    ValidJson(body): ValidJson<CreateTenant>,
+) -> Result<Response, ApiError> {
+    let created = tenants::create(
+        &state.db,
+        &state.auth.passwords,
+        NewTenant {
+            slug: body.slug,
+            name: body.name,
+            plan: body.plan,
+            owner_email: body.owner_email,
+            owner_password: body.owner_password,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// All tenants, newest first.
+#[utoipa::path(
+    get, path = "/v1/platform/tenants", tag = "platform",
+    params(PageParams),
+    security(("operator" = [])),
+    responses((status = 200, description = "A page of tenants", body = Page<Tenant>))
+)]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<Tenant>>, ApiError> {
+    let page = PageRequest::try_from(params)?;
+    let mut tx = state.db.platform().await?;
+    let rows = store::list(&mut tx, page).await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_rows(rows, page, |t| t.id.as_uuid())))
+}
+
+/// One tenant.
+#[utoipa::path(
+    get, path = "/v1/platform/tenants/{tenant_id}", tag = "platform",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    security(("operator" = [])),
+    responses((status = 200, description = "The tenant", body = Tenant, headers(("ETag" = String))))
+)]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiPath(id): ApiPath<TenantId>,
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.platform().await?;
+    let tenant = store::find(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    Ok(preconditions.read_response(tenant.version, tenant))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[schema(example = "Acme Corporation")]
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    /// `suspended` refuses every credential of the tenant with 403 `tenant_suspended`.
+    pub status: Option<TenantStatus>,
+}
+
+/// Changes a tenant's name, plan or status (suspend / reactivate).
+#[utoipa::path(
+    patch, path = "/v1/platform/tenants/{tenant_id}", tag = "platform",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    request_body = UpdateTenant,
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "The updated tenant", body = Tenant, headers(("ETag" = String))),
+        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiPath(id): ApiPath<TenantId>,
+    preconditions: Preconditions,
+    ValidJson(body): ValidJson<UpdateTenant>,
+) -> Result<Response, ApiError> {
+    let changes = TenantChanges {
+        name: body.name,
+        plan: body.plan,
+        status: body.status,
+    };
+    let tenant = tenants::update(&state.db, id, changes, &preconditions).await?;
+    Ok(with_etag(tenant.version, tenant))
+}

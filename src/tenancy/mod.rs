@@ -1,0 +1,125 @@
+//! Tenants: the domain types, their persistence, and the tenant's own profile
+//! (`GET/PATCH /v1/tenant`). The operator's view across tenants lives in `platform`.
+//!
+//! A tenant reads and renames itself through its own RLS context; its plan and status are
+//! the operator's to change (the request role has no UPDATE grant on those columns).
+
+mod routes;
+pub mod store;
+
+pub use routes::router;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::http::error::ApiError;
+
+crate::id_type!(
+    /// Identifies a tenant.
+    TenantId
+);
+
+/// A tenant's URL-safe unique handle: 3-63 lowercase letters, digits and inner hyphens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(value_type = String, example = "acme")]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        let ok = (3..=63).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !value.starts_with('-')
+            && !value.ends_with('-');
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ApiError::invalid(
+                "slug",
+                "must be 3-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A tenant's display name: 1-200 characters after trimming.
+pub fn parse_name(value: &str) -> Result<String, ApiError> {
+    let name = value.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "must be 1-200 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Plan {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+/// A tenant as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: TenantId,
+    #[schema(example = "acme")]
+    pub slug: String,
+    #[schema(example = "Acme Corp")]
+    pub name: String,
+    pub plan: Plan,
+    pub status: TenantStatus,
+    /// Incremented on every change; also the `ETag`.
+    #[schema(example = 1)]
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_follow_the_documented_shape() {
+        for ok in ["acme", "a-1", "abc", "x".repeat(63).as_str()] {
+            assert!(Slug::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac me",
+            "acme_1",
+            "",
+            &"x".repeat(64),
+        ] {
+            assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  Acme ").unwrap(), "Acme");
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name(&"n".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! SQL for tenants. Each function takes the connection of a transaction its caller opened
+//! (tenant or platform), so the RLS context is decided by the caller's door.
+
+use sqlx::PgConnection;
+
+use super::{Plan, Slug, Tenant, TenantId, TenantStatus};
+use crate::http::pagination::PageRequest;
+
+const COLUMNS: &str = "id, slug, name, plan, status, version, created_at, updated_at";
+
+#[tracing::instrument(skip_all)]
+pub async fn find(conn: &mut PgConnection, id: TenantId) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as(&format!("select {COLUMNS} from tenants where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Locks the row for a read-modify-write.
+#[tracing::instrument(skip_all)]
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    id: TenantId,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from tenants where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: TenantId,
+    slug: &Slug,
+    name: &str,
+    plan: Plan,
+) -> Result<Tenant, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "insert into tenants (id, slug, name, plan) values ($1, $2, $3, $4) returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(slug.as_str())
+    .bind(name)
+    .bind(plan)
+    .fetch_one(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn rename(
+    conn: &mut PgConnection,
+    id: TenantId,
+    name: &str,
+) -> Result<Tenant, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update tenants set name = $2, version = version + 1, updated_at = now() where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(name)
+    .fetch_one(conn)
+    .await
+}
+
+/// Operator update of plan and status (platform role only).
+#[tracing::instrument(skip_all)]
+pub async fn update_admin(
+    conn: &mut PgConnection,
+    id: TenantId,
+    name: &str,
+    plan: Plan,
+    status: TenantStatus,
+) -> Result<Tenant, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update tenants set name = $2, plan = $3, status = $4, version = version + 1, updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(name)
+    .bind(plan)
+    .bind(status)
+    .fetch_one(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<Tenant>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from tenants where ($1::uuid is null or id < $1) order by id desc limit $2"
+    ))
+    .bind(page.before)
+    .bind(page.fetch_limit())
+    .fetch_all(conn)
+    .await
+}
+
+/// Resolves a login's tenant by slug through the narrow `tenant_by_slug` function (the
+/// only lookup that runs before any tenant context exists).
+#[tracing::instrument(skip_all)]
+pub async fn id_by_slug<'c, E>(
+    executor: E,
+    slug: &str,
+) -> Result<Option<(TenantId, TenantStatus)>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    sqlx::query_as("select id, status from tenant_by_slug($1)")
+        .bind(slug)
+        .fetch_optional(executor)
+        .await
+}

@@ -1,0 +1,87 @@
+//! SQL for users. Callers open the transaction; RLS decides what it can see.
+
+use sqlx::PgConnection;
+
+use super::{Email, User, UserId, UserStatus};
+use crate::{auth::Role, http::pagination::PageRequest};
+
+const COLUMNS: &str = "id, email, role, status, version, created_at, updated_at";
+
+#[tracing::instrument(skip_all)]
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant_id: crate::tenancy::TenantId,
+    email: &Email,
+    role: Role,
+    password_hash: &str,
+) -> Result<User, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "insert into users (tenant_id, id, email, role, password_hash) values ($1, $2, $3, $4, $5) returning {COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(UserId::new())
+    .bind(email.as_str())
+    .bind(role)
+    .bind(password_hash)
+    .fetch_one(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn find(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!("select {COLUMNS} from users where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    id: UserId,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from users where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from users where ($1::uuid is null or id < $1) order by id desc limit $2"
+    ))
+    .bind(page.before)
+    .bind(page.fetch_limit())
+    .fetch_all(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    conn: &mut PgConnection,
+    id: UserId,
+    role: Role,
+    status: UserStatus,
+) -> Result<User, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update users set role = $2, status = $3, version = version + 1, updated_at = now() where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(role)
+    .bind(status)
+    .fetch_one(conn)
+    .await
+}
+
+/// Active owners, locked, so two concurrent demotions cannot both pass the last-owner check.
+#[tracing::instrument(skip_all)]
+pub async fn lock_active_owners(conn: &mut PgConnection) -> Result<Vec<UserId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select id from users where role = 'owner' and status = 'active' order by id for update",
+    )
+    .fetch_all(conn)
+    .await
+}
