@@ -24,17 +24,14 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::FromRef,
-    http::{HeaderName, HeaderValue, Request, StatusCode, header},
+    http::{HeaderName, StatusCode, header},
     middleware,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    sensitive_headers::SetSensitiveRequestHeadersLayer,
-    timeout::TimeoutLayer,
-    trace::TraceLayer,
+    catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer, trace::TraceLayer,
 };
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -78,19 +75,12 @@ pub fn app(state: AppState, config: &Config) -> Router {
                     header::COOKIE,
                     HeaderName::from_static("x-api-key"),
                 ]))
-                .layer(SetRequestIdLayer::new(
-                    HeaderName::from_static(problem::REQUEST_ID_HEADER),
-                    RequestIds,
-                ))
+                .layer(middleware::from_fn(observability::request_id))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(observability::make_request_span)
                         .on_response(observability::on_response),
                 )
-                .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-                    problem::REQUEST_ID_HEADER,
-                )))
-                .layer(middleware::from_fn(observability::request_id_scope))
                 .layer(middleware::from_fn(problem::render_problems))
                 .layer(middleware::from_fn(observability::metrics::track_requests))
                 .layer(CatchPanicLayer::custom(problem::panic_response))
@@ -100,30 +90,6 @@ pub fn app(state: AppState, config: &Config) -> Router {
                 ))
                 .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes)),
         )
-}
-
-/// Keeps a client's request id when it is short and printable (so clients can correlate),
-/// otherwise makes a UUIDv7.
-#[derive(Clone)]
-struct RequestIds;
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, request: &Request<B>) -> Option<RequestId> {
-        let given = request
-            .headers()
-            .get(problem::REQUEST_ID_HEADER)
-            .filter(|v| {
-                v.len() <= 64
-                    && v.as_bytes()
-                        .iter()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
-            });
-        let value = match given {
-            Some(v) => v.clone(),
-            None => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).ok()?,
-        };
-        Some(RequestId::new(value))
-    }
 }
 
 /// The OpenAPI document with its finishing touches (security schemes, error responses).

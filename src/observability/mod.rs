@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::{
     body::Body,
     extract::{MatchedPath, Request},
-    http::Response,
+    http::{HeaderValue, Response},
     middleware::Next,
 };
 use tracing::{Span, field};
@@ -73,16 +73,30 @@ tokio::task_local! {
     static REQUEST_ID: String;
 }
 
-/// Makes the request id available to code deep in a request (audit events) without
-/// threading it through every signature.
-pub async fn request_id_scope(request: Request, next: Next) -> axum::response::Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    REQUEST_ID.scope(id, next.run(request)).await
+/// Gives every request an id: the client's `X-Request-Id` when it is short and printable
+/// (so clients can correlate), otherwise a fresh UUIDv7. The id is set on the request (for
+/// the trace span and problem bodies), scoped to the task (for audit events), and echoed
+/// on the response.
+pub async fn request_id(mut request: Request, next: Next) -> axum::response::Response {
+    let given = request.headers().get(REQUEST_ID_HEADER).filter(|v| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    });
+    let value = match given {
+        Some(value) => value.clone(),
+        None => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .expect("a UUID is a valid header value"),
+    };
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, value.clone());
+    let id = value.to_str().unwrap_or_default().to_owned();
+    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    response
 }
 
 /// The current request's id, if running inside a request.

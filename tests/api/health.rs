@@ -1,0 +1,199 @@
+//! Operations: health, readiness, metrics, request ids, graceful shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::json;
+use tenantry::{
+    auth::AuthService,
+    db::Db,
+    http::{self, AppState},
+    observability,
+    platform::OperatorToken,
+    startup::Application,
+};
+use uuid::Uuid;
+
+use crate::helpers::{expect_json, expect_problem, spawn_app, test_config};
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_ok_when_postgres_is_up() {
+    let app = spawn_app().await;
+    for path in ["/health/live", "/health/ready"] {
+        let body = expect_json(
+            app.client.get(app.url(path)).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(body, json!({"status": "ok"}), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_with_503_when_postgres_is_unreachable() {
+    // A server whose pools point at a port where nothing listens.
+    let config = test_config(&[(
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:1/tenantry_test",
+    )]);
+    let state = AppState {
+        db: Db::connect(&config).unwrap(),
+        auth: Arc::new(AuthService::from_config(&config).unwrap()),
+        operator: OperatorToken::new(&config.operator_token),
+        metrics: observability::metrics::handle(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, http::app(state, &config)).await });
+    let client = reqwest::Client::new();
+
+    let ready = client
+        .get(format!("http://{address}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(
+        ready,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    )
+    .await;
+    let live = client
+        .get(format!("http://{address}/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "liveness does not depend on Postgres"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_labelled_by_route_template_never_by_raw_path() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let id = Uuid::now_v7();
+    app.get(&format!("/v1/users/{id}"), &tenant.token).await;
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"http_requests_total{method="GET",route="/v1/users/{id}",status="404"}"#),
+        "request counter by method, route template and status expected in:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket{"),
+        "latency histogram expected"
+    );
+    assert!(
+        !metrics.contains(&id.to_string()),
+        "a raw path (with its id) leaked into metric labels"
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_sane_client_id_is_kept() {
+    let app = spawn_app().await;
+    let generated = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        generated
+            .headers()
+            .get("x-request-id")
+            .is_some_and(|v| !v.is_empty()),
+        "a request id is generated"
+    );
+
+    let kept = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "client-abc_123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "client-abc_123");
+
+    let hostile = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "x".repeat(500))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        hostile.headers()["x-request-id"].len(),
+        500,
+        "an oversized client id is replaced"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_drains_a_request_already_in_flight() {
+    let config = test_config(&[]);
+    let app = Application::build(&config).await.unwrap();
+    let address = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    // A request whose body is still arriving when the shutdown signal comes.
+    let (mut body_tx, body_rx) =
+        futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let client = reqwest::Client::new();
+    let in_flight = tokio::spawn(
+        client
+            .post(format!("{address}/v1/auth/login"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body_rx.map(|chunk| chunk)))
+            .send(),
+    );
+    body_tx
+        .send(Ok(br#"{"tenant": "no-such-tenant", "#.to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    body_tx
+        .send(Ok(
+            br#""email": "a@b.test", "password": "not the password"}"#.to_vec(),
+        ))
+        .await
+        .unwrap();
+    drop(body_tx);
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered, not cut off");
+    expect_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops once drained")
+        .unwrap()
+        .unwrap();
+    assert!(
+        client
+            .get(format!("{address}/health/live"))
+            .send()
+            .await
+            .is_err(),
+        "no new connections after shutdown"
+    );
+}

@@ -1,0 +1,277 @@
+//! `spawn_app()` and typed request helpers.
+//!
+//! Tests share one database (`TEST_DATABASE_URL`, default `tenantry_test` on the local
+//! Postgres), bootstrapped by whichever test gets there first — the advisory lock makes
+//! concurrent bootstraps safe. Every test creates its own tenants with unique slugs.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use tenantry::{
+    auth::{Scope, Scopes, jwt::JwtKeys},
+    config::Config,
+    startup::Application,
+    tenancy::TenantId,
+};
+use uuid::Uuid;
+
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnop";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/tenantry_test".to_owned())
+}
+
+/// The configuration tests run with (overrides applied on top).
+pub fn test_config(overrides: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url()),
+        ("TENANTRY_LISTEN".into(), "127.0.0.1:0".into()),
+        ("TENANTRY_OPERATOR_TOKEN".into(), OPERATOR_TOKEN.into()),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+        (
+            "TENANTRY_TOKEN_HASH_KEY".into(),
+            "test-token-hash-key".into(),
+        ),
+    ]);
+    for (k, v) in overrides {
+        vars.insert((*k).into(), (*v).into());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+}
+
+/// A tenant with a logged-in owner.
+pub struct TestTenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub owner_id: String,
+    pub owner_email: String,
+    /// The owner's access token (from a real login).
+    pub token: String,
+    pub refresh_token: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        tenantry::observability::init_tracing(tenantry::config::LogFormat::Text);
+    }
+    let config = test_config(overrides);
+    let app = Application::build(&config)
+        .await
+        .expect("the application starts");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        config,
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..12)
+            .unwrap_or_default()
+    )
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends a request with an optional bearer credential and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("the server answers")
+    }
+
+    pub async fn get(&self, path: &str, bearer: &str) -> Response {
+        self.request(Method::GET, path, Some(bearer), None).await
+    }
+
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(bearer), Some(&body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, bearer: &str, body: Value) -> Response {
+        self.request(Method::PATCH, path, Some(bearer), Some(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, bearer: &str) -> Response {
+        self.request(Method::DELETE, path, Some(bearer), None).await
+    }
+
+    /// Creates a tenant through the operator API and logs its owner in.
+    pub async fn create_tenant(&self) -> TestTenant {
+        let slug = unique("t");
+        let owner_email = format!("owner@{slug}.test");
+        let response = self
+            .post(
+                "/v1/platform/tenants",
+                OPERATOR_TOKEN,
+                json!({"slug": slug, "name": "Test tenant", "owner_email": owner_email, "owner_password": PASSWORD}),
+            )
+            .await;
+        let created = expect_json(response, StatusCode::CREATED).await;
+        let id: TenantId = created["tenant"]["id"].as_str().unwrap().parse().unwrap();
+        let owner_id = created["owner"]["id"].as_str().unwrap().to_owned();
+        let tokens = self.login(&slug, &owner_email, PASSWORD).await;
+        TestTenant {
+            id,
+            slug,
+            owner_id,
+            owner_email,
+            token: tokens["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Logs in and returns the token pair (panics unless 200).
+    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Value {
+        let response = self
+            .request(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(&json!({"tenant": tenant, "email": email, "password": password})),
+            )
+            .await;
+        expect_json(response, StatusCode::OK).await
+    }
+
+    /// Creates a user with `role` in the tenant and returns (user id, access token).
+    pub async fn create_user(&self, tenant: &TestTenant, role: &str) -> (String, String) {
+        let email = format!("{}@{}.test", unique(role), tenant.slug);
+        let response = self
+            .post(
+                "/v1/users",
+                &tenant.token,
+                json!({"email": email, "role": role, "password": PASSWORD}),
+            )
+            .await;
+        let user = expect_json(response, StatusCode::CREATED).await;
+        let tokens = self.login(&tenant.slug, &email, PASSWORD).await;
+        (
+            user["id"].as_str().unwrap().to_owned(),
+            tokens["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates an API key with `scopes` and returns (key id, secret key).
+    pub async fn create_api_key(&self, tenant: &TestTenant, scopes: &[&str]) -> (String, String) {
+        let response = self
+            .post(
+                "/v1/api-keys",
+                &tenant.token,
+                json!({"name": "test key", "scopes": scopes}),
+            )
+            .await;
+        let key = expect_json(response, StatusCode::CREATED).await;
+        (
+            key["id"].as_str().unwrap().to_owned(),
+            key["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Mints an access token with the server's key, as `tenantry token issue` does.
+    pub fn mint_token(&self, tenant_id: TenantId, scopes: &[Scope]) -> String {
+        let scopes: Scopes = scopes.iter().copied().collect();
+        JwtKeys::from_config(&self.config)
+            .issue(
+                tenant_id,
+                "test",
+                scopes,
+                std::time::Duration::from_secs(300),
+                None,
+            )
+            .expect("token signs")
+    }
+
+    /// A superuser connection to the test database, for checks the API cannot make.
+    pub async fn owner_connection(&self) -> PgConnection {
+        PgConnection::connect(&database_url())
+            .await
+            .expect("owner connects")
+    }
+
+    /// A connection as the request role, exactly as the server's pool logs in.
+    pub async fn request_role_connection(&self) -> PgConnection {
+        let options = tenantry::db::connect_options(&self.config)
+            .unwrap()
+            .username(tenantry::db::APP_ROLE)
+            .password(tenantry::config::DEV_DB_ROLE_PASSWORD);
+        PgConnection::connect_with(&options)
+            .await
+            .expect("request role connects")
+    }
+}
+
+/// Asserts the status and returns the JSON body, showing the body on mismatch.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(actual, status, "expected {status}, got {actual}: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// Asserts a problem+json answer with the given status and code; returns the problem.
+pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let problem = expect_json(response, status).await;
+    assert_eq!(
+        content_type, "application/problem+json",
+        "problem content type for {problem}"
+    );
+    assert_eq!(problem["code"], code, "problem code: {problem}");
+    assert_eq!(
+        problem["status"],
+        status.as_u16(),
+        "problem status: {problem}"
+    );
+    assert!(
+        problem["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "problem carries a request_id: {problem}"
+    );
+    problem
+}

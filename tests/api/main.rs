@@ -1,0 +1,15 @@
+//! Integration tests: the real server on port 0 against the real Postgres.
+//! Each test creates its own tenants; RLS keeps them apart, so tests run in parallel.
+
+mod helpers;
+
+mod authz;
+mod bootstrap;
+mod catalog;
+mod credentials;
+mod errors;
+mod health;
+mod isolation;
+mod openapi;
+mod sessions;
+mod tenants;
