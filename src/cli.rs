@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::{
-    auth::{AuthService, Scopes, jwt::JwtKeys, password::Passwords},
+    auth::{Scopes, jwt::JwtKeys, password::Passwords},
     config::Config,
     db::{self, Db},
     platform::tenants::{self, NewTenant},
@@ -141,9 +141,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             let db = Db::connect(&config)?;
             let tenant_id = resolve_tenant(&db, &tenant).await?;
-            AuthService::from_config(&config)?;
             let token =
-                JwtKeys::from_config(&config).issue(tenant_id, &subject, scopes, ttl, None)?;
+                JwtKeys::from_config(&config)?.issue(tenant_id, &subject, scopes, ttl, None)?;
             println!("{token}");
             Ok(())
         }

@@ -5,7 +5,7 @@
 //! defaults work against a local Postgres with no set-up; the secrets among them are
 //! development defaults, refused when `TENANTRY_ENV=production`.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
@@ -23,6 +23,15 @@ pub const DEV_DB_ROLE_PASSWORD: &str = "tenantry-dev-password";
 pub enum Environment {
     Development,
     Production,
+}
+
+/// How access tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// A shared secret (`JWT_SECRET`): the development default.
+    Hs256,
+    /// Ed25519 key pairs (`JWT_PRIVATE_KEY_FILES`), published at `/.well-known/jwks.json`.
+    EdDsa,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +56,15 @@ pub struct Config {
     pub database_platform_password: SecretString,
     /// `DATABASE_MAX_CONNECTIONS`: size of the request pool. Default 20.
     pub database_max_connections: u32,
+    /// `JWT_ALGORITHM`: `HS256` (default) or `EdDSA`. Tokens of any other algorithm are
+    /// refused, whatever their header says.
+    pub jwt_algorithm: JwtAlgorithm,
     /// `JWT_SECRET`: HS256 signing key for access tokens (at least 32 bytes).
     pub jwt_secret: SecretString,
+    /// `JWT_PRIVATE_KEY_FILES`: comma-separated PKCS#8 PEM Ed25519 private keys (EdDSA).
+    /// The first signs; all verify (by `kid`). Rotate by putting a new key first, and drop
+    /// the old one once the tokens it signed have expired.
+    pub jwt_private_key_files: Vec<PathBuf>,
     /// `JWT_ISSUER`: `iss` of issued and accepted tokens. Default `tenantry`.
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE`: `aud` of issued and accepted tokens. Default `tenantry-api`.
@@ -102,7 +118,18 @@ impl Config {
             database_max_connections: var("DATABASE_MAX_CONNECTIONS", "20")
                 .parse()
                 .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?,
+            jwt_algorithm: match var("JWT_ALGORITHM", "HS256").as_str() {
+                "HS256" => JwtAlgorithm::Hs256,
+                "EdDSA" => JwtAlgorithm::EdDsa,
+                other => bail!("JWT_ALGORITHM must be HS256 or EdDSA, not {other:?}"),
+            },
             jwt_secret: secret("JWT_SECRET", DEV_JWT_SECRET),
+            jwt_private_key_files: var("JWT_PRIVATE_KEY_FILES", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+                .collect(),
             jwt_issuer: var("JWT_ISSUER", "tenantry"),
             jwt_audience: var("JWT_AUDIENCE", "tenantry-api"),
             access_token_ttl: duration("ACCESS_TOKEN_TTL", "15m")?,
@@ -126,6 +153,9 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.jwt_secret.expose_secret().len() < 32 {
             bail!("JWT_SECRET must be at least 32 bytes");
+        }
+        if self.jwt_algorithm == JwtAlgorithm::EdDsa && self.jwt_private_key_files.is_empty() {
+            bail!("JWT_ALGORITHM=EdDSA needs JWT_PRIVATE_KEY_FILES");
         }
         if self.operator_token.expose_secret().len() < 16 {
             bail!("TENANTRY_OPERATOR_TOKEN must be at least 16 characters");
@@ -151,8 +181,17 @@ impl Config {
     /// Names of the secrets still set to their development defaults (warned about in
     /// development, refused in production).
     pub fn secrets_left_at_dev_default(&self) -> Vec<&'static str> {
+        let jwt_secret_in_use = self.jwt_algorithm == JwtAlgorithm::Hs256;
         [
-            ("JWT_SECRET", &self.jwt_secret, DEV_JWT_SECRET),
+            (
+                "JWT_SECRET",
+                &self.jwt_secret,
+                if jwt_secret_in_use {
+                    DEV_JWT_SECRET
+                } else {
+                    ""
+                },
+            ),
             (
                 "TENANTRY_OPERATOR_TOKEN",
                 &self.operator_token,
@@ -206,6 +245,24 @@ mod tests {
     fn production_refuses_development_secrets() {
         let error = config(&[("TENANTRY_ENV", "production")]).unwrap_err();
         assert!(error.to_string().contains("JWT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn eddsa_without_key_files_is_refused() {
+        let error = config(&[("JWT_ALGORITHM", "EdDSA")]).unwrap_err();
+        assert!(
+            error.to_string().contains("JWT_PRIVATE_KEY_FILES"),
+            "{error}"
+        );
+        let files = config(&[
+            ("JWT_ALGORITHM", "EdDSA"),
+            ("JWT_PRIVATE_KEY_FILES", "a.pem, b.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            files.jwt_private_key_files,
+            vec![PathBuf::from("a.pem"), PathBuf::from("b.pem")]
+        );
     }
 
     #[test]

@@ -1,18 +1,35 @@
 //! Access tokens: JWTs signed with the configured key.
 //!
-//! The accepted algorithm is fixed by configuration (HS256 with `JWT_SECRET`), never taken
-//! from the token's header, so `alg: none` and algorithm-confusion tokens fail. `iss`,
-//! `aud`, `exp` and `sub` are required; `nbf` is checked when present.
+//! The accepted algorithm is fixed by configuration, never taken from the token's header,
+//! so `alg: none` and algorithm-confusion tokens fail. `iss`, `aud`, `exp` and `sub` are
+//! required; `nbf` is checked when present.
+//!
+//! - HS256 with `JWT_SECRET`: the zero-set-up development default.
+//! - EdDSA with `JWT_PRIVATE_KEY_FILES`: the first key signs, every listed key verifies,
+//!   chosen by the token's `kid` (the key's RFC 7638 thumbprint). The public keys are
+//!   published at `/.well-known/jwks.json`, so other services verify without a secret.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::{SigningKey, pkcs8::DecodePrivateKey};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+    errors::{Error, ErrorKind},
+};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::scope::Scopes;
-use crate::{config::Config, tenancy::TenantId};
+use crate::{
+    config::{Config, JwtAlgorithm},
+    tenancy::TenantId,
+};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 30;
@@ -37,32 +54,87 @@ pub struct Claims {
     pub sid: Option<Uuid>,
 }
 
-pub struct JwtKeys {
-    encoding: EncodingKey,
+/// A verification key with its id and published form.
+struct PublicKey {
+    kid: String,
     decoding: DecodingKey,
+    jwk: Value,
+}
+
+enum Keys {
+    Hmac {
+        encoding: EncodingKey,
+        decoding: DecodingKey,
+    },
+    Ed {
+        signing: EncodingKey,
+        signing_kid: String,
+        verifying: Vec<PublicKey>,
+    },
+}
+
+pub struct JwtKeys {
+    keys: Keys,
     validation: Validation,
-    header: Header,
     issuer: String,
     audience: String,
 }
 
 impl JwtKeys {
-    pub fn from_config(config: &Config) -> Self {
-        let secret = config.jwt_secret.expose_secret().as_bytes();
-        let mut validation = Validation::new(Algorithm::HS256);
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let (algorithm, keys) = match config.jwt_algorithm {
+            JwtAlgorithm::Hs256 => {
+                let secret = config.jwt_secret.expose_secret().as_bytes();
+                let keys = Keys::Hmac {
+                    encoding: EncodingKey::from_secret(secret),
+                    decoding: DecodingKey::from_secret(secret),
+                };
+                (Algorithm::HS256, keys)
+            }
+            JwtAlgorithm::EdDsa => {
+                let mut signing = None;
+                let mut verifying = Vec::new();
+                for path in &config.jwt_private_key_files {
+                    let pem = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading JWT key {}", path.display()))?;
+                    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{} is not a PKCS#8 PEM Ed25519 private key: {e}",
+                            path.display()
+                        )
+                    })?;
+                    let public = ed_public_key(&key)?;
+                    if signing.is_none() {
+                        let encoding = EncodingKey::from_ed_pem(pem.as_bytes())
+                            .context("loading the signing key")?;
+                        signing = Some((encoding, public.kid.clone()));
+                    }
+                    verifying.push(public);
+                }
+                let (signing, signing_kid) =
+                    signing.context("JWT_PRIVATE_KEY_FILES lists no key")?;
+                (
+                    Algorithm::EdDSA,
+                    Keys::Ed {
+                        signing,
+                        signing_kid,
+                        verifying,
+                    },
+                )
+            }
+        };
+        let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&config.jwt_issuer]);
         validation.set_audience(&[&config.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        Ok(Self {
+            keys,
             validation,
-            header: Header::new(Algorithm::HS256),
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
-        }
+        })
     }
 
     /// Signs an access token.
@@ -87,11 +159,59 @@ impl JwtKeys {
             jti: Uuid::now_v7(),
             sid,
         };
-        Ok(encode(&self.header, &claims, &self.encoding)?)
+        let token = match &self.keys {
+            Keys::Hmac { encoding, .. } => {
+                encode(&Header::new(Algorithm::HS256), &claims, encoding)?
+            }
+            Keys::Ed {
+                signing,
+                signing_kid,
+                ..
+            } => {
+                let header = Header {
+                    kid: Some(signing_kid.clone()),
+                    ..Header::new(Algorithm::EdDSA)
+                };
+                encode(&header, &claims, signing)?
+            }
+        };
+        Ok(token)
     }
 
     /// Verifies signature, algorithm and registered claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims)
+    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        let key = match &self.keys {
+            Keys::Hmac { decoding, .. } => decoding,
+            Keys::Ed { verifying, .. } => {
+                let kid = decode_header(token)?
+                    .kid
+                    .ok_or_else(|| Error::from(ErrorKind::InvalidToken))?;
+                &verifying
+                    .iter()
+                    .find(|k| k.kid == kid)
+                    .ok_or_else(|| Error::from(ErrorKind::InvalidSignature))?
+                    .decoding
+            }
+        };
+        decode::<Claims>(token, key, &self.validation).map(|data| data.claims)
     }
+
+    /// The published verification keys (none for HS256: a shared secret is never published).
+    pub fn jwks(&self) -> Vec<Value> {
+        match &self.keys {
+            Keys::Hmac { .. } => Vec::new(),
+            Keys::Ed { verifying, .. } => verifying.iter().map(|k| k.jwk.clone()).collect(),
+        }
+    }
+}
+
+fn ed_public_key(key: &SigningKey) -> anyhow::Result<PublicKey> {
+    let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+    // RFC 7638: the thumbprint hashes the required members in lexicographic order.
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    let decoding = DecodingKey::from_ed_components(&x).context("deriving the verification key")?;
+    let jwk =
+        json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+    Ok(PublicKey { kid, decoding, jwk })
 }

@@ -100,7 +100,7 @@ impl AuthService {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         scope::validate_role_map()?;
         Ok(Self {
-            jwt: JwtKeys::from_config(config),
+            jwt: JwtKeys::from_config(config)?,
             hasher: TokenHasher::new(config.token_hash_key.clone()),
             passwords: Passwords::new()?,
             access_token_ttl: config.access_token_ttl,

@@ -152,9 +152,9 @@ pub async fn get_me(
 
 #[derive(Serialize, ToSchema)]
 pub struct Jwks {
-    /// Public keys that verify access tokens. Empty while tokens are signed with a shared
-    /// HS256 secret, which is never published.
-    #[schema(value_type = Vec<Object>, example = json!([]))]
+    /// Public keys that verify access tokens (EdDSA). Empty while tokens are signed with a
+    /// shared HS256 secret, which is never published.
+    #[schema(value_type = Vec<Object>, example = json!([{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"}]))]
     pub keys: Vec<serde_json::Value>,
 }
 
@@ -163,6 +163,8 @@ pub struct Jwks {
     get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "The key set", body = Jwks))
 )]
-pub async fn get_jwks() -> Json<Jwks> {
-    Json(Jwks { keys: Vec::new() })
+pub async fn get_jwks(State(state): State<AppState>) -> Json<Jwks> {
+    Json(Jwks {
+        keys: state.auth.jwt.jwks(),
+    })
 }

@@ -211,6 +211,7 @@ impl TestApp {
     pub fn mint_token(&self, tenant_id: TenantId, scopes: &[Scope]) -> String {
         let scopes: Scopes = scopes.iter().copied().collect();
         JwtKeys::from_config(&self.config)
+            .expect("keys load")
             .issue(
                 tenant_id,
                 "test",

@@ -10,6 +10,7 @@ mod credentials;
 mod errors;
 mod health;
 mod isolation;
+mod jwks;
 mod openapi;
 mod sessions;
 mod tenants;
