@@ -92,10 +92,10 @@ pub async fn create_api_key(
     ValidJson(body): ValidJson<CreateApiKey>,
 ) -> Result<Response, ApiError> {
     let scopes = parse_scopes(&body.scopes)?;
-    if !scopes.is_subset_of(principal.scopes) {
+    if !scopes.is_subset_of(principal.scopes()) {
         let extra: Vec<_> = scopes
             .iter()
-            .filter(|s| !principal.scopes.contains(*s))
+            .filter(|s| !principal.scopes().contains(*s))
             .map(Scope::as_str)
             .collect();
         return Err(ApiError::forbidden(
@@ -117,18 +117,18 @@ pub async fn create_api_key(
         return Err(ApiError::invalid("name", "must be 1-100 characters"));
     }
 
-    let token = OpaqueToken::generate(TokenKind::ApiKey, principal.tenant_id);
+    let token = OpaqueToken::generate(TokenKind::ApiKey, principal.tenant_id());
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
     let api_key = store::insert(
         &mut tx,
         store::NewApiKey {
-            tenant_id: principal.tenant_id,
+            tenant_id: principal.tenant_id(),
             id: ApiKeyId::from_uuid(token.id),
             name,
             hint: &token.hint(),
             secret_hash: &state.auth.hasher.hash(&token),
             scopes,
-            created_by: &principal.actor.to_string(),
+            created_by: &principal.actor().to_string(),
             expires_at: body.expires_at,
         },
     )

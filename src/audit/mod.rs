@@ -48,8 +48,8 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     record_as(
         conn,
-        principal.tenant_id,
-        &principal.actor.to_string(),
+        principal.tenant_id(),
+        &principal.actor().to_string(),
         event,
     )
     .await

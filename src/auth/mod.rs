@@ -39,13 +39,16 @@ use session::SessionId;
 use token::TokenHasher;
 
 /// The authenticated caller of a tenant route.
+///
+/// Only `auth` constructs one, from a verified credential: the fields are private to it
+/// and readable elsewhere through accessors, so no handler can make up a principal for another
+/// tenant and open that tenant's transaction.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub tenant_id: TenantId,
-    pub actor: Actor,
-    pub scopes: Scopes,
-    /// The login session of a user's access token (absent for API keys and minted tokens).
-    pub session_id: Option<SessionId>,
+    tenant_id: TenantId,
+    actor: Actor,
+    scopes: Scopes,
+    session_id: Option<SessionId>,
 }
 
 /// Who acts: recorded in audit events.
@@ -68,6 +71,24 @@ impl fmt::Display for Actor {
 }
 
 impl Principal {
+    /// The tenant of the verified credential.
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn scopes(&self) -> Scopes {
+        self.scopes
+    }
+
+    /// The login session of a user's access token (absent for API keys and minted tokens).
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.session_id
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(scope) {
             Ok(())

@@ -128,7 +128,7 @@ pub async fn get_me(
     principal: Principal,
 ) -> Result<Json<Me>, ApiError> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let tenant = tenants::find(&mut tx, principal.tenant_id)
+    let tenant = tenants::find(&mut tx, principal.tenant_id())
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
     let user = match principal.user_id() {
@@ -136,7 +136,7 @@ pub async fn get_me(
         None => None,
     };
     tx.commit().await?;
-    let (actor_type, actor_id) = match &principal.actor {
+    let (actor_type, actor_id) = match principal.actor() {
         Actor::User(id) => ("user", id.to_string()),
         Actor::ApiKey(id) => ("api_key", id.to_string()),
         Actor::Service(name) => ("service", name.clone()),
@@ -145,7 +145,7 @@ pub async fn get_me(
         tenant,
         actor_type,
         actor_id,
-        scopes: principal.scopes.to_vec(),
+        scopes: principal.scopes().to_vec(),
         user,
     }))
 }

@@ -226,7 +226,7 @@ pub async fn refresh(db: &Db, auth: &AuthService, presented: &str) -> Result<Tok
 
 /// Ends the caller's session: its refresh tokens and access tokens stop working.
 pub async fn logout(db: &Db, principal: &Principal) -> Result<(), ApiError> {
-    let session_id = principal.session_id.ok_or_else(|| {
+    let session_id = principal.session_id().ok_or_else(|| {
         ApiError::bad_request(
             "no_session",
             "only a login session's access token can log out; revoke API keys instead",
@@ -299,11 +299,11 @@ fn token_pair(
         .user_id()
         .ok_or_else(|| anyhow::anyhow!("session principal without a user"))?;
     let access_token = auth.jwt.issue(
-        principal.tenant_id,
+        principal.tenant_id(),
         &user_id.to_string(),
-        principal.scopes,
+        principal.scopes(),
         auth.access_token_ttl,
-        principal.session_id.map(|s| s.as_uuid()),
+        principal.session_id().map(|s| s.as_uuid()),
     )?;
     Ok(TokenPair {
         access_token,

@@ -97,7 +97,7 @@ impl Db {
         principal: &Principal,
         access: Access,
     ) -> Result<TenantTx, sqlx::Error> {
-        TenantTx::open(&self.request, principal.tenant_id, access).await
+        TenantTx::open(&self.request, principal.tenant_id(), access).await
     }
 
     /// Resolves a tenant slug before any credential is verified (login), through the

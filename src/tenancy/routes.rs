@@ -38,7 +38,7 @@ pub async fn get_tenant(
     preconditions: Preconditions,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let tenant = store::find(&mut tx, principal.tenant_id)
+    let tenant = store::find(&mut tx, principal.tenant_id())
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
@@ -72,13 +72,13 @@ pub async fn update_tenant(
 ) -> Result<Response, ApiError> {
     let name = body.name.as_deref().map(parse_name).transpose()?;
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let current = store::find_for_update(&mut tx, principal.tenant_id)
+    let current = store::find_for_update(&mut tx, principal.tenant_id())
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
     preconditions.check_write(current.version)?;
     let updated = match name {
         Some(name) if name != current.name => {
-            let updated = store::rename(&mut tx, principal.tenant_id, &name).await?;
+            let updated = store::rename(&mut tx, principal.tenant_id(), &name).await?;
             audit::record(
                 &mut tx,
                 &principal,

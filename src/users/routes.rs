@@ -100,7 +100,7 @@ pub async fn create_user(
     let hash = state.auth.passwords.hash(password).await?;
 
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let user = store::insert(&mut tx, principal.tenant_id, &email, body.role, &hash).await?;
+    let user = store::insert(&mut tx, principal.tenant_id(), &email, body.role, &hash).await?;
     audit::record(
         &mut tx,
         &principal,
@@ -260,7 +260,7 @@ async fn change_user(
 
 /// A caller may grant (or touch a holder of) a role only when they hold all its scopes.
 fn ensure_may_grant(principal: &Principal, role: Role) -> Result<(), ApiError> {
-    if role.scopes().is_subset_of(principal.scopes) {
+    if role.scopes().is_subset_of(principal.scopes()) {
         Ok(())
     } else {
         Err(ApiError::forbidden(
