@@ -15,7 +15,7 @@ use tenantry::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{expect_json, expect_problem, spawn_app, test_config};
+use crate::helpers::{TestApp, expect_json, expect_problem, spawn_app, test_config};
 
 #[tokio::test]
 async fn liveness_and_readiness_answer_ok_when_postgres_is_up() {
@@ -196,4 +196,168 @@ async fn shutdown_drains_a_request_already_in_flight() {
             .is_err(),
         "no new connections after shutdown"
     );
+}
+
+/// Runs the real binary (`serve`) on a free port with the test configuration plus `env`,
+/// its output going to `log_file`; returns once it is ready.
+async fn spawn_server_process(
+    env: &[(&str, &str)],
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, TestApp) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(log_file).unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    command
+        .arg("serve")
+        .env("DATABASE_URL", crate::helpers::database_url())
+        .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env("TENANTRY_OPERATOR_TOKEN", crate::helpers::OPERATOR_TOKEN)
+        .env("TENANTRY_TOKEN_HASH_KEY", "test-token-hash-key")
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let server = command.spawn().expect("the binary starts");
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        config: test_config(&[]),
+    };
+    for _ in 0..100 {
+        if app
+            .client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return (server, app);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the server did not become ready; its log: {}",
+        std::fs::read_to_string(log_file).unwrap_or_default()
+    );
+}
+
+fn sigterm(server: &tokio::process::Child) {
+    let pid = server.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn json_logs_at_trace_level_never_contain_passwords_tokens_or_keys() {
+    let log_file =
+        std::env::temp_dir().join(format!("{}.log", crate::helpers::unique("tenantry-logs")));
+    let (mut server, app) =
+        spawn_server_process(&[("LOG_FORMAT", "json"), ("RUST_LOG", "trace")], &log_file).await;
+
+    let tenant = app.create_tenant().await;
+    let (_, key) = app.create_api_key(&tenant, &["tenant:read"]).await;
+    app.client
+        .get(app.url("/v1/me"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    app.get("/v1/me", &key).await;
+    app.get("/v1/me", &tenant.token).await;
+    app.get("/v1/me", "garbage-token-value").await;
+    let refreshed = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(&json!({"refresh_token": tenant.refresh_token})),
+        )
+        .await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    sigterm(&server);
+    server.wait().await.unwrap();
+
+    let text = std::fs::read_to_string(&log_file).unwrap();
+    let _ = std::fs::remove_file(&log_file);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "request finished" && l["span"]["request_id"].is_string()),
+        "structured request logs with the request id expected"
+    );
+    let key_secret = &key[key.len() - 20..];
+    for (what, secret) in [
+        ("password", crate::helpers::PASSWORD),
+        ("API key", key.as_str()),
+        ("API key secret part", key_secret),
+        ("access token", tenant.token.as_str()),
+        ("refresh token", tenant.refresh_token.as_str()),
+        ("operator token", crate::helpers::OPERATOR_TOKEN),
+        ("JWT secret", crate::helpers::JWT_SECRET),
+        ("argon2 hash", "$argon2id$"),
+    ] {
+        assert!(!text.contains(secret), "the logs contain a {what}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_drains_an_in_flight_request_on_sigterm_and_exits_cleanly() {
+    let log_file = std::env::temp_dir().join(format!(
+        "{}.log",
+        crate::helpers::unique("tenantry-sigterm")
+    ));
+    let (mut server, app) = spawn_server_process(&[], &log_file).await;
+
+    let (mut body_tx, body_rx) =
+        futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let in_flight = tokio::spawn(
+        app.client
+            .post(app.url("/v1/auth/login"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body_rx))
+            .send(),
+    );
+    body_tx
+        .send(Ok(br#"{"tenant": "no-such-tenant", "#.to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    body_tx
+        .send(Ok(
+            br#""email": "a@b.test", "password": "not the password"}"#.to_vec(),
+        ))
+        .await
+        .unwrap();
+    drop(body_tx);
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered after SIGTERM");
+    expect_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    let _ = std::fs::remove_file(&log_file);
+    assert!(status.success(), "clean exit after SIGTERM, got {status}");
 }
