@@ -6,6 +6,20 @@ use sqlx::{Connection, Row};
 
 use crate::helpers::spawn_app;
 
+/// A transaction of the request role inside one tenant's context, set as the server does.
+async fn tenant_transaction(
+    conn: &mut sqlx::PgConnection,
+    tenant: tenantry::tenancy::TenantId,
+) -> sqlx::Transaction<'_, sqlx::Postgres> {
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
 #[tokio::test]
 async fn every_table_with_a_tenant_id_has_forced_rls_and_a_using_and_with_check_policy() {
     let app = spawn_app().await;
@@ -143,12 +157,7 @@ async fn the_tenant_context_ends_with_its_transaction_and_fails_closed_afterward
     let tenant = app.create_tenant().await;
     let mut conn = app.request_role_connection().await;
 
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(tenant.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = tenant_transaction(&mut conn, tenant.id).await;
     let inside: i64 = sqlx::query_scalar("select count(*) from users")
         .fetch_one(&mut *tx)
         .await
@@ -185,12 +194,7 @@ async fn a_tenant_context_cannot_write_rows_for_another_tenant() {
     let app = spawn_app().await;
     let (a, b) = (app.create_tenant().await, app.create_tenant().await);
     let mut conn = app.request_role_connection().await;
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = tenant_transaction(&mut conn, a.id).await;
 
     let result = sqlx::query("insert into users (tenant_id, id, email, role, password_hash) values ($1, gen_random_uuid(), 'spy@x.test', 'owner', 'x')")
         .bind(b.id)
@@ -215,12 +219,7 @@ async fn the_request_role_cannot_rewrite_history_or_change_its_plan() {
         "update tenants set status = 'active'",
         "delete from users",
     ] {
-        let mut tx = conn.begin().await.unwrap();
-        sqlx::query("select set_config('app.tenant_id', $1, true)")
-            .bind(tenant.id.to_string())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = tenant_transaction(&mut conn, tenant.id).await;
         let error = sqlx::query(statement)
             .execute(&mut *tx)
             .await

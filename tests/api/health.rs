@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use reqwest::StatusCode;
 use serde_json::json;
 use tenantry::{
@@ -152,36 +152,11 @@ async fn shutdown_drains_a_request_already_in_flight() {
         let _ = stopped.await;
     }));
 
-    // A request whose body is still arriving when the shutdown signal comes.
-    let (mut body_tx, body_rx) =
-        futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let client = reqwest::Client::new();
-    let in_flight = tokio::spawn(
-        client
-            .post(format!("{address}/v1/auth/login"))
-            .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(body_rx.map(|chunk| chunk)))
-            .send(),
-    );
-    body_tx
-        .send(Ok(br#"{"tenant": "no-such-tenant", "#.to_vec()))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    body_tx
-        .send(Ok(
-            br#""email": "a@b.test", "password": "not the password"}"#.to_vec(),
-        ))
-        .await
-        .unwrap();
-    drop(body_tx);
-
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered, not cut off");
+    let response = login_in_flight_across(&client, &format!("{address}/v1/auth/login"), || {
+        stop.send(()).unwrap()
+    })
+    .await;
     expect_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     tokio::time::timeout(Duration::from_secs(10), server)
         .await
@@ -196,6 +171,42 @@ async fn shutdown_drains_a_request_already_in_flight() {
             .is_err(),
         "no new connections after shutdown"
     );
+}
+
+/// Sends a login whose body is still arriving when `stop` is called, finishes the body
+/// after the stop, and returns the answer: a drained request is answered, not cut off.
+async fn login_in_flight_across(
+    client: &reqwest::Client,
+    url: &str,
+    stop: impl FnOnce(),
+) -> reqwest::Response {
+    let (mut body_tx, body_rx) =
+        futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let in_flight = tokio::spawn(
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body_rx))
+            .send(),
+    );
+    body_tx
+        .send(Ok(br#"{"tenant": "no-such-tenant", "#.to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    body_tx
+        .send(Ok(
+            br#""email": "a@b.test", "password": "not the password"}"#.to_vec(),
+        ))
+        .await
+        .unwrap();
+    drop(body_tx);
+    in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered after the stop signal, not cut off")
 }
 
 /// Runs the real binary (`serve`) on a free port with the test configuration plus `env`,
@@ -325,34 +336,8 @@ async fn the_binary_drains_an_in_flight_request_on_sigterm_and_exits_cleanly() {
     ));
     let (mut server, app) = spawn_server_process(&[], &log_file).await;
 
-    let (mut body_tx, body_rx) =
-        futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let in_flight = tokio::spawn(
-        app.client
-            .post(app.url("/v1/auth/login"))
-            .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(body_rx))
-            .send(),
-    );
-    body_tx
-        .send(Ok(br#"{"tenant": "no-such-tenant", "#.to_vec()))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&server);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    body_tx
-        .send(Ok(
-            br#""email": "a@b.test", "password": "not the password"}"#.to_vec(),
-        ))
-        .await
-        .unwrap();
-    drop(body_tx);
-
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered after SIGTERM");
+    let response =
+        login_in_flight_across(&app.client, &app.url("/v1/auth/login"), || sigterm(&server)).await;
     expect_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
         .await
