@@ -1,16 +1,17 @@
 -- The SQL of one authenticated `GET /v1/me` with a login token, as pgbench runs it:
 -- the credential check (tenant status, session, user) and the handler's read, each in
--- its own read-only tenant transaction. Variables: :tid (tenant), :sid (session), :uid (user).
+-- its own read-only tenant transaction. Variables: :tid (tenant), :sid (session), :uid (user);
+-- run with `-M prepared`, so they are bound parameters, as sqlx binds them.
 begin;
-select set_config('app.tenant_id', :'tid', true), set_config('transaction_read_only', 'on', true);
+select set_config('app.tenant_id', :tid, true), set_config('transaction_read_only', 'on', true);
 select t.status, s.revoked_at is null and s.expires_at > now(), u.id, u.status, u.role
   from tenants t
-  left join sessions s on s.tenant_id = t.id and s.id = :'sid'
+  left join sessions s on s.tenant_id = t.id and s.id = :sid
   left join users u on u.tenant_id = s.tenant_id and u.id = s.user_id
- where t.id = :'tid';
+ where t.id = :tid;
 commit;
 begin;
-select set_config('app.tenant_id', :'tid', true), set_config('transaction_read_only', 'on', true);
-select id, slug, name, plan, status, version, created_at, updated_at from tenants where id = :'tid';
-select id, email, role, status, version, created_at, updated_at from users where id = :'uid';
+select set_config('app.tenant_id', :tid, true), set_config('transaction_read_only', 'on', true);
+select id, slug, name, plan, status, version, created_at, updated_at from tenants where id = :tid;
+select id, email, role, status, version, created_at, updated_at from users where id = :uid;
 commit;
