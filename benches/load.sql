@@ -1,7 +1,9 @@
 -- The SQL of one authenticated `GET /v1/me` with a login token, as pgbench runs it:
 -- the credential check (tenant status, session, user) and the handler's read, each in
 -- its own read-only tenant transaction. Variables: :tid (tenant), :sid (session), :uid (user);
--- run with `-M prepared`, so they are bound parameters, as sqlx binds them.
+-- run with `-M prepared`, so they are bound parameters, as sqlx binds them. The API sends
+-- each `begin` and its `set_config` as one simple query (one round trip); pgbench's
+-- prepared mode cannot send compound statements, so here they are two.
 begin;
 select set_config('app.tenant_id', :tid, true), set_config('transaction_read_only', 'on', true);
 select t.status, s.revoked_at is null and s.expires_at > now(), u.id, u.status, u.role

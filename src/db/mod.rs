@@ -129,19 +129,15 @@ pub struct TenantTx {
 
 impl TenantTx {
     async fn open(pool: &PgPool, tenant_id: TenantId, access: Access) -> Result<Self, sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        // One round trip sets the tenant and, for reads, the read-only mode (a transaction
-        // may always switch to read-only before it writes).
-        let read_only = if access == Access::ReadOnly {
-            "on"
-        } else {
-            "off"
+        // BEGIN and the tenant setting travel as one simple query: one round trip, and the
+        // transaction never exists without its tenant. Formatting the id into SQL is safe:
+        // a `TenantId` is a UUID, and its text form is only hex digits and hyphens.
+        let begin = match access {
+            Access::ReadOnly => "begin read only",
+            Access::ReadWrite => "begin",
         };
-        sqlx::query("select set_config('app.tenant_id', $1, true), set_config('transaction_read_only', $2, true)")
-            .bind(tenant_id.to_string())
-            .bind(read_only)
-            .execute(&mut *tx)
-            .await?;
+        let statement = format!("{begin}; select set_config('app.tenant_id', '{tenant_id}', true)");
+        let tx = pool.begin_with(statement).await?;
         Ok(Self { tx, tenant_id })
     }
 
