@@ -112,12 +112,12 @@ create table audit_events (
 
 -- Login resolves the tenant a user names (a slug) before any credential is verified, so it
 -- cannot run under the tenant's RLS context. This narrow door answers exactly one question
--- — which tenant has this slug, and is it active — and nothing else.
+-- — which tenant has this slug — and nothing else.
 create function tenant_by_slug(p_slug text)
-returns table (id uuid, status text)
+returns uuid
 language sql stable security definer
 set search_path = pg_catalog, public
-as $$ select t.id, t.status from public.tenants t where t.slug = p_slug $$;
+as $$ select t.id from public.tenants t where t.slug = p_slug $$;
 revoke all on function tenant_by_slug(text) from public;
 
 revoke create on schema public from public;

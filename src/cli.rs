@@ -156,7 +156,7 @@ async fn resolve_tenant(db: &Db, tenant: &str) -> anyhow::Result<TenantId> {
         .context("connecting as the platform role")?;
     let found = match tenant.parse::<TenantId>() {
         Ok(id) => store::find(&mut tx, id).await?.map(|t| t.id),
-        Err(_) => store::id_by_slug(&mut *tx, tenant).await?.map(|(id, _)| id),
+        Err(_) => store::id_by_slug(&mut *tx, tenant).await?,
     };
     found.with_context(|| format!("no tenant {tenant:?}"))
 }

@@ -63,6 +63,8 @@ scopes! {
     RealtimeSubscribe => "realtime:subscribe",
 }
 
+const _: () = assert!(Scope::ALL.len() <= 32, "Scopes is a u32 bit set");
+
 #[derive(Debug, thiserror::Error)]
 #[error("unknown scope {0:?}")]
 pub struct UnknownScope(pub String);
@@ -78,8 +80,9 @@ impl fmt::Display for Scope {
 pub struct Scopes(u32);
 
 impl Scopes {
+    /// A fieldless enum's discriminant is its position: bit n is the n-th scope.
     fn bit(scope: Scope) -> u32 {
-        1 << Scope::ALL.iter().position(|s| *s == scope).unwrap_or(31)
+        1 << scope as u32
     }
 
     pub fn contains(self, scope: Scope) -> bool {
@@ -148,6 +151,16 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+            Role::Billing => "billing",
+        }
+    }
+
     pub const ALL: &'static [Role] = &[
         Role::Owner,
         Role::Admin,

@@ -67,24 +67,21 @@ pub async fn login(
     email: &str,
     password: SecretString,
 ) -> Result<TokenPair, ApiError> {
-    let tenant = match tenant.parse::<TenantId>().ok() {
-        Some(id) => Some((id, None)),
-        None => db
-            .resolve_slug(tenant)
-            .await?
-            .map(|(id, status)| (id, Some(status))),
+    let tenant_id = match tenant.parse::<TenantId>() {
+        Ok(id) => Some(id),
+        Err(_) => db.resolve_slug(tenant).await?,
     };
-    let user = match (&tenant, Email::parse(email)) {
-        (Some((tenant_id, _)), Ok(email)) => {
+    let user = match (tenant_id, Email::parse(email)) {
+        (Some(tenant_id), Ok(email)) => {
             let mut tx =
-                TenantTx::begin_for_credential_check(db, *tenant_id, Access::ReadOnly).await?;
+                TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadOnly).await?;
             let user: Option<LoginUser> = sqlx::query_as(
                 "select id, password_hash, status, role from users where email = $1",
             )
             .bind(email.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-            let status = tenants::find(&mut tx, *tenant_id).await?.map(|t| t.status);
+            let status = tenants::find(&mut tx, tenant_id).await?.map(|t| t.status);
             tx.commit().await?;
             user.map(|u| (u, status))
         }
@@ -105,7 +102,7 @@ pub async fn login(
     if tenant_status == Some(TenantStatus::Suspended) {
         return Err(ApiError::TenantSuspended);
     }
-    let (tenant_id, _) = tenant.ok_or(ApiError::InvalidCredentials)?;
+    let tenant_id = tenant_id.ok_or(ApiError::InvalidCredentials)?;
 
     let mut tx = TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadWrite).await?;
     let session_id = SessionId::new();

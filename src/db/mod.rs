@@ -102,10 +102,7 @@ impl Db {
 
     /// Resolves a tenant slug before any credential is verified (login), through the
     /// narrow `tenant_by_slug` database function.
-    pub async fn resolve_slug(
-        &self,
-        slug: &str,
-    ) -> Result<Option<(TenantId, crate::tenancy::TenantStatus)>, sqlx::Error> {
+    pub async fn resolve_slug(&self, slug: &str) -> Result<Option<TenantId>, sqlx::Error> {
         crate::tenancy::store::id_by_slug(&self.request, slug).await
     }
 

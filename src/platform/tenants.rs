@@ -107,14 +107,14 @@ pub async fn update(
     db: &Db,
     id: TenantId,
     changes: TenantChanges,
-    if_match: &crate::http::etag::Preconditions,
+    preconditions: &crate::http::etag::Preconditions,
 ) -> Result<Tenant, ApiError> {
     let name = changes.name.as_deref().map(parse_name).transpose()?;
     let mut tx = db.platform().await?;
     let current = tenants::find_for_update(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
-    if_match.check_write(current.version)?;
+    preconditions.check_write(current.version)?;
     let name = name.unwrap_or_else(|| current.name.clone());
     let plan = changes.plan.unwrap_or(current.plan);
     let status = changes.status.unwrap_or(current.status);

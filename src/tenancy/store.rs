@@ -99,15 +99,12 @@ pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<Tena
 /// Resolves a login's tenant by slug through the narrow `tenant_by_slug` function (the
 /// only lookup that runs before any tenant context exists).
 #[tracing::instrument(skip_all)]
-pub async fn id_by_slug<'c, E>(
-    executor: E,
-    slug: &str,
-) -> Result<Option<(TenantId, TenantStatus)>, sqlx::Error>
+pub async fn id_by_slug<'c, E>(executor: E, slug: &str) -> Result<Option<TenantId>, sqlx::Error>
 where
     E: sqlx::PgExecutor<'c>,
 {
-    sqlx::query_as("select id, status from tenant_by_slug($1)")
+    sqlx::query_scalar("select tenant_by_slug($1)")
         .bind(slug)
-        .fetch_optional(executor)
+        .fetch_one(executor)
         .await
 }

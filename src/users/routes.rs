@@ -265,7 +265,7 @@ fn ensure_may_grant(principal: &Principal, role: Role) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden(
             "role_escalation",
-            format!("the `{role:?}` role has scopes you do not hold").to_lowercase(),
+            format!("the `{}` role has scopes you do not hold", role.as_str()),
         ))
     }
 }
