@@ -44,3 +44,8 @@ create policy tenant_isolation on tenants
 -- context, through the tenant_isolation policies above.
 drop policy if exists platform_directory on tenants;
 create policy platform_directory on tenants to tenantry_platform using (true) with check (true);
+
+-- The committed-event feed reads every tenant's events as the platform role, then hands
+-- each subscriber only its own tenant's (src/events/feed.rs).
+drop policy if exists platform_feed on domain_events;
+create policy platform_feed on domain_events for select to tenantry_platform using (true);

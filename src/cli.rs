@@ -39,8 +39,21 @@ pub enum Command {
     /// Mint tokens with the configured signing key.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Rebuild read models from the event store.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+}
+
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// Replay the event store into fresh order read models (all tenants, or one).
+    Rebuild {
+        /// Tenant slug or id; omit for every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +140,20 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     println!("owner password (shown once): {password}");
                 }
             }
+            Ok(())
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { tenant }) => {
+            db::bootstrap(&config).await?;
+            let db = Db::connect(&config)?;
+            let orders = match tenant {
+                Some(tenant) => {
+                    let tenant_id = resolve_tenant(&db, &tenant).await?;
+                    crate::orders::projection::rebuild_tenant(&db, tenant_id).await
+                }
+                None => crate::orders::projection::rebuild_all(&db).await,
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("rebuilt the read models of {orders} orders");
             Ok(())
         }
         Command::Token(TokenCommand::Issue {

@@ -33,6 +33,8 @@ use crate::http::error::{FieldError, Problem};
         (name = "tenant", description = "The caller's tenant"),
         (name = "users", description = "Tenant users and their roles"),
         (name = "api-keys", description = "API keys for tenant apps"),
+        (name = "catalog", description = "Products and customers"),
+        (name = "orders", description = "Orders: place, read, history, transitions (event-sourced)"),
         (name = "platform", description = "Operator API across tenants"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

@@ -128,6 +128,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// A well-formed request the current state cannot accept (422 with its own code).
+    #[error("{detail}")]
+    Unprocessable {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
     #[error(transparent)]
@@ -144,6 +150,13 @@ impl ApiError {
 
     pub fn forbidden(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
         Self::Forbidden {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::Unprocessable {
             code,
             detail: detail.into(),
         }
@@ -171,7 +184,7 @@ impl ApiError {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -181,7 +194,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::Conflict { code, .. } => code,
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. } => code,
             Self::Unauthenticated(_) => "unauthenticated",
             Self::InvalidCredentials => "invalid_credentials",
             Self::TenantSuspended => "tenant_suspended",
@@ -262,6 +276,34 @@ fn constraint_error(constraint: &str) -> Option<ApiError> {
         }
         "tenants_name_length" => ApiError::invalid("name", "must be 1-200 characters"),
         "api_keys_name_length" => ApiError::invalid("name", "must be 1-100 characters"),
+        "products_sku_key" => ApiError::conflict(
+            "sku_taken",
+            "a product with this SKU already exists in this tenant",
+        ),
+        "customers_email_key" => ApiError::conflict(
+            "email_taken",
+            "a customer with this email already exists in this tenant",
+        ),
+        // Only a concurrent stock movement gets here: requests are validated first.
+        "products_stock_nonnegative" => {
+            ApiError::conflict("insufficient_stock", "not enough stock for this change")
+        }
+        "products_sku_format" => ApiError::invalid(
+            "sku",
+            "must be 1-64 letters, digits, dots, underscores or hyphens",
+        ),
+        "products_name_length" | "customers_name_length" => {
+            ApiError::invalid("name", "must be 1-200 characters")
+        }
+        "products_price_nonnegative" => ApiError::invalid("price_cents", "must be zero or more"),
+        "products_currency_format" => {
+            ApiError::invalid("currency", "must be an ISO 4217 code such as EUR")
+        }
+        // Two writers appended the same stream version: the later one lost the race.
+        "domain_events_pkey" => ApiError::conflict(
+            "concurrent_modification",
+            "the resource was changed by a concurrent request; reload and retry",
+        ),
         _ => return None,
     })
 }

@@ -57,6 +57,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::tenancy::router())
         .merge(crate::users::router())
         .merge(crate::api_keys::router())
+        .merge(crate::catalog::router())
+        .merge(crate::orders::router())
         .merge(crate::platform::router())
 }
 

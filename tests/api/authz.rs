@@ -27,6 +27,8 @@ async fn snapshot(app: &TestApp, tenant_id: TenantId) -> String {
             'users', (select json_agg(u order by u.id) from users u where u.tenant_id = $1),
             'api_keys', (select json_agg(k order by k.id) from api_keys k where k.tenant_id = $1),
             'sessions', (select json_agg(s order by s.id) from sessions s where s.tenant_id = $1),
+            'products', (select json_agg(p order by p.id) from products p where p.tenant_id = $1),
+            'customers', (select json_agg(c order by c.id) from customers c where c.tenant_id = $1),
             'audit_events', (select count(*) from audit_events a where a.tenant_id = $1)
         )::text
         "#,
@@ -84,7 +86,8 @@ fn scopes_of(role: Role) -> Vec<Scope> {
 /// One tenant route and what it takes.
 struct RouteCase {
     method: Method,
-    /// `{user}` and `{key}` are replaced with a fresh viewer's id and a fresh API key's id.
+    /// `{user}`, `{key}`, `{product}` and `{customer}` are replaced with the ids of a fresh
+    /// viewer, API key, product and customer.
     path: &'static str,
     body: Option<Value>,
     /// The scope the route itself demands (`None`: any valid credential).
@@ -201,6 +204,80 @@ fn route_cases() -> Vec<RouteCase> {
             None,
             StatusCode::NO_CONTENT,
         ),
+        case(
+            Method::GET,
+            "/v1/products",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/products",
+            Some(
+                json!({"sku": "AUTHZ-1", "name": "Authz", "price_cents": 100, "currency": "EUR", "stock": 1}),
+            ),
+            Some(CatalogWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/products/{product}",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/products/{product}",
+            Some(json!({"stock": 3})),
+            Some(CatalogWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::DELETE,
+            "/v1/products/{product}",
+            None,
+            Some(CatalogWrite),
+            None,
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Method::GET,
+            "/v1/customers",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/customers",
+            Some(json!({"email": "new-customer@authz.test", "name": "Authz"})),
+            Some(CatalogWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/customers/{customer}",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/customers/{customer}",
+            Some(json!({"name": "Renamed by the test"})),
+            Some(CatalogWrite),
+            None,
+            StatusCode::OK,
+        ),
     ]
 }
 
@@ -208,14 +285,19 @@ fn route_cases() -> Vec<RouteCase> {
 async fn every_tenant_route_requires_a_credential_and_its_scope() {
     let app = spawn_app().await;
     for case in route_cases() {
-        // Arrange: a fresh tenant per route, with a user and a key to act on
+        // Arrange: a fresh tenant per route, with a user, a key, a product and a customer
+        // to act on
         let tenant = app.create_tenant().await;
         let user_id = add_user(&app, &tenant, "viewer").await;
         let (key_id, _) = app.create_api_key(&tenant, &["tenant:read"]).await;
+        let product = app.create_product(&tenant).await;
+        let customer = app.create_customer(&tenant).await;
         let path = case
             .path
             .replace("{user}", &user_id)
-            .replace("{key}", &key_id);
+            .replace("{key}", &key_id)
+            .replace("{product}", product["id"].as_str().unwrap())
+            .replace("{customer}", customer["id"].as_str().unwrap());
         let route = format!("{} {}", case.method, path);
         let send = |bearer: Option<String>| {
             let (method, path, body) = (case.method.clone(), path.clone(), case.body.clone());

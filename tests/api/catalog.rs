@@ -53,6 +53,8 @@ async fn every_table_with_a_tenant_id_has_forced_rls_and_a_using_and_with_check_
         "refresh_tokens",
         "api_keys",
         "audit_events",
+        "products",
+        "customers",
     ] {
         assert!(
             names.contains(&expected),
@@ -120,6 +122,8 @@ async fn request_role_is_not_superuser_cannot_bypass_rls_owns_nothing_and_inheri
 async fn with_no_tenant_set_the_request_role_sees_zero_rows_and_cannot_insert() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await; // guarantees rows exist in every table below
+    app.create_product(&tenant).await;
+    app.create_customer(&tenant).await;
     let mut conn = app.request_role_connection().await;
 
     for table in [
@@ -129,6 +133,8 @@ async fn with_no_tenant_set_the_request_role_sees_zero_rows_and_cannot_insert() 
         "refresh_tokens",
         "api_keys",
         "audit_events",
+        "products",
+        "customers",
     ] {
         let count: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&mut conn)

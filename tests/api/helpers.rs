@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, Response, StatusCode, header::ETAG};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tenantry::{
@@ -207,6 +207,29 @@ impl TestApp {
         )
     }
 
+    /// Creates a product with a unique SKU (12.50 EUR, 10 in stock) and returns it.
+    pub async fn create_product(&self, tenant: &TestTenant) -> Value {
+        let body = json!({
+            "sku": unique("SKU"),
+            "name": "Test product",
+            "price_cents": 1250,
+            "currency": "EUR",
+            "stock": 10
+        });
+        let response = self.post("/v1/products", &tenant.token, body).await;
+        expect_json(response, StatusCode::CREATED).await
+    }
+
+    /// Creates a customer with a unique email and returns it.
+    pub async fn create_customer(&self, tenant: &TestTenant) -> Value {
+        let body = json!({
+            "email": format!("{}@{}.test", unique("customer"), tenant.slug),
+            "name": "Test customer"
+        });
+        let response = self.post("/v1/customers", &tenant.token, body).await;
+        expect_json(response, StatusCode::CREATED).await
+    }
+
     /// Mints an access token with the server's key, as `tenantry token issue` does.
     pub fn mint_token(&self, tenant_id: TenantId, scopes: &[Scope]) -> String {
         let scopes: Scopes = scopes.iter().copied().collect();
@@ -220,6 +243,19 @@ impl TestApp {
                 None,
             )
             .expect("token signs")
+    }
+
+    /// The audit actions recorded against one resource, oldest first.
+    pub async fn audit_actions(&self, tenant_id: TenantId, target_id: &str) -> Vec<String> {
+        let mut db = self.owner_connection().await;
+        sqlx::query_scalar(
+            "select action from audit_events where tenant_id = $1 and target_id = $2 order by id",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(target_id)
+        .fetch_all(&mut db)
+        .await
+        .expect("the database owner reads audit events")
     }
 
     /// A superuser connection to the test database, for checks the API cannot make.
@@ -275,4 +311,102 @@ pub async fn expect_problem(response: Response, status: StatusCode, code: &str) 
         "problem carries a request_id: {problem}"
     );
     problem
+}
+
+/// Sends a request with arbitrary headers, for what the bearer-only helpers cannot say
+/// (`If-Match`, `If-None-Match`, `X-API-Key`, …).
+pub async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Response {
+    let mut request = app.client.request(method, app.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("the server answers")
+}
+
+/// The `ETag` header of a response (panics when there is none).
+pub fn etag_of(response: &Response) -> String {
+    response
+        .headers()
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "expected an ETag header on {} {}",
+                response.status(),
+                response.url()
+            )
+        })
+}
+
+/// Runs the real binary (`serve`) on a free port with the test configuration plus `env`,
+/// its output going to `log_file`; returns once it is ready.
+pub async fn spawn_server_process(
+    env: &[(&str, &str)],
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, TestApp) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(log_file).unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    command
+        .arg("serve")
+        .env("DATABASE_URL", database_url())
+        .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("TENANTRY_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("TENANTRY_TOKEN_HASH_KEY", "test-token-hash-key")
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let server = command.spawn().expect("the binary starts");
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        config: test_config(&[]),
+    };
+    for _ in 0..100 {
+        if app
+            .client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return (server, app);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the server did not become ready; its log: {}",
+        std::fs::read_to_string(log_file).unwrap_or_default()
+    );
+}
+
+/// Sends SIGTERM to a server started by [`spawn_server_process`].
+pub fn sigterm(server: &tokio::process::Child) {
+    let pid = server.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }

@@ -13,6 +13,8 @@ struct Victim {
     user_id: String,
     api_key_id: String,
     api_key: String,
+    product: Value,
+    customer: Value,
 }
 
 async fn victim(app: &TestApp) -> Victim {
@@ -21,11 +23,15 @@ async fn victim(app: &TestApp) -> Victim {
     let (api_key_id, api_key) = app
         .create_api_key(&tenant, &["tenant:read", "users:read"])
         .await;
+    let product = app.create_product(&tenant).await;
+    let customer = app.create_customer(&tenant).await;
     Victim {
         tenant,
         user_id,
         api_key_id,
         api_key,
+        product,
+        customer,
     }
 }
 
@@ -44,6 +50,31 @@ fn cross_tenant_routes(v: &Victim) -> Vec<(Method, String, Option<Value>)> {
             format!("/v1/api-keys/{}", v.api_key_id),
             None,
         ),
+        (
+            Method::GET,
+            format!("/v1/products/{}", v.product["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/products/{}", v.product["id"].as_str().unwrap()),
+            Some(json!({"stock": 0, "price_cents": 1})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/products/{}", v.product["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/customers/{}", v.customer["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/customers/{}", v.customer["id"].as_str().unwrap()),
+            Some(json!({"name": "Taken over"})),
+        ),
     ]
 }
 
@@ -59,6 +90,8 @@ async fn another_tenants_ids_are_not_found_and_nothing_changes() {
                 "users:write",
                 "api_keys:read",
                 "api_keys:write",
+                "catalog:read",
+                "catalog:write",
             ],
         )
         .await;
@@ -96,6 +129,19 @@ async fn another_tenants_ids_are_not_found_and_nothing_changes() {
         "B's key must not be revoked: {key}"
     );
     expect_json(app.get("/v1/me", &v.api_key).await, StatusCode::OK).await;
+    for (path, before) in [
+        (
+            format!("/v1/products/{}", v.product["id"].as_str().unwrap()),
+            &v.product,
+        ),
+        (
+            format!("/v1/customers/{}", v.customer["id"].as_str().unwrap()),
+            &v.customer,
+        ),
+    ] {
+        let after = expect_json(app.get(&path, &v.tenant.token).await, StatusCode::OK).await;
+        assert_eq!(&after, before, "B's {path} untouched");
+    }
 }
 
 #[tokio::test]
@@ -104,7 +150,22 @@ async fn lists_never_show_another_tenants_rows() {
     let a = app.create_tenant().await;
     let v = victim(&app).await;
 
-    for path in ["/v1/users?limit=200", "/v1/api-keys?limit=200"] {
+    // A's own rows, among them a product with B's SKU: SKUs are unique per tenant only.
+    app.create_api_key(&a, &["tenant:read"]).await;
+    let shared_sku = json!({"sku": v.product["sku"], "name": "A's own", "price_cents": 1, "currency": "EUR", "stock": 1});
+    expect_json(
+        app.post("/v1/products", &a.token, shared_sku).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    app.create_customer(&a).await;
+
+    for path in [
+        "/v1/users?limit=200",
+        "/v1/api-keys?limit=200",
+        "/v1/products?limit=200",
+        "/v1/customers?limit=200",
+    ] {
         let page = expect_json(app.get(path, &a.token).await, StatusCode::OK).await;
         let ids: Vec<&str> = page["items"]
             .as_array()
@@ -112,10 +173,13 @@ async fn lists_never_show_another_tenants_rows() {
             .iter()
             .filter_map(|i| i["id"].as_str())
             .collect();
+        assert!(!ids.is_empty(), "{path} shows the caller's own rows");
         for foreign in [
             v.user_id.as_str(),
             v.api_key_id.as_str(),
             v.tenant.owner_id.as_str(),
+            v.product["id"].as_str().unwrap(),
+            v.customer["id"].as_str().unwrap(),
         ] {
             assert!(
                 !ids.contains(&foreign),

@@ -5,53 +5,21 @@ use std::collections::HashSet;
 
 use reqwest::{
     Method, Response, StatusCode,
-    header::{ETAG, IF_MATCH, IF_NONE_MATCH},
+    header::{IF_MATCH, IF_NONE_MATCH},
 };
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    OPERATOR_TOKEN, PASSWORD, TestApp, database_url, expect_json, expect_problem, spawn_app, unique,
+    OPERATOR_TOKEN, PASSWORD, TestApp, database_url, etag_of, expect_json, expect_problem, send,
+    spawn_app, unique,
 };
 
 const TENANTS: &str = "/v1/platform/tenants";
 
 fn tenant_path(id: impl std::fmt::Display) -> String {
     format!("{TENANTS}/{id}")
-}
-
-/// Sends a request with arbitrary headers (the helpers only know bearer credentials).
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> Response {
-    let mut request = app.client.request(method, app.url(path));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("the server answers")
-}
-
-fn etag_of(response: &Response) -> String {
-    response
-        .headers()
-        .get(ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            panic!(
-                "expected an ETag header on {} {}",
-                response.status(),
-                response.url()
-            )
-        })
 }
 
 /// A login attempt that may fail (the helper's `login` insists on 200).

@@ -1,0 +1,159 @@
+//! Orders benchmark: `cargo bench --bench orders`.
+//!
+//! Several tenants, each with an API key, a customer and 20 products; `BENCH_CONCURRENCY`
+//! clients spread over the tenants place orders (`POST /v1/orders`, one line each), then
+//! read them back (`GET /v1/orders/{id}`). Side by side, pgbench runs the same SQL as a
+//! placement (`benches/place_order.sql`), one pgbench per tenant at the same total
+//! concurrency, and the ratio is printed. Settings: see `support::Bench`; `BENCH_TENANTS`
+//! (default 4).
+
+mod support;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use support::{Bench, hammer, pgbench};
+
+struct Shop {
+    tenant_id: String,
+    key: String,
+    key_id: String,
+    customer_id: String,
+    products: Vec<String>,
+}
+
+async fn shop(bench: &Bench) -> anyhow::Result<Shop> {
+    let (created, jwt) = bench.tenant("orders-bench").await?;
+    let key = bench
+        .post(
+            "/v1/api-keys",
+            &jwt,
+            json!({"name": "bench", "scopes": ["orders:read", "orders:write"]}),
+        )
+        .await?;
+    let customer = bench
+        .post(
+            "/v1/customers",
+            &jwt,
+            json!({"email": "buyer@bench.test", "name": "Buyer"}),
+        )
+        .await?;
+    let mut products = Vec::new();
+    for n in 1..=20 {
+        let product = bench
+            .post("/v1/products", &jwt, json!({"sku": format!("P{n}"), "name": format!("Product {n}"), "price_cents": 1000, "currency": "EUR", "stock": 100_000_000}))
+            .await?;
+        products.push(product["id"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(Shop {
+        tenant_id: created["tenant"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        key: key["key"].as_str().unwrap_or_default().to_owned(),
+        key_id: key["id"].as_str().unwrap_or_default().to_owned(),
+        customer_id: customer["id"].as_str().unwrap_or_default().to_owned(),
+        products,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bench = Bench::start().await?;
+    let tenants: usize = std::env::var("BENCH_TENANTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let mut shops = Vec::new();
+    for _ in 0..tenants {
+        shops.push(shop(&bench).await?);
+    }
+    let shops = Arc::new(shops);
+    let (concurrency, duration) = (bench.concurrency, bench.duration);
+    println!(
+        "tenantry orders benchmark: {tenants} tenants, {concurrency} concurrent clients, {} s per phase, release build\n",
+        duration.as_secs()
+    );
+
+    let (client, url, s) = (bench.client.clone(), bench.url("/v1/orders"), shops.clone());
+    let create = hammer(concurrency, duration, move |worker, iteration| {
+        let shop = &s[worker % s.len()];
+        let product = &shop.products[(worker * 7 + iteration) % shop.products.len()];
+        client
+            .post(&url)
+            .header("x-api-key", &shop.key)
+            .json(&json!({"customer_id": shop.customer_id, "items": [{"product_id": product, "quantity": 1}]}))
+    })
+    .await;
+    create.print("POST /v1/orders");
+
+    // The orders to read: the newest page of each tenant.
+    let mut ids: Vec<Vec<String>> = Vec::new();
+    for shop in shops.iter() {
+        let page: Value = bench
+            .client
+            .get(bench.url("/v1/orders?limit=200"))
+            .header("x-api-key", &shop.key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(
+            page["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|o| o["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+    }
+    let (client, base, s, ids) = (
+        bench.client.clone(),
+        bench.base.clone(),
+        shops.clone(),
+        Arc::new(ids),
+    );
+    let get = hammer(concurrency, duration, move |worker, iteration| {
+        let tenant = worker % s.len();
+        let id = &ids[tenant][(worker * 13 + iteration) % ids[tenant].len().max(1)];
+        client
+            .get(format!("{base}/v1/orders/{id}"))
+            .header("x-api-key", &s[tenant].key)
+    })
+    .await;
+    get.print("GET /v1/orders/{id}");
+
+    // pgbench: one process per tenant, the same total concurrency, all at once.
+    let per_tenant = (concurrency / tenants).max(1);
+    let runs: Vec<_> = shops
+        .iter()
+        .map(|shop| {
+            let vars = vec![
+                ("tid", shop.tenant_id.clone()),
+                ("kid", shop.key_id.clone()),
+                ("cid", shop.customer_id.clone()),
+            ];
+            let config = bench.config.clone();
+            let seconds = duration.as_secs();
+            std::thread::spawn(move || {
+                pgbench(&config, "place_order.sql", &vars, per_tenant, seconds)
+            })
+        })
+        .collect();
+    let results: Vec<Option<f64>> = runs.into_iter().map(|r| r.join().ok().flatten()).collect();
+    if results.iter().all(Option::is_some) {
+        let tps: f64 = results.iter().flatten().sum();
+        println!(
+            "{:<32} {tps:>8.0} req/s   (same SQL as POST /v1/orders, {tenants} × {per_tenant} clients)",
+            "pgbench benches/place_order.sql"
+        );
+        println!(
+            "\nratio\n  POST /v1/orders / pgbench      {:.2}",
+            create.rps() / tps
+        );
+    }
+    Ok(())
+}

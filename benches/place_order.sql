@@ -1,0 +1,31 @@
+-- The SQL of one `POST /v1/orders` with an API key, as pgbench runs it (prepared, as the
+-- request role): the credential check, then the command transaction — customer check,
+-- product rows locked, stock reserved, the event appended, the read model written.
+-- Variables: :tid (tenant), :kid (API key id), :cid (customer). Products have skus P1..P20.
+-- The API sends each `begin` with its `set_config` as one round trip; here they are two.
+\set p random(1, 20)
+begin read only;
+select set_config('app.tenant_id', :tid, true);
+select t.status, k.secret_hash, k.scopes, k.expires_at, k.revoked_at
+  from api_keys k join tenants t on t.id = k.tenant_id
+ where k.tenant_id = :tid and k.id = :kid;
+commit;
+begin;
+select set_config('app.tenant_id', :tid, true);
+select id from customers where id = :cid;
+select id, price_cents, currency, stock from products
+ where sku = 'P' || :p and deleted_at is null order by id for update;
+update products set stock = stock - 1, version = version + 1, updated_at = now()
+ where sku = 'P' || :p and deleted_at is null;
+insert into domain_events (tenant_id, stream_type, stream_id, version, event_id, event_type, occurred_at, data, metadata)
+values (:tid, 'order', gen_random_uuid(), 1, gen_random_uuid(), 'order.placed', now(),
+        '{"customer_id":"01a201b6-0421-71f0-9a72-4a6e12d34a01","currency":"EUR","lines":[{"product_id":"01a201b6-0421-71f0-9a72-4a6e12d34a02","quantity":1,"unit_price_cents":1000}],"total_cents":1000}',
+        '{"actor":"api_key:01a201b6-0421-71f0-9a72-4a6e12d34a03","request_id":"01a201b6-0421-71f0-9a72-4a6e12d34a04","command":"order.placed"}')
+returning stream_id as oid \gset
+insert into order_summaries
+    (tenant_id, id, customer_id, status, currency, total_cents, payment_reference, cancel_reason, version, created_at, updated_at)
+values (:tid, :oid, :cid, 'pending', 'EUR', 1000, null, null, 1, now(), now())
+on conflict (tenant_id, id) do update set status = excluded.status, version = excluded.version, updated_at = excluded.updated_at;
+insert into order_items (tenant_id, order_id, line, product_id, quantity, unit_price_cents)
+select :tid, :oid, 1, id, 1, price_cents from products where sku = 'P' || :p and deleted_at is null;
+commit;

@@ -1,0 +1,247 @@
+//! What the benchmarks share: an in-process server on the local Postgres, a closed-loop
+//! load generator with latency percentiles, and pgbench as the baseline.
+#![allow(dead_code)]
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tenantry::{config::Config, startup::Application};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running server and the load settings (`BENCH_SECONDS`, `BENCH_CONCURRENCY`,
+/// `DATABASE_URL`, default the local `tenantry_bench` database).
+pub struct Bench {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub concurrency: usize,
+    pub duration: Duration,
+}
+
+impl Bench {
+    pub async fn start() -> anyhow::Result<Self> {
+        let seconds: u64 = std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
+        let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(32);
+        let database_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/tenantry_bench".into());
+        let config = Config::from_lookup(|name| match name {
+            "DATABASE_URL" => Some(database_url.clone()),
+            "TENANTRY_LISTEN" => Some("127.0.0.1:0".into()),
+            "DATABASE_MAX_CONNECTIONS" => Some(concurrency.to_string()),
+            _ => None,
+        })?;
+        let app = Application::build(&config).await?;
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?;
+        Ok(Self {
+            base,
+            client,
+            config,
+            concurrency,
+            duration: Duration::from_secs(seconds),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a tenant; returns its created JSON and the owner's access token.
+    pub async fn tenant(&self, prefix: &str) -> anyhow::Result<(Value, String)> {
+        let slug = format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let owner_email = format!("owner@{slug}.test");
+        let created: Value = self
+            .client
+            .post(self.url("/v1/platform/tenants"))
+            .bearer_auth(tenantry::config::DEV_OPERATOR_TOKEN)
+            .json(&json!({"slug": slug, "name": "Bench", "owner_email": owner_email, "owner_password": PASSWORD}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let tokens: Value = self
+            .client
+            .post(self.url("/v1/auth/login"))
+            .json(&json!({"tenant": slug, "email": owner_email, "password": PASSWORD}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let jwt = tokens["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("login failed: {tokens}"))?
+            .to_owned();
+        Ok((created, jwt))
+    }
+
+    /// POSTs JSON with a bearer credential and returns the JSON answer.
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> anyhow::Result<Value> {
+        Ok(self
+            .client
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
+pub struct Stats {
+    pub requests: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+impl Stats {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+
+    pub fn print(&self, name: &str) {
+        println!(
+            "{name:<32} {:>8.0} req/s   p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms   errors {}",
+            self.rps(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.90).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.errors
+        );
+    }
+}
+
+/// Closed-loop load: `concurrency` workers send `request(worker, iteration)` back to back
+/// for `duration`; a 2xx counts, anything else is an error.
+pub async fn hammer<F>(concurrency: usize, duration: Duration, request: F) -> Stats
+where
+    F: Fn(usize, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                let mut iteration = 0;
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    match request(worker, iteration).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            latencies.push(began.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                    iteration += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut stats = Stats {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for worker in workers {
+        let (latencies, errors) = worker.await.expect("load worker");
+        stats.errors += errors;
+        stats.latencies.extend(latencies);
+    }
+    stats.elapsed = start.elapsed();
+    stats.requests = stats.latencies.len();
+    stats.latencies.sort();
+    stats
+}
+
+/// Runs pgbench (prepared statements, as the request role) with a script from `benches/`;
+/// returns transactions per second, or `None` (with the reason on stderr) when it fails.
+pub fn pgbench(
+    config: &Config,
+    script: &str,
+    vars: &[(&str, String)],
+    clients: usize,
+    seconds: u64,
+) -> Option<f64> {
+    let options = tenantry::db::connect_options(config).ok()?;
+    let script = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut command = std::process::Command::new("pgbench");
+    command
+        .args(["-n", "-M", "prepared", "-f", &script])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-h",
+            options.get_host(),
+            "-p",
+            &options.get_port().to_string(),
+            "-U",
+            tenantry::db::APP_ROLE,
+        ])
+        .env("PGPASSWORD", tenantry::config::DEV_DB_ROLE_PASSWORD);
+    for (name, value) in vars {
+        command.args(["-D", &format!("{name}={value}")]);
+    }
+    // Options before the database name: pgbench stops parsing options at the first operand.
+    command.arg(options.get_database().unwrap_or("tenantry"));
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(error) => {
+            eprintln!("pgbench could not run: {error}");
+            return None;
+        }
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!(
+            "pgbench failed: {}",
+            stderr
+                .lines()
+                .find(|l| l.contains("ERROR"))
+                .unwrap_or_default()
+        );
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))?
+        .trim_start_matches("tps = ")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,186 @@
+//! `/v1/customers`: list, create, read, change.
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use validator::Validate;
+
+use super::{Customer, CustomerChanges, CustomerId, NewCustomer, store};
+use crate::{
+    audit::{self, AuditEvent},
+    auth::{Authorized, scope},
+    catalog::Name,
+    db::Access,
+    http::{
+        AppState,
+        error::ApiError,
+        etag::{Preconditions, with_etag},
+        extract::{ApiPath, ApiQuery, ValidJson},
+        pagination::{Page, PageParams, PageRequest},
+    },
+    users::Email,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_customers, create_customer))
+        .routes(routes!(get_customer, update_customer))
+}
+
+/// Customers of the tenant, newest first.
+#[utoipa::path(
+    get, path = "/v1/customers", tag = "catalog",
+    params(PageParams),
+    security(("bearer" = ["catalog:read"]), ("api_key" = ["catalog:read"])),
+    responses((status = 200, description = "A page of customers", body = Page<Customer>))
+)]
+pub async fn list_customers(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogRead>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<Customer>>, ApiError> {
+    let page = PageRequest::try_from(params)?;
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let rows = store::list(&mut tx, page).await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_rows(rows, page, |c| c.id.as_uuid())))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    /// Unique within the tenant; stored trimmed and in lower case.
+    #[schema(example = "grace@example.test")]
+    pub email: String,
+    /// 1-200 characters.
+    #[schema(example = "Grace Hopper")]
+    pub name: String,
+}
+
+impl CreateCustomer {
+    fn parse(self) -> Result<NewCustomer, ApiError> {
+        Ok(NewCustomer {
+            email: Email::parse(&self.email)?,
+            name: Name::parse(&self.name)?,
+        })
+    }
+}
+
+/// Adds a customer.
+#[utoipa::path(
+    post, path = "/v1/customers", tag = "catalog",
+    request_body = CreateCustomer,
+    security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
+    responses(
+        (status = 201, description = "Created", body = Customer, headers(("ETag" = String))),
+        (status = 409, description = "A customer already has this email (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_customer(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    ValidJson(body): ValidJson<CreateCustomer>,
+) -> Result<Response, ApiError> {
+    let new = body.parse()?;
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    let customer = store::insert(&mut tx, principal.tenant_id(), &new).await?;
+    audit::record(
+        &mut tx,
+        &principal,
+        AuditEvent::new("customer.created", "customer", customer.id),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut response = with_etag(customer.version, customer);
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// One customer.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}", tag = "catalog",
+    params(("id" = CustomerId, Path, description = "Customer id")),
+    security(("bearer" = ["catalog:read"]), ("api_key" = ["catalog:read"])),
+    responses(
+        (status = 200, description = "The customer", body = Customer, headers(("ETag" = String))),
+        (status = 304, description = "Not modified since the `If-None-Match` version"),
+    )
+)]
+pub async fn get_customer(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogRead>,
+    ApiPath(id): ApiPath<CustomerId>,
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let customer = store::find(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    tx.commit().await?;
+    Ok(preconditions.read_response(customer.version, customer))
+}
+
+/// The fields to change; omitted (or `null`) fields keep their value.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    #[schema(example = "grace.hopper@example.test")]
+    pub email: Option<String>,
+    #[schema(example = "Rear Admiral Grace Hopper")]
+    pub name: Option<String>,
+}
+
+impl UpdateCustomer {
+    fn parse(self) -> Result<CustomerChanges, ApiError> {
+        Ok(CustomerChanges {
+            email: self.email.as_deref().map(Email::parse).transpose()?,
+            name: self.name.as_deref().map(Name::parse).transpose()?,
+        })
+    }
+}
+
+/// Changes a customer. Send `If-Match` with the `ETag` you read to avoid overwriting a
+/// concurrent change (412 if it moved on).
+#[utoipa::path(
+    patch, path = "/v1/customers/{id}", tag = "catalog",
+    params(("id" = CustomerId, Path, description = "Customer id")),
+    request_body = UpdateCustomer,
+    security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
+    responses(
+        (status = 200, description = "The updated customer", body = Customer, headers(("ETag" = String))),
+        (status = 409, description = "A customer already has this email (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_customer(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    ApiPath(id): ApiPath<CustomerId>,
+    preconditions: Preconditions,
+    ValidJson(body): ValidJson<UpdateCustomer>,
+) -> Result<Response, ApiError> {
+    let changes = body.parse()?;
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    let current = store::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    preconditions.check_write(current.version)?;
+    let changes = changes.against(&current);
+    let fields = changes.fields();
+    let customer = if fields.is_empty() {
+        current
+    } else {
+        let updated = store::update(&mut tx, id, &changes).await?;
+        audit::record(
+            &mut tx,
+            &principal,
+            AuditEvent::new("customer.updated", "customer", updated.id)
+                .data(serde_json::json!({"changed": fields})),
+        )
+        .await?;
+        updated
+    };
+    tx.commit().await?;
+    Ok(with_etag(customer.version, customer))
+}

@@ -1,0 +1,70 @@
+//! The catalog: what a tenant sells ([`products`]) and to whom ([`customers`]), behind
+//! `/v1/products` and `/v1/customers` (`catalog:read` to read, `catalog:write` to change).
+//!
+//! Orders read this module's tables inside their own transactions: a product's price and
+//! currency are copied into the order when it is placed, and stock is reserved with
+//! `update products set stock = stock - n where … and stock >= n`, with the
+//! `products_stock_nonnegative` check as the backstop. So a product is never removed: a
+//! DELETE only sets `deleted_at`, after which the product is gone from the API (404, absent
+//! from lists, its SKU free again) while the orders that bought it still point at its row.
+//!
+//! Money is an integer amount of the currency's minor units plus an ISO 4217 code
+//! ([`money::Currency`]); there are no floats anywhere between the request and the row.
+
+pub mod customers;
+pub mod money;
+pub mod products;
+
+pub use customers::{Customer, CustomerId};
+pub use money::Currency;
+pub use products::{Product, ProductId, Sku};
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::http::{AppState, error::ApiError};
+
+/// `/v1/products` and `/v1/customers`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(products::router())
+        .merge(customers::router())
+}
+
+/// A product's or customer's display name: 1-200 characters after trimming, no control
+/// characters (they have no place in a name, and Postgres refuses NUL in text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        let name = value.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ApiError::invalid("name", "must be 1-200 characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "name",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_bounded_and_printable() {
+        assert_eq!(Name::parse("  Blue mug ").unwrap().as_str(), "Blue mug");
+        assert_eq!(Name::parse(&"é".repeat(200)).unwrap().as_str().len(), 400);
+        for bad in ["", "   ", "a\u{0}b", "tab\there", &"n".repeat(201)] {
+            assert!(Name::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `/v1/products`: list, create, read, change, delete (soft).
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use validator::Validate;
+
+use super::{NewProduct, Product, ProductChanges, ProductId, Sku, store};
+use crate::{
+    audit::{self, AuditEvent},
+    auth::{Authorized, scope},
+    catalog::{Currency, Name},
+    db::Access,
+    http::{
+        AppState,
+        error::ApiError,
+        etag::{Preconditions, with_etag},
+        extract::{ApiPath, ApiQuery, ValidJson},
+        pagination::{Page, PageParams, PageRequest},
+    },
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, update_product, delete_product))
+}
+
+/// Live products of the tenant, newest first (deleted ones are not listed).
+#[utoipa::path(
+    get, path = "/v1/products", tag = "catalog",
+    params(PageParams),
+    security(("bearer" = ["catalog:read"]), ("api_key" = ["catalog:read"])),
+    responses((status = 200, description = "A page of products", body = Page<Product>))
+)]
+pub async fn list_products(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogRead>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<Product>>, ApiError> {
+    let page = PageRequest::try_from(params)?;
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let rows = store::list(&mut tx, page).await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_rows(rows, page, |p| p.id.as_uuid())))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    /// 1-64 letters, digits, `.`, `_` or `-`; unique among the tenant's live products.
+    #[schema(example = "MUG-BLUE-330")]
+    pub sku: String,
+    /// 1-200 characters.
+    #[schema(example = "Blue mug, 330 ml")]
+    pub name: String,
+    /// Price in the currency's minor units (cents for EUR), zero or more.
+    #[schema(example = 1250, minimum = 0)]
+    #[validate(range(min = 0, message = "must be zero or more"))]
+    pub price_cents: i64,
+    /// ISO 4217 code, upper case.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Units available, zero or more.
+    #[schema(example = 40, minimum = 0)]
+    #[validate(range(min = 0, message = "must be zero or more"))]
+    pub stock: i32,
+}
+
+impl CreateProduct {
+    fn parse(self) -> Result<NewProduct, ApiError> {
+        Ok(NewProduct {
+            sku: Sku::parse(&self.sku)?,
+            name: Name::parse(&self.name)?,
+            price_cents: self.price_cents,
+            currency: Currency::parse(&self.currency)?,
+            stock: self.stock,
+        })
+    }
+}
+
+/// Adds a product to the catalog.
+#[utoipa::path(
+    post, path = "/v1/products", tag = "catalog",
+    request_body = CreateProduct,
+    security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
+    responses(
+        (status = 201, description = "Created", body = Product, headers(("ETag" = String))),
+        (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_product(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    ValidJson(body): ValidJson<CreateProduct>,
+) -> Result<Response, ApiError> {
+    let new = body.parse()?;
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    let product = store::insert(&mut tx, principal.tenant_id(), &new).await?;
+    audit::record(
+        &mut tx,
+        &principal,
+        AuditEvent::new("product.created", "product", product.id)
+            .data(serde_json::json!({"sku": product.sku})),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut response = with_etag(product.version, product);
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// One product.
+#[utoipa::path(
+    get, path = "/v1/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")),
+    security(("bearer" = ["catalog:read"]), ("api_key" = ["catalog:read"])),
+    responses(
+        (status = 200, description = "The product", body = Product, headers(("ETag" = String))),
+        (status = 304, description = "Not modified since the `If-None-Match` version"),
+    )
+)]
+pub async fn get_product(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogRead>,
+    ApiPath(id): ApiPath<ProductId>,
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let product = store::find(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    tx.commit().await?;
+    Ok(preconditions.read_response(product.version, product))
+}
+
+/// The fields to change; omitted (or `null`) fields keep their value.
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    #[schema(example = "MUG-BLUE-330")]
+    pub sku: Option<String>,
+    #[schema(example = "Blue mug, 330 ml")]
+    pub name: Option<String>,
+    #[schema(example = 1400, minimum = 0)]
+    #[validate(range(min = 0, message = "must be zero or more"))]
+    pub price_cents: Option<i64>,
+    #[schema(example = "EUR")]
+    pub currency: Option<String>,
+    /// The new stock level (absolute, not a delta).
+    #[schema(example = 35, minimum = 0)]
+    #[validate(range(min = 0, message = "must be zero or more"))]
+    pub stock: Option<i32>,
+}
+
+impl UpdateProduct {
+    fn parse(self) -> Result<ProductChanges, ApiError> {
+        Ok(ProductChanges {
+            sku: self.sku.as_deref().map(Sku::parse).transpose()?,
+            name: self.name.as_deref().map(Name::parse).transpose()?,
+            price_cents: self.price_cents,
+            currency: self.currency.as_deref().map(Currency::parse).transpose()?,
+            stock: self.stock,
+        })
+    }
+}
+
+/// Changes a product. Send `If-Match` with the `ETag` you read to avoid overwriting a
+/// concurrent change, such as stock taken by an order (412 if it moved on).
+#[utoipa::path(
+    patch, path = "/v1/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")),
+    request_body = UpdateProduct,
+    security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
+    responses(
+        (status = 200, description = "The updated product", body = Product, headers(("ETag" = String))),
+        (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_product(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    ApiPath(id): ApiPath<ProductId>,
+    preconditions: Preconditions,
+    ValidJson(body): ValidJson<UpdateProduct>,
+) -> Result<Response, ApiError> {
+    let changes = body.parse()?;
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    let current = store::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    preconditions.check_write(current.version)?;
+    let changes = changes.against(&current);
+    let fields = changes.fields();
+    let product = if fields.is_empty() {
+        current
+    } else {
+        let updated = store::update(&mut tx, id, &changes).await?;
+        audit::record(
+            &mut tx,
+            &principal,
+            AuditEvent::new("product.updated", "product", updated.id)
+                .data(serde_json::json!({"sku": updated.sku, "changed": fields})),
+        )
+        .await?;
+        updated
+    };
+    tx.commit().await?;
+    Ok(with_etag(product.version, product))
+}
+
+/// Deletes a product: it disappears from the catalog (404, no longer listed, its SKU free
+/// for reuse) while orders that bought it keep referring to it. Honours `If-Match`.
+#[utoipa::path(
+    delete, path = "/v1/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")),
+    security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_product(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    ApiPath(id): ApiPath<ProductId>,
+    preconditions: Preconditions,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    let current = store::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    preconditions.check_write(current.version)?;
+    store::soft_delete(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        &principal,
+        AuditEvent::new("product.deleted", "product", id)
+            .data(serde_json::json!({"sku": current.sku})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

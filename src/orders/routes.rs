@@ -1,0 +1,519 @@
+//! `/v1/orders`: place, list, read (now or as of a version), history, and transitions.
+
+use std::{collections::HashSet, future::Future, pin::Pin};
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+use validator::Validate;
+
+use super::{
+    OrderView,
+    aggregate::{Command, Order, OrderStatus},
+    commands::{self, Requested},
+    idempotency::{self, Claim, IdempotencyKey},
+    store,
+};
+use crate::{
+    auth::{Authorized, Principal, scope},
+    db::{Access, TenantTx},
+    events,
+    http::{
+        AppState,
+        error::{ApiError, Problem},
+        etag::{Preconditions, with_etag},
+        extract::{ApiPath, ApiQuery, ValidJson},
+        pagination::{Page, PageParams, PageRequest},
+    },
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orders, place_order))
+        .routes(routes!(get_order))
+        .routes(routes!(list_order_events))
+        .routes(routes!(confirm_order))
+        .routes(routes!(pay_order))
+        .routes(routes!(ship_order))
+        .routes(routes!(deliver_order))
+        .routes(routes!(cancel_order))
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrder {
+    pub customer_id: Uuid,
+    #[validate(length(min = 1, max = 100, message = "must list 1-100 items"), nested)]
+    pub items: Vec<OrderItemRequest>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderItemRequest {
+    pub product_id: Uuid,
+    #[validate(range(min = 1, max = 10000, message = "must be 1-10000"))]
+    #[schema(example = 2)]
+    pub quantity: i32,
+}
+
+/// Places an order: prices are read from the catalog, stock is reserved, the total is
+/// computed here. 409 `insufficient_stock` when any product lacks stock (nothing is
+/// reserved then). Send `Idempotency-Key` to make retries safe.
+#[utoipa::path(
+    post, path = "/v1/orders", tag = "orders",
+    request_body = PlaceOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
+    security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
+    responses(
+        (status = 201, description = "Placed", body = OrderView),
+        (status = 409, description = "`insufficient_stock`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn place_order(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::OrdersWrite>,
+    IdempotencyKey(key): IdempotencyKey,
+    ValidJson(body): ValidJson<PlaceOrder>,
+) -> Result<Response, ApiError> {
+    let mut seen = HashSet::new();
+    if let Some(index) = body.items.iter().position(|i| !seen.insert(i.product_id)) {
+        return Err(ApiError::invalid(
+            &format!("items[{index}].product_id"),
+            "each product may appear once; set its quantity",
+        ));
+    }
+    let requested: Vec<Requested> = body
+        .items
+        .iter()
+        .map(|i| Requested {
+            product_id: i.product_id,
+            quantity: i.quantity,
+        })
+        .collect();
+    let fingerprint = idempotency::fingerprint("POST /v1/orders", &body);
+    run_command(
+        &state,
+        &principal,
+        key,
+        fingerprint,
+        StatusCode::CREATED,
+        |tx, principal| {
+            Box::pin(
+                async move { commands::place(tx, principal, body.customer_id, &requested).await },
+            )
+        },
+    )
+    .await
+}
+
+/// A command that may be replayed by its `Idempotency-Key`: claims the key, runs, stores
+/// the answer, commits — all in one transaction.
+async fn run_command<F>(
+    state: &AppState,
+    principal: &Principal,
+    key: Option<String>,
+    fingerprint: Vec<u8>,
+    status: StatusCode,
+    command: F,
+) -> Result<Response, ApiError>
+where
+    F: for<'t> FnOnce(
+        &'t mut TenantTx,
+        &'t Principal,
+    ) -> Pin<Box<dyn Future<Output = Result<Order, ApiError>> + Send + 't>>,
+{
+    let mut tx = state.db.tenant(principal, Access::ReadWrite).await?;
+    if let Some(key) = &key {
+        if let Claim::Replay { status, body } =
+            idempotency::claim(&mut tx, principal.tenant_id(), key, &fingerprint).await?
+        {
+            tx.commit().await?;
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, Json(body)).into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            return Ok(response);
+        }
+    }
+    let order = command(&mut tx, principal).await?;
+    let view = OrderView::from(&order);
+    if let Some(key) = &key {
+        let body = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
+        idempotency::store(&mut tx, key, status.as_u16(), &body).await?;
+    }
+    tx.commit().await?;
+    let mut response = with_etag(i64::from(order.version), view);
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    pub status: Option<OrderStatus>,
+    pub customer_id: Option<Uuid>,
+    /// Orders created at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub created_from: Option<OffsetDateTime>,
+    /// Orders created before this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub created_to: Option<OffsetDateTime>,
+    /// Comma-separated: `customer`, `items.product`.
+    #[param(example = "customer,items.product")]
+    pub expand: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Orders, newest first, with filters. `expand` embeds related records at a constant
+/// number of queries whatever the page size.
+#[utoipa::path(
+    get, path = "/v1/orders", tag = "orders",
+    params(ListOrdersQuery),
+    security(("bearer" = ["orders:read"]), ("api_key" = ["orders:read"])),
+    responses((status = 200, description = "A page of orders", body = Page<OrderView>))
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::OrdersRead>,
+    ApiQuery(query): ApiQuery<ListOrdersQuery>,
+) -> Result<Json<Page<OrderView>>, ApiError> {
+    let expand = Expand::parse(query.expand.as_deref())?;
+    let page = PageRequest::try_from(PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    })?;
+    let filter = store::Filter {
+        status: query.status,
+        customer_id: query.customer_id,
+        created_from: query.created_from,
+        created_to: query.created_to,
+    };
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let rows = store::list(&mut tx, &filter, page.before, page.fetch_limit()).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut lines = store::lines_of(&mut tx, &ids).await?;
+    let mut views: Vec<OrderView> = rows
+        .into_iter()
+        .map(|row| {
+            let l = lines.remove(&row.id).unwrap_or_default();
+            OrderView::from_summary(row, &l)
+        })
+        .collect();
+    expand.apply(&mut tx, &mut views).await?;
+    tx.commit().await?;
+    Ok(Json(Page::from_rows(views, page, |o| o.id)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetOrderQuery {
+    /// The order as it was after this many events.
+    #[param(minimum = 1, example = 2)]
+    pub as_of_version: Option<i32>,
+    /// Comma-separated: `customer`, `items.product`.
+    pub expand: Option<String>,
+}
+
+/// One order — as it is now (from the read model, with an `ETag`), or as it was at
+/// `as_of_version` (rebuilt from its events).
+#[utoipa::path(
+    get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id"), GetOrderQuery),
+    security(("bearer" = ["orders:read"]), ("api_key" = ["orders:read"])),
+    responses(
+        (status = 200, description = "The order", body = OrderView, headers(("ETag" = String))),
+        (status = 304, description = "Not modified since the `If-None-Match` version"),
+    )
+)]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::OrdersRead>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<GetOrderQuery>,
+    preconditions: Preconditions,
+) -> Result<Response, ApiError> {
+    let expand = Expand::parse(query.expand.as_deref())?;
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let mut view = match query.as_of_version {
+        Some(version) if version < 1 => {
+            return Err(ApiError::bad_request(
+                "invalid_version",
+                "as_of_version must be at least 1",
+            ));
+        }
+        Some(version) => {
+            let order = commands::load(&mut tx, id, Some(version))
+                .await?
+                .ok_or(ApiError::NotFound("order"))?;
+            if order.version < version {
+                return Err(ApiError::NotFound("order version"));
+            }
+            OrderView::from(&order)
+        }
+        None => {
+            let row = store::find(&mut tx, id)
+                .await?
+                .ok_or(ApiError::NotFound("order"))?;
+            let lines = store::lines_of(&mut tx, &[id])
+                .await?
+                .remove(&id)
+                .unwrap_or_default();
+            OrderView::from_summary(row, &lines)
+        }
+    };
+    expand
+        .apply(&mut tx, std::slice::from_mut(&mut view))
+        .await?;
+    tx.commit().await?;
+    if query.as_of_version.is_some() {
+        return Ok(Json(view).into_response());
+    }
+    Ok(preconditions.read_response(i64::from(view.version), view))
+}
+
+/// One event of an order's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderEventView {
+    pub event_id: Uuid,
+    #[schema(example = 1)]
+    pub version: i32,
+    #[schema(example = "order.placed")]
+    pub event_type: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// Actor, request id and command.
+    #[schema(value_type = Object, example = json!({"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "command": "order.placed"}))]
+    pub metadata: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderHistory {
+    pub items: Vec<OrderEventView>,
+}
+
+/// The order's full history, oldest first.
+#[utoipa::path(
+    get, path = "/v1/orders/{id}/events", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = ["orders:read"]), ("api_key" = ["orders:read"])),
+    responses((status = 200, description = "The events", body = OrderHistory))
+)]
+pub async fn list_order_events(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::OrdersRead>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<OrderHistory>, ApiError> {
+    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+    let stored = events::load(&mut tx, id, None).await?;
+    tx.commit().await?;
+    if stored.is_empty() {
+        return Err(ApiError::NotFound("order"));
+    }
+    let items = stored
+        .into_iter()
+        .map(|e| OrderEventView {
+            event_id: e.event_id,
+            version: e.version,
+            event_type: e.event_type,
+            data: e.data,
+            metadata: e.metadata,
+            occurred_at: e.occurred_at,
+        })
+        .collect();
+    Ok(Json(OrderHistory { items }))
+}
+
+/// `{}`: the body of `confirm`, `ship` and `deliver`.
+#[derive(Debug, Default, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayOrder {
+    /// Must equal the order total.
+    #[schema(example = 2500)]
+    pub amount_cents: i64,
+    #[validate(length(min = 1, max = 200, message = "must be 1-200 characters"))]
+    #[schema(example = "pi_3PqR2x")]
+    pub reference: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelOrder {
+    #[validate(length(min = 1, max = 500, message = "must be 1-500 characters"))]
+    #[schema(example = "customer changed their mind")]
+    pub reason: String,
+}
+
+async fn transition(
+    state: &AppState,
+    principal: &Principal,
+    key: Option<String>,
+    id: Uuid,
+    name: &str,
+    body: &impl Serialize,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let fingerprint = idempotency::fingerprint(&format!("POST /v1/orders/{id}/{name}"), body);
+    run_command(
+        state,
+        principal,
+        key,
+        fingerprint,
+        StatusCode::OK,
+        move |tx, principal| {
+            Box::pin(async move { commands::execute(tx, principal, id, command).await })
+        },
+    )
+    .await
+}
+
+macro_rules! transition_route {
+    ($fn:ident, $path:literal, $name:literal, $body:ty, $doc:literal, |$b:ident| $command:expr) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            post, path = $path, tag = "orders",
+            params(("id" = Uuid, Path, description = "Order id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+            request_body = $body,
+            security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
+            responses(
+                (status = 200, description = "The order after the transition", body = OrderView),
+                (status = 409, description = "Not allowed from the current status: the code names it (`order_is_shipped`, …); or `concurrent_modification`", body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            Authorized(principal, ..): Authorized<scope::OrdersWrite>,
+            IdempotencyKey(key): IdempotencyKey,
+            ApiPath(id): ApiPath<Uuid>,
+            ValidJson($b): ValidJson<$body>,
+        ) -> Result<Response, ApiError> {
+            let command = $command;
+            transition(&state, &principal, key, id, $name, &$b, command).await
+        }
+    };
+}
+
+transition_route!(
+    confirm_order,
+    "/v1/orders/{id}/confirm",
+    "confirm",
+    Empty,
+    "Confirms a pending order.",
+    |_body| Command::Confirm
+);
+transition_route!(
+    pay_order,
+    "/v1/orders/{id}/pay",
+    "pay",
+    PayOrder,
+    "Records the payment of a confirmed order; the amount must equal the total.",
+    |body| Command::Pay {
+        amount_cents: body.amount_cents,
+        reference: body.reference.clone()
+    }
+);
+transition_route!(
+    ship_order,
+    "/v1/orders/{id}/ship",
+    "ship",
+    Empty,
+    "Ships a paid order.",
+    |_body| Command::Ship
+);
+transition_route!(
+    deliver_order,
+    "/v1/orders/{id}/deliver",
+    "deliver",
+    Empty,
+    "Marks a shipped order delivered.",
+    |_body| Command::Deliver
+);
+transition_route!(
+    cancel_order,
+    "/v1/orders/{id}/cancel",
+    "cancel",
+    CancelOrder,
+    "Cancels an order that has not shipped, releasing its reserved stock.",
+    |body| Command::Cancel {
+        reason: body.reason.clone()
+    }
+);
+
+/// What `expand` asked for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Expand {
+    customer: bool,
+    products: bool,
+}
+
+impl Expand {
+    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        let mut expand = Self::default();
+        for part in value
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match part {
+                "customer" => expand.customer = true,
+                "items.product" => expand.products = true,
+                other => {
+                    return Err(ApiError::bad_request(
+                        "invalid_expand",
+                        format!("cannot expand {other:?}; use customer, items.product"),
+                    ));
+                }
+            }
+        }
+        Ok(expand)
+    }
+
+    /// Embeds related records: one query per kind, whatever the number of orders.
+    async fn apply(self, tx: &mut TenantTx, views: &mut [OrderView]) -> Result<(), ApiError> {
+        if self.customer {
+            let ids: Vec<Uuid> = views
+                .iter()
+                .map(|v| v.customer_id)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let customers = store::customers(tx, &ids).await?;
+            for view in views.iter_mut() {
+                view.customer = customers.get(&view.customer_id).cloned();
+            }
+        }
+        if self.products {
+            let ids: Vec<Uuid> = views
+                .iter()
+                .flat_map(|v| v.items.iter().map(|i| i.product_id))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let products = store::products(tx, &ids).await?;
+            for item in views.iter_mut().flat_map(|v| v.items.iter_mut()) {
+                item.product = products.get(&item.product_id).cloned();
+            }
+        }
+        Ok(())
+    }
+}
