@@ -251,6 +251,17 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %error, "database unavailable");
                 Self::Unavailable("the database")
             }
+            // Deadlock or serialization failure: the transaction was rolled back whole, and
+            // the same request may simply be retried.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                tracing::warn!(error = %error, "transaction aborted by a concurrent one");
+                Self::conflict(
+                    "concurrent_modification",
+                    "the request collided with a concurrent one and changed nothing; retry it",
+                )
+            }
             sqlx::Error::Database(db) => match db.constraint().and_then(constraint_error) {
                 Some(mapped) => mapped,
                 None => Self::Internal(anyhow::Error::new(error)),

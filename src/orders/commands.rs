@@ -126,6 +126,12 @@ pub async fn execute(
         .ok_or(ApiError::NotFound("order"))?;
     let event = order.decide(command).map_err(refusal)?;
     if let OrderEvent::Cancelled { released, .. } = &event {
+        // Same lock order as placing (by product id), so the two never deadlock.
+        let ids: Vec<Uuid> = released.iter().map(|l| l.product_id).collect();
+        sqlx::query("select id from products where id = any($1) order by id for update")
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
         adjust_stock(tx, released, 1).await?;
     }
     order.apply(&event, events::now());
@@ -183,7 +189,8 @@ async fn append(
     Ok(())
 }
 
-/// Moves stock by `sign × quantity` for each line, in one statement.
+/// Moves stock by `sign × quantity` for each line, in one statement. The caller holds the
+/// product rows' locks (taken in id order).
 async fn adjust_stock(tx: &mut TenantTx, lines: &[Line], sign: i32) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
     let deltas: Vec<i32> = lines.iter().map(|l| sign * l.quantity).collect();

@@ -51,26 +51,24 @@ pub async fn project_lines(
     tenant_id: TenantId,
     order: &Order,
 ) -> Result<(), sqlx::Error> {
-    {
-        let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
-        let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
-        let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price_cents).collect();
-        sqlx::query(
-            r#"
-            insert into order_items (tenant_id, order_id, line, product_id, quantity, unit_price_cents)
-            select $1, $2, l.n, l.product_id, l.quantity, l.price
-            from unnest($3::uuid[], $4::int[], $5::bigint[]) with ordinality as l(product_id, quantity, price, n)
-            "#,
-        )
-        .bind(tenant_id)
-        .bind(order.id)
-        .bind(products)
-        .bind(quantities)
-        .bind(prices)
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
+    let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
+    let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price_cents).collect();
+    sqlx::query(
+        r#"
+        insert into order_items (tenant_id, order_id, line, product_id, quantity, unit_price_cents)
+        select $1, $2, l.n, l.product_id, l.quantity, l.price
+        from unnest($3::uuid[], $4::int[], $5::bigint[]) with ordinality as l(product_id, quantity, price, n)
+        "#,
+    )
+    .bind(tenant_id)
+    .bind(order.id)
+    .bind(products)
+    .bind(quantities)
+    .bind(prices)
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 #[derive(Debug, Clone, FromRow)]
