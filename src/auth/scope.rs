@@ -142,6 +142,7 @@ impl FromIterator<Scope> for Scopes {
 )]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = "member")]
 pub enum Role {
     Owner,
     Admin,

@@ -49,6 +49,7 @@ pub struct Problem {
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"field": "items[0].quantity", "message": "must be 1-10000"}))]
 pub struct FieldError {
     /// Path of the field in the request, e.g. `email` or `scopes[1]`.
     pub field: String,

@@ -49,6 +49,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "customer_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69",
+    "items": [{"product_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a70", "quantity": 2}]
+}))]
 pub struct PlaceOrder {
     pub customer_id: Uuid,
     #[validate(length(min = 1, max = 100, message = "must list 1-100 items"), nested)]
@@ -303,6 +307,16 @@ pub struct OrderEventView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"items": [{
+    "event_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a71",
+    "version": 1,
+    "event_type": "order.placed",
+    "data": {"customer_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "currency": "EUR",
+             "lines": [{"product_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a70", "quantity": 2, "unit_price_cents": 1250}],
+             "total_cents": 2500},
+    "metadata": {"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a72", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "command": "order.placed"},
+    "occurred_at": "2026-11-22T10:00:00Z"
+}]}))]
 pub struct OrderHistory {
     pub items: Vec<OrderEventView>,
 }
@@ -342,6 +356,7 @@ pub async fn list_order_events(
 /// `{}`: the body of `confirm`, `ship` and `deliver`.
 #[derive(Debug, Default, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({}))]
 pub struct Empty {}
 
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]

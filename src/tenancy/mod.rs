@@ -60,6 +60,7 @@ pub fn parse_name(value: &str) -> Result<String, ApiError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = "pro")]
 pub enum Plan {
     Free,
     Pro,
@@ -69,6 +70,7 @@ pub enum Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = "active")]
 pub enum TenantStatus {
     Active,
     Suspended,

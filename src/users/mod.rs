@@ -44,6 +44,7 @@ impl Email {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(example = "active")]
 pub enum UserStatus {
     Active,
     Deactivated,

@@ -145,6 +145,7 @@ pub async fn get_user(
 
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "admin"}))]
 pub struct UpdateUser {
     pub role: Option<Role>,
     pub status: Option<UserStatus>,
