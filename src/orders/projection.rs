@@ -1,7 +1,11 @@
 //! Rebuilding the order read models from the event store (`tenantry projections rebuild`):
 //! for each tenant, under that tenant's context, the read models are emptied and every
-//! order stream replayed through the same [`store::project`] the live path uses. The
-//! result must equal the live projection; a test checks it after a random mix of commands.
+//! order stream replayed through the same projection SQL the live path uses
+//! ([`store::project_new`]). The result must equal the live projection; a test checks it
+//! after a random mix of commands.
+//!
+//! The platform role reads every tenant's events (the feed's policy), so the event query
+//! must name the tenant: RLS alone would not keep other tenants' orders out.
 
 use std::collections::BTreeMap;
 
@@ -35,8 +39,9 @@ pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, ApiEr
         .execute(&mut *tx)
         .await?;
     let rows: Vec<(Uuid, String, serde_json::Value, time::OffsetDateTime)> = sqlx::query_as(
-        "select stream_id, event_type, data, occurred_at from domain_events where stream_type = $1 order by stream_id, version",
+        "select stream_id, event_type, data, occurred_at from domain_events where tenant_id = $1 and stream_type = $2 order by stream_id, version",
     )
+    .bind(tenant_id)
     .bind(commands::STREAM_TYPE)
     .fetch_all(&mut *tx)
     .await?;
@@ -50,7 +55,7 @@ pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, ApiEr
     let count = streams.len();
     for (id, events) in streams {
         if let Some(order) = Order::replay(id, events.iter().map(|(e, at)| (e, *at))) {
-            store::project(&mut tx, tenant_id, &order).await?;
+            store::project_new(&mut tx, tenant_id, &order).await?;
             store::project_lines(&mut tx, tenant_id, &order).await?;
         }
     }

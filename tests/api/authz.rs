@@ -9,8 +9,9 @@ use tenantry::{
     tenancy::TenantId,
 };
 
-use crate::helpers::{
-    PASSWORD, TestApp, TestTenant, expect_json, expect_problem, spawn_app, unique,
+use crate::{
+    helpers::{PASSWORD, TestApp, TestTenant, expect_json, expect_problem, spawn_app, unique},
+    orders::{command, command_body, id, place_ok},
 };
 
 // ---------------------------------------------------------------------------------------
@@ -29,6 +30,8 @@ async fn snapshot(app: &TestApp, tenant_id: TenantId) -> String {
             'sessions', (select json_agg(s order by s.id) from sessions s where s.tenant_id = $1),
             'products', (select json_agg(p order by p.id) from products p where p.tenant_id = $1),
             'customers', (select json_agg(c order by c.id) from customers c where c.tenant_id = $1),
+            'orders', (select json_agg(o order by o.id) from order_summaries o where o.tenant_id = $1),
+            'order_events', (select count(*) from domain_events e where e.tenant_id = $1),
             'audit_events', (select count(*) from audit_events a where a.tenant_id = $1)
         )::text
         "#,
@@ -87,8 +90,10 @@ fn scopes_of(role: Role) -> Vec<Scope> {
 struct RouteCase {
     method: Method,
     /// `{user}`, `{key}`, `{product}` and `{customer}` are replaced with the ids of a fresh
-    /// viewer, API key, product and customer.
+    /// viewer, API key, product and customer; `{order}`, `{confirmed_order}`,
+    /// `{paid_order}` and `{shipped_order}` with a fresh order (1 × the product) in that state.
     path: &'static str,
+    /// `{product}` and `{customer}` in string values are replaced as in `path`.
     body: Option<Value>,
     /// The scope the route itself demands (`None`: any valid credential).
     scope: Option<Scope>,
@@ -278,7 +283,120 @@ fn route_cases() -> Vec<RouteCase> {
             None,
             StatusCode::OK,
         ),
+        case(
+            Method::GET,
+            "/v1/orders",
+            None,
+            Some(OrdersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders",
+            Some(
+                json!({"customer_id": "{customer}", "items": [{"product_id": "{product}", "quantity": 1}]}),
+            ),
+            Some(OrdersWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/orders/{order}",
+            None,
+            Some(OrdersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/v1/orders/{order}/events",
+            None,
+            Some(OrdersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{order}/confirm",
+            Some(json!({})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{confirmed_order}/pay",
+            Some(json!({"amount_cents": 1250, "reference": "pi_authz"})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{paid_order}/ship",
+            Some(json!({})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{shipped_order}/deliver",
+            Some(json!({})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{order}/cancel",
+            Some(json!({"reason": "authz test"})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
     ]
+}
+
+/// Replaces each order placeholder in `path` with a fresh order of 1 × `product` (12.50
+/// EUR) for `customer`, moved on to the placeholder's state.
+async fn with_orders(
+    app: &TestApp,
+    tenant: &TestTenant,
+    product: &Value,
+    customer: &Value,
+    mut path: String,
+) -> String {
+    let states: [(&str, &[&str]); 4] = [
+        ("{order}", &[]),
+        ("{confirmed_order}", &["confirm"]),
+        ("{paid_order}", &["confirm", "pay"]),
+        ("{shipped_order}", &["confirm", "pay", "ship"]),
+    ];
+    for (placeholder, steps) in states {
+        if !path.contains(placeholder) {
+            continue;
+        }
+        let order = place_ok(app, tenant, customer, &[(product, 1)]).await;
+        let total = order["total_cents"].as_i64().unwrap();
+        for step in steps {
+            let response = command(app, tenant, id(&order), step, command_body(step, total)).await;
+            expect_json(response, StatusCode::OK).await;
+        }
+        path = path.replace(placeholder, id(&order));
+    }
+    path
+}
+
+/// `body` with `{product}` and `{customer}` replaced by their ids.
+fn with_ids(body: &Value, product: &Value, customer: &Value) -> Value {
+    let text = body
+        .to_string()
+        .replace("{product}", id(product))
+        .replace("{customer}", id(customer));
+    serde_json::from_str(&text).expect("still JSON")
 }
 
 #[tokio::test]
@@ -298,9 +416,11 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
             .replace("{key}", &key_id)
             .replace("{product}", product["id"].as_str().unwrap())
             .replace("{customer}", customer["id"].as_str().unwrap());
+        let path = with_orders(&app, &tenant, &product, &customer, path).await;
+        let body = case.body.as_ref().map(|b| with_ids(b, &product, &customer));
         let route = format!("{} {}", case.method, path);
         let send = |bearer: Option<String>| {
-            let (method, path, body) = (case.method.clone(), path.clone(), case.body.clone());
+            let (method, path, body) = (case.method.clone(), path.clone(), body.clone());
             let app = &app;
             async move {
                 app.request(method, &path, bearer.as_deref(), body.as_ref())

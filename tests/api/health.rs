@@ -15,7 +15,9 @@ use tenantry::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, expect_json, expect_problem, spawn_app, test_config};
+use crate::helpers::{
+    expect_json, expect_problem, sigterm, spawn_app, spawn_server_process, test_config,
+};
 
 #[tokio::test]
 async fn liveness_and_readiness_answer_ok_when_postgres_is_up() {
@@ -207,68 +209,6 @@ async fn login_in_flight_across(
         .await
         .unwrap()
         .expect("the in-flight request is answered after the stop signal, not cut off")
-}
-
-/// Runs the real binary (`serve`) on a free port with the test configuration plus `env`,
-/// its output going to `log_file`; returns once it is ready.
-async fn spawn_server_process(
-    env: &[(&str, &str)],
-    log_file: &std::path::Path,
-) -> (tokio::process::Child, TestApp) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(log_file).unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
-    command
-        .arg("serve")
-        .env("DATABASE_URL", crate::helpers::database_url())
-        .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", crate::helpers::JWT_SECRET)
-        .env("TENANTRY_OPERATOR_TOKEN", crate::helpers::OPERATOR_TOKEN)
-        .env("TENANTRY_TOKEN_HASH_KEY", "test-token-hash-key")
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let server = command.spawn().expect("the binary starts");
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
-        config: test_config(&[]),
-    };
-    for _ in 0..100 {
-        if app
-            .client
-            .get(app.url("/health/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return (server, app);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "the server did not become ready; its log: {}",
-        std::fs::read_to_string(log_file).unwrap_or_default()
-    );
-}
-
-fn sigterm(server: &tokio::process::Child) {
-    let pid = server.id().expect("running").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 #[tokio::test]

@@ -5,7 +5,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestTenant, expect_json, expect_problem, spawn_app};
+use crate::{
+    helpers::{TestApp, TestTenant, expect_json, expect_problem, spawn_app},
+    orders::place_ok,
+};
 
 /// Tenant B's resources, which tenant A will try to reach.
 struct Victim {
@@ -15,6 +18,8 @@ struct Victim {
     api_key: String,
     product: Value,
     customer: Value,
+    /// An order of `customer` (for another product, so `product` stays as created).
+    order: Value,
 }
 
 async fn victim(app: &TestApp) -> Victim {
@@ -25,6 +30,8 @@ async fn victim(app: &TestApp) -> Victim {
         .await;
     let product = app.create_product(&tenant).await;
     let customer = app.create_customer(&tenant).await;
+    let ordered = app.create_product(&tenant).await;
+    let order = place_ok(app, &tenant, &customer, &[(&ordered, 1)]).await;
     Victim {
         tenant,
         user_id,
@@ -32,6 +39,7 @@ async fn victim(app: &TestApp) -> Victim {
         api_key,
         product,
         customer,
+        order,
     }
 }
 
@@ -75,6 +83,26 @@ fn cross_tenant_routes(v: &Victim) -> Vec<(Method, String, Option<Value>)> {
             format!("/v1/customers/{}", v.customer["id"].as_str().unwrap()),
             Some(json!({"name": "Taken over"})),
         ),
+        (
+            Method::GET,
+            format!("/v1/orders/{}", v.order["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/orders/{}/events", v.order["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{}/confirm", v.order["id"].as_str().unwrap()),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{}/cancel", v.order["id"].as_str().unwrap()),
+            Some(json!({"reason": "x"})),
+        ),
     ]
 }
 
@@ -92,6 +120,8 @@ async fn another_tenants_ids_are_not_found_and_nothing_changes() {
                 "api_keys:write",
                 "catalog:read",
                 "catalog:write",
+                "orders:read",
+                "orders:write",
             ],
         )
         .await;
@@ -138,6 +168,10 @@ async fn another_tenants_ids_are_not_found_and_nothing_changes() {
             format!("/v1/customers/{}", v.customer["id"].as_str().unwrap()),
             &v.customer,
         ),
+        (
+            format!("/v1/orders/{}", v.order["id"].as_str().unwrap()),
+            &v.order,
+        ),
     ] {
         let after = expect_json(app.get(&path, &v.tenant.token).await, StatusCode::OK).await;
         assert_eq!(&after, before, "B's {path} untouched");
@@ -159,12 +193,16 @@ async fn lists_never_show_another_tenants_rows() {
     )
     .await;
     app.create_customer(&a).await;
+    let own_customer = app.create_customer(&a).await;
+    let own_product = app.create_product(&a).await;
+    place_ok(&app, &a, &own_customer, &[(&own_product, 1)]).await;
 
     for path in [
         "/v1/users?limit=200",
         "/v1/api-keys?limit=200",
         "/v1/products?limit=200",
         "/v1/customers?limit=200",
+        "/v1/orders?limit=200",
     ] {
         let page = expect_json(app.get(path, &a.token).await, StatusCode::OK).await;
         let ids: Vec<&str> = page["items"]
@@ -180,6 +218,7 @@ async fn lists_never_show_another_tenants_rows() {
             v.tenant.owner_id.as_str(),
             v.product["id"].as_str().unwrap(),
             v.customer["id"].as_str().unwrap(),
+            v.order["id"].as_str().unwrap(),
         ] {
             assert!(
                 !ids.contains(&foreign),

@@ -14,6 +14,8 @@ mod health;
 mod isolation;
 mod jwks;
 mod openapi;
+mod order_concurrency;
+mod orders;
 mod products;
 mod sessions;
 mod tenants;
