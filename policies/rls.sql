@@ -49,3 +49,9 @@ create policy platform_directory on tenants to tenantry_platform using (true) wi
 -- each subscriber only its own tenant's (src/events/feed.rs).
 drop policy if exists platform_feed on domain_events;
 create policy platform_feed on domain_events for select to tenantry_platform using (true);
+
+-- Expired idempotency keys are purged across tenants by the platform role
+-- (src/http/idempotency.rs); it sees no key that is still live.
+drop policy if exists platform_expiry on idempotency_keys;
+create policy platform_expiry on idempotency_keys to tenantry_platform
+    using (expires_at <= now());

@@ -73,6 +73,9 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL`: lifetime of a login session's refresh tokens. Default `30d`.
     pub refresh_token_ttl: Duration,
+    /// `IDEMPOTENCY_KEY_TTL`: how long an `Idempotency-Key` replays its first answer;
+    /// after that the key is free again and expired keys are purged. Default `24h`.
+    pub idempotency_key_ttl: Duration,
     /// `TENANTRY_TOKEN_HASH_KEY`: HMAC key under which API-key and refresh-token secrets
     /// are stored. Changing it invalidates every API key and refresh token.
     pub token_hash_key: SecretString,
@@ -134,6 +137,7 @@ impl Config {
             jwt_audience: var("JWT_AUDIENCE", "tenantry-api"),
             access_token_ttl: duration("ACCESS_TOKEN_TTL", "15m")?,
             refresh_token_ttl: duration("REFRESH_TOKEN_TTL", "30d")?,
+            idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "24h")?,
             token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
             operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),
             max_body_bytes: var("TENANTRY_MAX_BODY_BYTES", "1048576")
@@ -163,8 +167,11 @@ impl Config {
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
         }
-        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
-            bail!("token lifetimes must be positive");
+        if self.access_token_ttl.is_zero()
+            || self.refresh_token_ttl.is_zero()
+            || self.idempotency_key_ttl.is_zero()
+        {
+            bail!("ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL and IDEMPOTENCY_KEY_TTL must be positive");
         }
         if self.environment == Environment::Production {
             let defaults = self.secrets_left_at_dev_default();
@@ -238,6 +245,7 @@ mod tests {
         let config = config(&[]).expect("defaults are valid");
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.access_token_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(config.idempotency_key_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.secrets_left_at_dev_default().len(), 5);
     }
 
@@ -274,5 +282,11 @@ mod tests {
     fn malformed_duration_is_refused_with_the_variable_name() {
         let error = config(&[("ACCESS_TOKEN_TTL", "soon")]).unwrap_err();
         assert!(error.to_string().contains("ACCESS_TOKEN_TTL"), "{error}");
+    }
+
+    #[test]
+    fn a_zero_idempotency_key_ttl_is_refused() {
+        let error = config(&[("IDEMPOTENCY_KEY_TTL", "0s")]).unwrap_err();
+        assert!(error.to_string().contains("IDEMPOTENCY_KEY_TTL"), "{error}");
     }
 }

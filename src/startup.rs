@@ -1,21 +1,21 @@
 //! The server as a value: [`Application::build`] bootstraps the database, binds the
 //! listener (port 0 in tests) and wires the state; [`Application::run_until_stopped`] serves
 //! until SIGINT/SIGTERM (or the given signal), then stops accepting and drains in-flight
-//! requests before returning.
+//! requests before returning. While serving, expired idempotency keys are purged.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::AuthService,
     config::Config,
     db::{self, Db},
     http::{self, AppState},
-    observability,
-    platform::OperatorToken,
 };
+
+/// How often expired idempotency keys are deleted (an indexed delete; cheap).
+const IDEMPOTENCY_PURGE_PERIOD: Duration = Duration::from_secs(10 * 60);
 
 pub struct Application {
     listener: TcpListener,
@@ -33,12 +33,7 @@ impl Application {
             .await
             .context("bootstrapping the database")?;
         let db = Db::connect(config)?;
-        let state = AppState {
-            db: db.clone(),
-            auth: Arc::new(AuthService::from_config(config)?),
-            operator: OperatorToken::new(&config.operator_token),
-            metrics: observability::metrics::handle(),
-        };
+        let state = AppState::new(config, db.clone())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -66,10 +61,16 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening");
-        axum::serve(self.listener, self.router)
+        let purge = tokio::spawn(http::idempotency::purge_periodically(
+            self.db.clone(),
+            IDEMPOTENCY_PURGE_PERIOD,
+        ));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(signal)
-            .await?;
+            .await;
+        purge.abort();
         self.db.close().await;
+        served?;
         tracing::info!("stopped");
         Ok(())
     }

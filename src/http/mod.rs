@@ -16,6 +16,7 @@ pub mod error;
 pub mod etag;
 pub mod extract;
 mod health;
+pub mod idempotency;
 pub mod pagination;
 pub mod problem;
 
@@ -46,6 +47,20 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     pub operator: OperatorToken,
     pub metrics: PrometheusHandle,
+    /// How long an `Idempotency-Key` replays its first answer.
+    pub idempotency_ttl: std::time::Duration,
+}
+
+impl AppState {
+    pub fn new(config: &Config, db: Db) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            auth: Arc::new(AuthService::from_config(config)?),
+            operator: OperatorToken::new(&config.operator_token),
+            metrics: observability::metrics::handle(),
+            idempotency_ttl: config.idempotency_key_ttl,
+        })
+    }
 }
 
 /// Every documented route, with its OpenAPI description. The spec is derived from the

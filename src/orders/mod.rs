@@ -5,12 +5,10 @@
 //!   transitions; each appends to the event store at the expected version and updates
 //!   the read model in the same transaction.
 //! - [`store`]: the read models queries read, with batch loading for `expand`.
-//! - [`idempotency`]: `Idempotency-Key` on every POST.
 //! - [`projection`]: rebuilding the read models from the event store.
 
 pub mod aggregate;
 pub mod commands;
-pub mod idempotency;
 pub mod projection;
 mod routes;
 pub mod store;

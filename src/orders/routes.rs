@@ -1,6 +1,6 @@
 //! `/v1/orders`: place, list, read (now or as of a version), history, and transitions.
 
-use std::{collections::HashSet, future::Future, pin::Pin};
+use std::collections::HashSet;
 
 use axum::{
     Json,
@@ -19,7 +19,6 @@ use super::{
     OrderView,
     aggregate::{Command, Order, OrderStatus},
     commands::{self, Requested},
-    idempotency::{self, Claim, IdempotencyKey},
     store,
 };
 use crate::{
@@ -29,8 +28,9 @@ use crate::{
     http::{
         AppState,
         error::{ApiError, Problem},
-        etag::{Preconditions, with_etag},
+        etag::Preconditions,
         extract::{ApiPath, ApiQuery, ValidJson},
+        idempotency::{self, IdempotencyKey},
         pagination::{Page, PageParams, PageRequest},
     },
 };
@@ -77,14 +77,14 @@ pub struct OrderItemRequest {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
     security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
     responses(
-        (status = 201, description = "Placed", body = OrderView),
+        (status = 201, description = "Placed", body = OrderView, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
         (status = 409, description = "`insufficient_stock`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn place_order(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::OrdersWrite>,
-    IdempotencyKey(key): IdempotencyKey,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<PlaceOrder>,
 ) -> Result<Response, ApiError> {
     let mut seen = HashSet::new();
@@ -102,63 +102,21 @@ pub async fn place_order(
             quantity: i.quantity,
         })
         .collect();
-    let fingerprint = idempotency::fingerprint("POST /v1/orders", &body);
-    run_command(
+    let key = key.bind("POST /v1/orders", &body);
+    let customer_id = body.customer_id;
+    idempotency::run(
         &state,
         &principal,
         key,
-        fingerprint,
         StatusCode::CREATED,
         |tx, principal| {
-            Box::pin(
-                async move { commands::place(tx, principal, body.customer_id, &requested).await },
-            )
+            Box::pin(async move {
+                let order = commands::place(tx, principal, customer_id, &requested).await?;
+                Ok(versioned(&order))
+            })
         },
     )
     .await
-}
-
-/// A command that may be replayed by its `Idempotency-Key`: claims the key, runs, stores
-/// the answer, commits — all in one transaction.
-async fn run_command<F>(
-    state: &AppState,
-    principal: &Principal,
-    key: Option<String>,
-    fingerprint: Vec<u8>,
-    status: StatusCode,
-    command: F,
-) -> Result<Response, ApiError>
-where
-    F: for<'t> FnOnce(
-        &'t mut TenantTx,
-        &'t Principal,
-    ) -> Pin<Box<dyn Future<Output = Result<Order, ApiError>> + Send + 't>>,
-{
-    let mut tx = state.db.tenant(principal, Access::ReadWrite).await?;
-    if let Some(key) = &key {
-        if let Claim::Replay { status, body } =
-            idempotency::claim(&mut tx, principal.tenant_id(), key, &fingerprint).await?
-        {
-            tx.commit().await?;
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = (status, Json(body)).into_response();
-            response.headers_mut().insert(
-                "idempotent-replayed",
-                axum::http::HeaderValue::from_static("true"),
-            );
-            return Ok(response);
-        }
-    }
-    let order = command(&mut tx, principal).await?;
-    let view = OrderView::from(&order);
-    if let Some(key) = &key {
-        let body = serde_json::to_value(&view).map_err(anyhow::Error::from)?;
-        idempotency::store(&mut tx, key, status.as_u16(), &body).await?;
-    }
-    tx.commit().await?;
-    let mut response = with_etag(i64::from(order.version), view);
-    *response.status_mut() = status;
-    Ok(response)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -381,24 +339,30 @@ pub struct CancelOrder {
 async fn transition(
     state: &AppState,
     principal: &Principal,
-    key: Option<String>,
+    key: IdempotencyKey,
     id: Uuid,
     name: &str,
     body: &impl Serialize,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let fingerprint = idempotency::fingerprint(&format!("POST /v1/orders/{id}/{name}"), body);
-    run_command(
+    let key = key.bind(&format!("POST /v1/orders/{id}/{name}"), body);
+    idempotency::run(
         state,
         principal,
         key,
-        fingerprint,
         StatusCode::OK,
         move |tx, principal| {
-            Box::pin(async move { commands::execute(tx, principal, id, command).await })
+            Box::pin(async move {
+                let order = commands::execute(tx, principal, id, command).await?;
+                Ok(versioned(&order))
+            })
         },
     )
     .await
+}
+
+fn versioned(order: &Order) -> (i64, OrderView) {
+    (i64::from(order.version), OrderView::from(order))
 }
 
 macro_rules! transition_route {
@@ -410,14 +374,14 @@ macro_rules! transition_route {
             request_body = $body,
             security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
             responses(
-                (status = 200, description = "The order after the transition", body = OrderView),
+                (status = 200, description = "The order after the transition", body = OrderView, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
                 (status = 409, description = "Not allowed from the current status: the code names it (`order_is_shipped`, …); or `concurrent_modification`", body = Problem, content_type = "application/problem+json"),
             )
         )]
         pub async fn $fn(
             State(state): State<AppState>,
             Authorized(principal, ..): Authorized<scope::OrdersWrite>,
-            IdempotencyKey(key): IdempotencyKey,
+            key: IdempotencyKey,
             ApiPath(id): ApiPath<Uuid>,
             ValidJson($b): ValidJson<$body>,
         ) -> Result<Response, ApiError> {

@@ -1,16 +1,13 @@
 //! Operations: health, readiness, metrics, request ids, graceful shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use futures::SinkExt;
 use reqwest::StatusCode;
 use serde_json::json;
 use tenantry::{
-    auth::AuthService,
     db::Db,
     http::{self, AppState},
-    observability,
-    platform::OperatorToken,
     startup::Application,
 };
 use uuid::Uuid;
@@ -39,12 +36,7 @@ async fn readiness_fails_with_503_when_postgres_is_unreachable() {
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:1/tenantry_test",
     )]);
-    let state = AppState {
-        db: Db::connect(&config).unwrap(),
-        auth: Arc::new(AuthService::from_config(&config).unwrap()),
-        operator: OperatorToken::new(&config.operator_token),
-        metrics: observability::metrics::handle(),
-    };
+    let state = AppState::new(&config, Db::connect(&config).unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, http::app(state, &config)).await });

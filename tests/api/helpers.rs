@@ -332,6 +332,33 @@ pub async fn send(
     request.send().await.expect("the server answers")
 }
 
+/// Sends a POST with an `Idempotency-Key`.
+pub async fn post_with_key(
+    app: &TestApp,
+    tenant: &TestTenant,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> Response {
+    let bearer = format!("Bearer {}", tenant.token);
+    send(
+        app,
+        Method::POST,
+        path,
+        &[("authorization", &bearer), ("idempotency-key", key)],
+        Some(body),
+    )
+    .await
+}
+
+/// Whether the answer is a replay of an earlier one under the same `Idempotency-Key`.
+pub fn replayed(response: &Response) -> bool {
+    response
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true")
+}
+
 /// The `ETag` header of a response (panics when there is none).
 pub fn etag_of(response: &Response) -> String {
     response

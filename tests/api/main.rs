@@ -11,6 +11,7 @@ mod customers;
 mod errors;
 mod feed;
 mod health;
+mod idempotency;
 mod isolation;
 mod jwks;
 mod openapi;

@@ -14,8 +14,8 @@ use tenantry::tenancy::TenantId;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestTenant, etag_of, expect_json, expect_problem, send, sigterm, spawn_app,
-    spawn_server_process, unique,
+    TestApp, TestTenant, etag_of, expect_json, expect_problem, post_with_key, replayed, send,
+    sigterm, spawn_app, spawn_server_process, unique,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -211,32 +211,6 @@ async fn expect_invalid(response: Response, field: &str) -> Value {
         "expected a validation error on `{field}`: {problem}"
     );
     problem
-}
-
-/// Sends a POST with an `Idempotency-Key`.
-async fn post_with_key(
-    app: &TestApp,
-    tenant: &TestTenant,
-    path: &str,
-    key: &str,
-    body: Value,
-) -> Response {
-    let bearer = format!("Bearer {}", tenant.token);
-    send(
-        app,
-        Method::POST,
-        path,
-        &[("authorization", &bearer), ("idempotency-key", key)],
-        Some(body),
-    )
-    .await
-}
-
-fn replayed(response: &Response) -> bool {
-    response
-        .headers()
-        .get("idempotent-replayed")
-        .is_some_and(|v| v == "true")
 }
 
 /// The transitions, in lifecycle order.

@@ -1,7 +1,7 @@
 //! `/v1/customers`: list, create, read, change.
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
@@ -17,6 +17,7 @@ use crate::{
         error::ApiError,
         etag::{Preconditions, with_etag},
         extract::{ApiPath, ApiQuery, ValidJson},
+        idempotency::{self, IdempotencyKey},
         pagination::{Page, PageParams, PageRequest},
     },
     users::Email,
@@ -47,7 +48,7 @@ pub async fn list_customers(
     Ok(Json(Page::from_rows(rows, page, |c| c.id.as_uuid())))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
     /// Unique within the tenant; stored trimmed and in lower case.
@@ -71,30 +72,40 @@ impl CreateCustomer {
 #[utoipa::path(
     post, path = "/v1/customers", tag = "catalog",
     request_body = CreateCustomer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
-        (status = 201, description = "Created", body = Customer, headers(("ETag" = String))),
+        (status = 201, description = "Created", body = Customer, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
         (status = 409, description = "A customer already has this email (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_customer(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<CreateCustomer>,
 ) -> Result<Response, ApiError> {
+    let key = key.bind("POST /v1/customers", &body);
     let new = body.parse()?;
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let customer = store::insert(&mut tx, principal.tenant_id(), &new).await?;
-    audit::record(
-        &mut tx,
+    idempotency::run(
+        &state,
         &principal,
-        AuditEvent::new("customer.created", "customer", customer.id),
+        key,
+        StatusCode::CREATED,
+        |tx, principal| {
+            Box::pin(async move {
+                let customer = store::insert(tx, principal.tenant_id(), &new).await?;
+                audit::record(
+                    tx,
+                    principal,
+                    AuditEvent::new("customer.created", "customer", customer.id),
+                )
+                .await?;
+                Ok((customer.version, customer))
+            })
+        },
     )
-    .await?;
-    tx.commit().await?;
-    let mut response = with_etag(customer.version, customer);
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    .await
 }
 
 /// One customer.

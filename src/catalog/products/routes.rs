@@ -1,7 +1,7 @@
 //! `/v1/products`: list, create, read, change, delete (soft).
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
@@ -17,6 +17,7 @@ use crate::{
         error::ApiError,
         etag::{Preconditions, with_etag},
         extract::{ApiPath, ApiQuery, ValidJson},
+        idempotency::{self, IdempotencyKey},
         pagination::{Page, PageParams, PageRequest},
     },
 };
@@ -46,7 +47,7 @@ pub async fn list_products(
     Ok(Json(Page::from_rows(rows, page, |p| p.id.as_uuid())))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     /// 1-64 letters, digits, `.`, `_` or `-`; unique among the tenant's live products.
@@ -84,31 +85,41 @@ impl CreateProduct {
 #[utoipa::path(
     post, path = "/v1/products", tag = "catalog",
     request_body = CreateProduct,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
-        (status = 201, description = "Created", body = Product, headers(("ETag" = String))),
+        (status = 201, description = "Created", body = Product, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
         (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_product(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<CreateProduct>,
 ) -> Result<Response, ApiError> {
+    let key = key.bind("POST /v1/products", &body);
     let new = body.parse()?;
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let product = store::insert(&mut tx, principal.tenant_id(), &new).await?;
-    audit::record(
-        &mut tx,
+    idempotency::run(
+        &state,
         &principal,
-        AuditEvent::new("product.created", "product", product.id)
-            .data(serde_json::json!({"sku": product.sku})),
+        key,
+        StatusCode::CREATED,
+        |tx, principal| {
+            Box::pin(async move {
+                let product = store::insert(tx, principal.tenant_id(), &new).await?;
+                audit::record(
+                    tx,
+                    principal,
+                    AuditEvent::new("product.created", "product", product.id)
+                        .data(serde_json::json!({"sku": product.sku})),
+                )
+                .await?;
+                Ok((product.version, product))
+            })
+        },
     )
-    .await?;
-    tx.commit().await?;
-    let mut response = with_etag(product.version, product);
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    .await
 }
 
 /// One product.
