@@ -3,9 +3,9 @@
 //! Several tenants, each with an API key, a customer and 20 products; `BENCH_CONCURRENCY`
 //! clients spread over the tenants place orders (`POST /v1/orders`, one line each), then
 //! read them back (`GET /v1/orders/{id}`). Side by side, pgbench runs the same SQL as a
-//! placement (`benches/place_order.sql`), one pgbench per tenant at the same total
-//! concurrency, and the ratio is printed. Settings: see `support::Bench`; `BENCH_TENANTS`
-//! (default 4).
+//! placement (`benches/place_order.sql`) and as a read (`benches/get_order.sql`), one
+//! pgbench per tenant at the same total concurrency, and the ratios are printed.
+//! Settings: see `support::Bench`; `BENCH_TENANTS` (default 4).
 
 mod support;
 
@@ -55,6 +55,32 @@ async fn shop(bench: &Bench) -> anyhow::Result<Shop> {
         customer_id: customer["id"].as_str().unwrap_or_default().to_owned(),
         products,
     })
+}
+
+/// Runs `script` in one pgbench per tenant at once, `clients` each; the summed rate, or
+/// `None` when any of them failed. Every script gets `tid` and `kid`; `vars` adds more.
+fn pgbench_per_tenant(
+    bench: &Bench,
+    shops: &[Shop],
+    script: &'static str,
+    clients: usize,
+    seconds: u64,
+    vars: impl Fn(&Shop, usize) -> Vec<(&'static str, String)>,
+) -> Option<f64> {
+    let runs: Vec<_> = shops
+        .iter()
+        .enumerate()
+        .map(|(tenant, shop)| {
+            let mut all = vec![
+                ("tid", shop.tenant_id.clone()),
+                ("kid", shop.key_id.clone()),
+            ];
+            all.extend(vars(shop, tenant));
+            let config = bench.config.clone();
+            std::thread::spawn(move || pgbench(&config, script, &all, clients, seconds))
+        })
+        .collect();
+    runs.into_iter().map(|run| run.join().ok().flatten()).sum()
 }
 
 #[tokio::main]
@@ -110,15 +136,17 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_default(),
         );
     }
-    let (client, base, s, ids) = (
+    let ids = Arc::new(ids);
+    let (client, base, s, order_ids) = (
         bench.client.clone(),
         bench.base.clone(),
         shops.clone(),
-        Arc::new(ids),
+        ids.clone(),
     );
     let get = hammer(concurrency, duration, move |worker, iteration| {
         let tenant = worker % s.len();
-        let id = &ids[tenant][(worker * 13 + iteration) % ids[tenant].len().max(1)];
+        let orders = &order_ids[tenant];
+        let id = &orders[(worker * 13 + iteration) % orders.len().max(1)];
         client
             .get(format!("{base}/v1/orders/{id}"))
             .header("x-api-key", &s[tenant].key)
@@ -128,32 +156,41 @@ async fn main() -> anyhow::Result<()> {
 
     // pgbench: one process per tenant, the same total concurrency, all at once.
     let per_tenant = (concurrency / tenants).max(1);
-    let runs: Vec<_> = shops
-        .iter()
-        .map(|shop| {
-            let vars = vec![
-                ("tid", shop.tenant_id.clone()),
-                ("kid", shop.key_id.clone()),
-                ("cid", shop.customer_id.clone()),
-            ];
-            let config = bench.config.clone();
-            let seconds = duration.as_secs();
-            std::thread::spawn(move || {
-                pgbench(&config, "place_order.sql", &vars, per_tenant, seconds)
-            })
-        })
-        .collect();
-    let results: Vec<Option<f64>> = runs.into_iter().map(|r| r.join().ok().flatten()).collect();
-    if results.iter().all(Option::is_some) {
-        let tps: f64 = results.iter().flatten().sum();
+    let seconds = duration.as_secs();
+    let placed = pgbench_per_tenant(
+        &bench,
+        &shops,
+        "place_order.sql",
+        per_tenant,
+        seconds,
+        |shop, _| vec![("cid", shop.customer_id.clone())],
+    );
+    let read = pgbench_per_tenant(
+        &bench,
+        &shops,
+        "get_order.sql",
+        per_tenant,
+        seconds,
+        |_, tenant| vec![("oid", ids[tenant].first().cloned().unwrap_or_default())],
+    );
+    let mut ratios = Vec::new();
+    for (tps, script, route, api) in [
+        (placed, "place_order.sql", "POST /v1/orders", &create),
+        (read, "get_order.sql", "GET /v1/orders/{id}", &get),
+    ] {
+        let Some(tps) = tps else { continue };
         println!(
-            "{:<32} {tps:>8.0} req/s   (same SQL as POST /v1/orders, {tenants} × {per_tenant} clients)",
-            "pgbench benches/place_order.sql"
+            "{:<32} {tps:>8.0} req/s   (same SQL as {route}, {tenants} × {per_tenant} clients)",
+            format!("pgbench benches/{script}")
         );
-        println!(
-            "\nratio\n  POST /v1/orders / pgbench      {:.2}",
-            create.rps() / tps
-        );
+        ratios.push(format!(
+            "  {:<30} {:.2}",
+            format!("{route} / pgbench"),
+            api.rps() / tps
+        ));
+    }
+    if !ratios.is_empty() {
+        println!("\nratios\n{}", ratios.join("\n"));
     }
     Ok(())
 }
