@@ -167,16 +167,16 @@ async fn claim(
     fingerprint: &[u8],
     ttl: Duration,
 ) -> Result<Claim, ApiError> {
-    // An expired key is free again.
-    sqlx::query("delete from idempotency_keys where key = $1 and expires_at <= now()")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
     let ttl = PgInterval::try_from(ttl).map_err(|e| anyhow::anyhow!(e))?;
+    // One statement claims a new key or re-claims an expired one (an expired key is free
+    // again); a live key is left alone and answers below.
     let claimed = sqlx::query(
         "insert into idempotency_keys (tenant_id, key, request_hash, response_status, response_body, expires_at)
          values ($1, $2, $3, 0, 'null', now() + $4)
-         on conflict (tenant_id, key) do nothing",
+         on conflict (tenant_id, key) do update set
+             request_hash = excluded.request_hash, response_status = 0, response_body = 'null',
+             response_version = null, created_at = now(), expires_at = excluded.expires_at
+         where idempotency_keys.expires_at <= now()",
     )
     .bind(tenant_id)
     .bind(key)

@@ -32,6 +32,21 @@ async fn expire_keys_of(app: &TestApp, tenant_id: TenantId) {
     .expect("the owner expires keys");
 }
 
+/// A new customer's body, with a unique email.
+fn new_customer(name: &str) -> Value {
+    json!({"email": format!("{}@example.test", unique("c")), "name": name})
+}
+
+/// Creates a customer under a fresh `Idempotency-Key`.
+async fn create_customer_with_a_key(app: &TestApp, tenant: &TestTenant) -> Value {
+    let key = unique("key");
+    expect_json(
+        post_with_key(app, tenant, "/v1/customers", &key, new_customer("Ada")).await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
 /// How many rows a list endpoint shows in total.
 async fn count_listed(app: &TestApp, tenant: &TestTenant, path: &str) -> usize {
     let page = expect_json(
@@ -49,7 +64,7 @@ async fn catalog_creates_replay_the_first_answer_with_its_etag() {
     let product = json!({
         "sku": unique("SKU"), "name": "Mug", "price_cents": 900, "currency": "EUR", "stock": 3
     });
-    let customer = json!({"email": format!("{}@example.test", unique("c")), "name": "Ada"});
+    let customer = new_customer("Ada");
 
     for (path, body) in [("/v1/products", product), ("/v1/customers", customer)] {
         let key = unique("create");
@@ -96,7 +111,7 @@ async fn catalog_creates_replay_the_first_answer_with_its_etag() {
 async fn an_invalid_key_is_refused_before_anything_is_created() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
-    let body = json!({"email": format!("{}@example.test", unique("c")), "name": "Ada"});
+    let body = new_customer("Ada");
 
     for key in ["tab\there", &"k".repeat(256)] {
         expect_problem(
@@ -115,15 +130,14 @@ async fn an_expired_key_is_free_again() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
     let key = unique("expiring");
-    let body = |name: &str| json!({"email": format!("{}@example.test", unique("c")), "name": name});
     let first: Value = expect_json(
-        post_with_key(&app, &tenant, "/v1/customers", &key, body("First")).await,
+        post_with_key(&app, &tenant, "/v1/customers", &key, new_customer("First")).await,
         StatusCode::CREATED,
     )
     .await;
 
     expire_keys_of(&app, tenant.id).await;
-    let again = post_with_key(&app, &tenant, "/v1/customers", &key, body("Second")).await;
+    let again = post_with_key(&app, &tenant, "/v1/customers", &key, new_customer("Second")).await;
 
     assert!(!replayed(&again), "an expired key does the work again");
     let again = expect_json(again, StatusCode::CREATED).await;
@@ -140,12 +154,7 @@ async fn an_expired_key_is_free_again() {
 async fn keys_live_for_the_configured_ttl() {
     let app = spawn_app_with(&[("IDEMPOTENCY_KEY_TTL", "2h")]).await;
     let tenant = app.create_tenant().await;
-    let body = json!({"email": format!("{}@example.test", unique("c")), "name": "Ada"});
-    expect_json(
-        post_with_key(&app, &tenant, "/v1/customers", &unique("ttl"), body).await,
-        StatusCode::CREATED,
-    )
-    .await;
+    create_customer_with_a_key(&app, &tenant).await;
 
     let lifetime: f64 = sqlx::query_scalar(
         "select extract(epoch from expires_at - created_at)::float8 from idempotency_keys where tenant_id = $1",
@@ -166,12 +175,7 @@ async fn the_purge_deletes_expired_keys_of_every_tenant_and_no_live_one() {
     let (stale, live) = (app.create_tenant().await, app.create_tenant().await);
     for tenant in [&stale, &live] {
         for _ in 0..2 {
-            let body = json!({"email": format!("{}@example.test", unique("c")), "name": "Ada"});
-            expect_json(
-                post_with_key(&app, tenant, "/v1/customers", &unique("purge"), body).await,
-                StatusCode::CREATED,
-            )
-            .await;
+            create_customer_with_a_key(&app, tenant).await;
         }
     }
     expire_keys_of(&app, stale.id).await;
@@ -193,12 +197,7 @@ async fn the_purge_deletes_expired_keys_of_every_tenant_and_no_live_one() {
 async fn the_platform_role_sees_no_live_key() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
-    let body = json!({"email": format!("{}@example.test", unique("c")), "name": "Ada"});
-    expect_json(
-        post_with_key(&app, &tenant, "/v1/customers", &unique("hidden"), body).await,
-        StatusCode::CREATED,
-    )
-    .await;
+    create_customer_with_a_key(&app, &tenant).await;
 
     let db = Db::connect(&app.config).unwrap();
     let mut tx = db.platform().await.unwrap();

@@ -101,6 +101,21 @@ pub(crate) async fn command(
     .await
 }
 
+/// Runs a transition that must succeed; returns the order after it.
+pub(crate) async fn transition_ok(
+    app: &TestApp,
+    tenant: &TestTenant,
+    order_id: &str,
+    name: &str,
+    body: Value,
+) -> Value {
+    expect_json(
+        command(app, tenant, order_id, name, body).await,
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// The body a transition needs; `pay` pays `total_cents`.
 pub(crate) fn command_body(name: &str, total_cents: i64) -> Value {
     match name {
@@ -424,11 +439,7 @@ async fn an_order_walks_its_lifecycle_and_every_out_of_order_command_is_refused(
         let Some((name, new_status)) = next else {
             continue;
         };
-        let moved = expect_json(
-            command(&app, &tenant, order_id, name, command_body(name, total)).await,
-            StatusCode::OK,
-        )
-        .await;
+        let moved = transition_ok(&app, &tenant, order_id, name, command_body(name, total)).await;
         assert_eq!(
             (moved["status"].as_str(), moved["version"].as_i64()),
             (Some(new_status), Some(version + 1)),
@@ -548,16 +559,12 @@ async fn an_order_walks_its_lifecycle_and_every_out_of_order_command_is_refused(
 
     // Act + Assert: a cancelled order refuses everything
     let other = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
-    let cancelled = expect_json(
-        command(
-            &app,
-            &tenant,
-            id(&other),
-            "cancel",
-            command_body("cancel", 0),
-        )
-        .await,
-        StatusCode::OK,
+    let cancelled = transition_ok(
+        &app,
+        &tenant,
+        id(&other),
+        "cancel",
+        command_body("cancel", 0),
     )
     .await;
     assert_eq!(
@@ -775,16 +782,12 @@ async fn orders_are_listed_newest_first_filtered_paged_and_expanded() {
         orders.push(place_ok(&app, &tenant, customer, &items).await);
     }
     for (index, name) in [(1, "confirm"), (3, "confirm"), (4, "cancel")] {
-        orders[index] = expect_json(
-            command(
-                &app,
-                &tenant,
-                id(&orders[index]),
-                name,
-                command_body(name, 0),
-            )
-            .await,
-            StatusCode::OK,
+        orders[index] = transition_ok(
+            &app,
+            &tenant,
+            id(&orders[index]),
+            name,
+            command_body(name, 0),
         )
         .await;
     }
@@ -1046,11 +1049,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_never_does_the_work_twi
 
     // Act + Assert: transitions too
     let order_id = id(&first);
-    expect_json(
-        command(&app, &tenant, order_id, "confirm", json!({})).await,
-        StatusCode::OK,
-    )
-    .await;
+    transition_ok(&app, &tenant, order_id, "confirm", json!({})).await;
     let pay_key = unique("pay-key");
     let pay_path = format!("/v1/orders/{order_id}/pay");
     let pay = command_body("pay", first["total_cents"].as_i64().unwrap());
