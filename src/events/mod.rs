@@ -49,12 +49,21 @@ pub struct StoredEvent {
     pub occurred_at: OffsetDateTime,
 }
 
-/// Who caused an event, for its metadata.
+/// Where an event came from, for its metadata:
+/// - `actor`: who (`user:<id>` or `api_key:<id>`);
+/// - `command`: what they asked for (`order.confirm`);
+/// - `request_id`: the correlation id every event of one request shares, also in the logs
+///   and on the response (`X-Request-Id`);
+/// - `causation_id`: the message that caused this event. For an API command that is the
+///   request itself; an event caused by another event (a process reacting to the feed)
+///   will name that event's id here.
 pub fn metadata(principal: &Principal, command: &str) -> Value {
+    let request_id = crate::observability::current_request_id();
     serde_json::json!({
         "actor": principal.actor().to_string(),
-        "request_id": crate::observability::current_request_id(),
         "command": command,
+        "request_id": request_id,
+        "causation_id": request_id,
     })
 }
 

@@ -130,6 +130,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command that places an order, as event metadata names it.
+    pub const PLACE: &'static str = "order.place";
+
+    /// The command's name in event metadata.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Confirm => "order.confirm",
+            Self::Pay { .. } => "order.pay",
+            Self::Ship => "order.ship",
+            Self::Deliver => "order.deliver",
+            Self::Cancel { .. } => "order.cancel",
+        }
+    }
+}
+
 impl Order {
     /// The order created by its first event.
     pub fn placed(id: Uuid, event: &OrderEvent, at: OffsetDateTime) -> Option<Self> {

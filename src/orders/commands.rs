@@ -107,7 +107,7 @@ pub async fn place(
     };
     let order = Order::placed(Uuid::now_v7(), &event, events::now())
         .expect("a placed event makes an order");
-    append(tx, principal, &order, &event).await?;
+    append(tx, principal, Command::PLACE, &order, &event).await?;
     let tenant_id = tx.tenant_id();
     store::project(tx, tenant_id, &order).await?;
     store::project_lines(tx, tenant_id, &order).await?;
@@ -124,6 +124,7 @@ pub async fn execute(
     let mut order = load(tx, order_id, None)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
+    let name = command.name();
     let event = order.decide(command).map_err(refusal)?;
     if let OrderEvent::Cancelled { released, .. } = &event {
         // Same lock order as placing (by product id), so the two never deadlock.
@@ -135,7 +136,7 @@ pub async fn execute(
         adjust_stock(tx, released, 1).await?;
     }
     order.apply(&event, events::now());
-    append(tx, principal, &order, &event).await?;
+    append(tx, principal, name, &order, &event).await?;
     let tenant_id = tx.tenant_id();
     store::project(tx, tenant_id, &order).await?;
     Ok(order)
@@ -168,6 +169,7 @@ pub fn decode(event_type: &str, data: &serde_json::Value) -> Result<OrderEvent, 
 async fn append(
     tx: &mut TenantTx,
     principal: &Principal,
+    command: &str,
     order: &Order,
     event: &OrderEvent,
 ) -> Result<(), ApiError> {
@@ -182,7 +184,7 @@ async fn append(
         event_type: event.type_name(),
         occurred_at: order.updated_at,
         data,
-        metadata: events::metadata(principal, event.type_name()),
+        metadata: events::metadata(principal, command),
     };
     let tenant_id = tx.tenant_id();
     events::append(tx, tenant_id, &[new]).await?;

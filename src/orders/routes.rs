@@ -257,8 +257,10 @@ pub struct OrderEventView {
     pub event_type: String,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    /// Actor, request id and command.
-    #[schema(value_type = Object, example = json!({"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "command": "order.placed"}))]
+    /// Who (`actor`), what they asked for (`command`), in which request (`request_id`, the
+    /// correlation id) and what caused the event (`causation_id`: the request, for commands
+    /// sent to the API).
+    #[schema(value_type = Object, example = json!({"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "command": "order.confirm", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "causation_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"}))]
     pub metadata: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
@@ -272,7 +274,7 @@ pub struct OrderEventView {
     "data": {"customer_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "currency": "EUR",
              "lines": [{"product_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a70", "quantity": 2, "unit_price_cents": 1250}],
              "total_cents": 2500},
-    "metadata": {"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a72", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "command": "order.placed"},
+    "metadata": {"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a72", "command": "order.place", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "causation_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"},
     "occurred_at": "2026-11-22T10:00:00Z"
 }]}))]
 pub struct OrderHistory {

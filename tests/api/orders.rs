@@ -478,17 +478,28 @@ async fn an_order_walks_its_lifecycle_and_every_out_of_order_command_is_refused(
         "versions count from 1 without gaps"
     );
     let actor = format!("user:{}", tenant.owner_id);
-    for event in &events {
+    let commands = [
+        "order.place",
+        "order.confirm",
+        "order.pay",
+        "order.ship",
+        "order.deliver",
+    ];
+    for (event, command) in events.iter().zip(commands) {
         assert_eq!(event["metadata"]["actor"], actor, "who did it: {event}");
         assert_eq!(
-            event["metadata"]["command"], event["event_type"],
-            "what was done: {event}"
+            event["metadata"]["command"], command,
+            "what was asked: {event}"
         );
         assert!(
             event["metadata"]["request_id"]
                 .as_str()
                 .is_some_and(|r| !r.is_empty()),
             "in which request: {event}"
+        );
+        assert_eq!(
+            event["metadata"]["causation_id"], event["metadata"]["request_id"],
+            "caused by its request: {event}"
         );
         assert!(event["occurred_at"].is_string(), "when: {event}");
     }
@@ -576,6 +587,43 @@ async fn an_order_walks_its_lifecycle_and_every_out_of_order_command_is_refused(
         "{cancelled}"
     );
     assert_out_of_order_commands_refused(&app, &tenant, id(&other), "cancelled").await;
+}
+
+#[tokio::test]
+async fn an_event_names_the_request_that_caused_it() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let customer = app.create_customer(&tenant).await;
+    let product = product_with(&app, &tenant, 500, "EUR", 5).await;
+    let placed = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
+    let request_id = unique("req");
+
+    let bearer = format!("Bearer {}", tenant.token);
+    let confirmed = send(
+        &app,
+        Method::POST,
+        &format!("/v1/orders/{}/confirm", id(&placed)),
+        &[("authorization", &bearer), ("x-request-id", &request_id)],
+        Some(json!({})),
+    )
+    .await;
+
+    assert_eq!(
+        confirmed.headers()["x-request-id"],
+        request_id.as_str(),
+        "the client's request id is kept"
+    );
+    expect_json(confirmed, StatusCode::OK).await;
+    let events = history(&app, &tenant, id(&placed)).await;
+    let confirm = &events[1]["metadata"];
+    assert_eq!(confirm["command"], "order.confirm", "{confirm}");
+    assert_eq!(confirm["request_id"], request_id.as_str(), "{confirm}");
+    assert_eq!(confirm["causation_id"], request_id.as_str(), "{confirm}");
+    assert_ne!(
+        events[0]["metadata"]["request_id"],
+        request_id.as_str(),
+        "the placement came from another request"
+    );
 }
 
 #[tokio::test]
