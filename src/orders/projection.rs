@@ -6,6 +6,12 @@
 //!
 //! The platform role reads every tenant's events (the feed's policy), so the event query
 //! must name the tenant: RLS alone would not keep other tenants' orders out.
+//!
+//! Commands may run during a rebuild. A transition waits on the row lock the rebuild's
+//! delete holds and then upserts over the rebuilt row, so it is not lost; an order placed
+//! after the rebuild read the events keeps the rows its own transaction wrote; an order
+//! placed in between makes the rebuild's insert collide with it, and the rebuild fails
+//! (rolled back, nothing changed) and can simply be run again. It never ends wrong.
 
 use std::collections::BTreeMap;
 
