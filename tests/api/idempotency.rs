@@ -1,7 +1,7 @@
 //! `Idempotency-Key` beyond orders: catalog creates replay too, a replay carries the first
 //! answer's `ETag`, keys expire after `IDEMPOTENCY_KEY_TTL` and expired keys are purged.
-//! (Orders' replay, per-tenant keys and racing retries are in `orders` and
-//! `order_concurrency`.)
+//! (Orders' replay, per-tenant keys and racing retries are in `orders::idempotency` and
+//! `orders::concurrency`.)
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -15,7 +15,6 @@ mod idempotency;
 mod isolation;
 mod jwks;
 mod openapi;
-mod order_concurrency;
 mod orders;
 mod products;
 mod sessions;

@@ -1,0 +1,245 @@
+//! Orders, one file per concern; the request helpers here are shared by all of them (and
+//! by `authz`).
+
+mod concurrency;
+mod idempotency;
+mod lifecycle;
+mod listing;
+mod placing;
+mod rebuild;
+mod statements;
+
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use reqwest::{Method, Response, StatusCode, header::IF_NONE_MATCH};
+use serde_json::{Value, json};
+use tenantry::tenancy::TenantId;
+use uuid::Uuid;
+
+use crate::helpers::{
+    TestApp, TestTenant, etag_of, expect_json, expect_problem, post_with_key, replayed, send,
+    sigterm, spawn_app, spawn_server_process, unique,
+};
+
+/// The `id` of an API object.
+pub(crate) fn id(object: &Value) -> &str {
+    object["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an object with an id, got {object}"))
+}
+
+/// Creates a product with a unique SKU and the given price, currency and stock.
+pub(crate) async fn product_with(
+    app: &TestApp,
+    tenant: &TestTenant,
+    price_cents: i64,
+    currency: &str,
+    stock: i32,
+) -> Value {
+    let body = json!({
+        "sku": unique("SKU"),
+        "name": "Order test product",
+        "price_cents": price_cents,
+        "currency": currency,
+        "stock": stock
+    });
+    expect_json(
+        app.post("/v1/products", &tenant.token, body).await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// The body of `POST /v1/orders`.
+pub(crate) fn order_request(customer: &Value, items: &[(&Value, i32)]) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(product, quantity)| json!({"product_id": id(product), "quantity": quantity}))
+        .collect();
+    json!({"customer_id": id(customer), "items": items})
+}
+
+/// `POST /v1/orders` as the tenant's owner.
+pub(crate) async fn place(
+    app: &TestApp,
+    tenant: &TestTenant,
+    customer: &Value,
+    items: &[(&Value, i32)],
+) -> Response {
+    app.post("/v1/orders", &tenant.token, order_request(customer, items))
+        .await
+}
+
+/// Places an order and returns it (panics unless 201).
+pub(crate) async fn place_ok(
+    app: &TestApp,
+    tenant: &TestTenant,
+    customer: &Value,
+    items: &[(&Value, i32)],
+) -> Value {
+    expect_json(
+        place(app, tenant, customer, items).await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// `POST /v1/orders/{id}/{name}` (`confirm`, `pay`, …) as the tenant's owner.
+pub(crate) async fn command(
+    app: &TestApp,
+    tenant: &TestTenant,
+    order_id: &str,
+    name: &str,
+    body: Value,
+) -> Response {
+    app.post(
+        &format!("/v1/orders/{order_id}/{name}"),
+        &tenant.token,
+        body,
+    )
+    .await
+}
+
+/// Runs a transition that must succeed; returns the order after it.
+pub(crate) async fn transition_ok(
+    app: &TestApp,
+    tenant: &TestTenant,
+    order_id: &str,
+    name: &str,
+    body: Value,
+) -> Value {
+    expect_json(
+        command(app, tenant, order_id, name, body).await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The body a transition needs; `pay` pays `total_cents`.
+pub(crate) fn command_body(name: &str, total_cents: i64) -> Value {
+    match name {
+        "pay" => json!({"amount_cents": total_cents, "reference": "pi_test"}),
+        "cancel" => json!({"reason": "the customer changed their mind"}),
+        _ => json!({}),
+    }
+}
+
+/// The order as `GET /v1/orders/{id}` shows it now.
+pub(crate) async fn order(app: &TestApp, tenant: &TestTenant, order_id: &str) -> Value {
+    expect_json(
+        app.get(&format!("/v1/orders/{order_id}"), &tenant.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The order's events, oldest first.
+pub(crate) async fn history(app: &TestApp, tenant: &TestTenant, order_id: &str) -> Vec<Value> {
+    let body = expect_json(
+        app.get(&format!("/v1/orders/{order_id}/events"), &tenant.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected {{items: [...]}}, got {body}"))
+        .clone()
+}
+
+/// The `event_type` of each event.
+pub(crate) fn event_types(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap_or_default())
+        .collect()
+}
+
+/// A product's stock as the catalog API shows it.
+pub(crate) async fn stock_of(app: &TestApp, tenant: &TestTenant, product: &Value) -> i64 {
+    let current = expect_json(
+        app.get(&format!("/v1/products/{}", id(product)), &tenant.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    current["stock"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected a stock on {current}"))
+}
+
+/// A product's stock as the database holds it (the database owner's view, past the API).
+pub(crate) async fn stock_in_database(app: &TestApp, tenant_id: TenantId, product: &Value) -> i32 {
+    let mut db = app.owner_connection().await;
+    sqlx::query_scalar("select stock from products where tenant_id = $1 and id = $2")
+        .bind(tenant_id.as_uuid())
+        .bind(Uuid::parse_str(id(product)).unwrap())
+        .fetch_one(&mut db)
+        .await
+        .expect("the database owner reads the product")
+}
+
+/// Every page of `path` (which has no `cursor` yet), in the order the API gives them.
+pub(crate) async fn all_pages(app: &TestApp, tenant: &TestTenant, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let separator = if path.contains('?') { '&' } else { '?' };
+    for _ in 0..1000 {
+        let url = match &cursor {
+            Some(c) => format!("{path}{separator}cursor={c}"),
+            None => path.to_owned(),
+        };
+        let page = expect_json(app.get(&url, &tenant.token).await, StatusCode::OK).await;
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+    panic!("{path}: the cursor never reached a last page");
+}
+
+/// The ids of a list answer's items.
+fn ids_of(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a page, got {page}"))
+        .iter()
+        .map(|o| id(o).to_owned())
+        .collect()
+}
+
+/// Asserts a 422 `validation_failed` naming `field` among its errors.
+async fn expect_invalid(response: Response, field: &str) -> Value {
+    let problem = expect_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        problem["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().any(|e| e["field"] == field)),
+        "expected a validation error on `{field}`: {problem}"
+    );
+    problem
+}
+
+/// The transitions, in lifecycle order.
+const TRANSITIONS: [&str; 5] = ["confirm", "pay", "ship", "deliver", "cancel"];
+
+/// The transitions the state machine allows from a status.
+fn allowed_from(status: &str) -> &'static [&'static str] {
+    match status {
+        "pending" => &["confirm", "cancel"],
+        "confirmed" => &["pay", "cancel"],
+        "paid" => &["ship", "cancel"],
+        "shipped" => &["deliver"],
+        "delivered" | "cancelled" => &[],
+        other => panic!("unknown status {other}"),
+    }
+}

@@ -1,0 +1,138 @@
+//! No N+1: a page with `expand` costs the same statements whatever its size.
+
+use super::*;
+
+/// The log lines of one request: those whose request span (`span`, or any entry of the
+/// `spans` list when an inner span is current) carries `request_id`.
+fn lines_of_request<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|line| {
+            line["span"]["request_id"] == request_id
+                || line["spans"]
+                    .as_array()
+                    .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == request_id))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundred() {
+    // Arrange: the real binary logging every statement. `RUST_LOG=sqlx::query=debug,warn`
+    // alone disables the INFO `request` span (target `tenantry::observability`), and
+    // statement events then carry no request id at all, so that span is enabled too.
+    // One request connection: sqlx resolves a type's OID once per connection (`select
+    // $1::regtype::oid`), which would otherwise count against whichever request happens
+    // to get a fresh connection.
+    let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-nplus1")));
+    let (mut server, app) = spawn_server_process(
+        &[
+            ("LOG_FORMAT", "json"),
+            (
+                "RUST_LOG",
+                "sqlx::query=debug,tenantry::observability=info,warn",
+            ),
+            ("DATABASE_MAX_CONNECTIONS", "1"),
+        ],
+        &log_file,
+    )
+    .await;
+    let tenant = app.create_tenant().await;
+    let mut customers = Vec::new();
+    let mut products = Vec::new();
+    for _ in 0..10 {
+        customers.push(app.create_customer(&tenant).await);
+        products.push(product_with(&app, &tenant, 100, "EUR", 1000).await);
+    }
+    for batch in 0..10 {
+        let placed = join_all((0..10).map(|n| {
+            let customer = &customers[n];
+            let items = [(&products[n], 1), (&products[(n + 1 + batch % 9) % 10], 2)];
+            let app = &app;
+            let tenant = &tenant;
+            async move { place(app, tenant, customer, &items).await.status() }
+        }))
+        .await;
+        assert!(
+            placed.iter().all(|s| *s == StatusCode::CREATED),
+            "orders placed: {placed:?}"
+        );
+    }
+
+    // Act
+    let run = Uuid::now_v7().simple().to_string();
+    let mut sizes = Vec::new();
+    for (label, limit) in [("small", 1), ("large", 100)] {
+        let request_id = format!("nplus1-{label}-{run}");
+        let response = app
+            .client
+            .get(app.url(&format!(
+                "/v1/orders?limit={limit}&expand=customer,items.product"
+            )))
+            .bearer_auth(&tenant.token)
+            .header("x-request-id", &request_id)
+            .send()
+            .await
+            .unwrap();
+        let page = expect_json(response, StatusCode::OK).await;
+        let items = page["items"].as_array().unwrap();
+        assert!(
+            items.iter().all(|o| o["customer"].is_object()
+                && o["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|i| i["product"].is_object())),
+            "the {label} page is expanded"
+        );
+        sizes.push((request_id, items.len()));
+    }
+    sigterm(&server);
+    server.wait().await.unwrap();
+    let text = std::fs::read_to_string(&log_file).unwrap();
+    let _ = std::fs::remove_file(&log_file);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+
+    // Assert
+    assert_eq!(
+        sizes.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        [1, 100],
+        "one order, then a hundred"
+    );
+    let mut counts = Vec::new();
+    for (request_id, _) in &sizes {
+        let of_request = lines_of_request(&lines, request_id);
+        let statements: Vec<&str> = of_request
+            .iter()
+            .filter(|l| l["target"] == "sqlx::query")
+            .filter_map(|l| {
+                // `summary` is truncated; short statements have only a summary.
+                l["db.statement"]
+                    .as_str()
+                    .filter(|s| !s.trim().is_empty())
+                    .or(l["summary"].as_str())
+                    .map(str::trim)
+            })
+            .collect();
+        assert!(
+            statements.iter().any(|s| s.contains("order_summaries")),
+            "the statement events of {request_id} carry its request id; its lines: {of_request:#?}"
+        );
+        counts.push((of_request.len(), statements));
+    }
+    let (small, large) = (&counts[0], &counts[1]);
+    assert_eq!(
+        small.0, large.0,
+        "a page of 100 costs as many log lines (statements) as a page of 1:\n1: {:#?}\n100: {:#?}",
+        small.1, large.1
+    );
+    assert!(
+        large.0 <= 12,
+        "a listing with expand takes at most 12 lines, got {}: {:#?}",
+        large.0,
+        large.1
+    );
+}
