@@ -98,7 +98,7 @@ where
     let Some(key) = key else {
         let (version, value) = command(&mut tx, principal).await?;
         tx.commit().await?;
-        return Ok(with_status(status, with_etag(version, value)));
+        return Ok((status, with_etag(version, value)).into_response());
     };
     let BoundKey { key, fingerprint } = key;
     let tenant_id = principal.tenant_id();
@@ -107,7 +107,7 @@ where
         tenant_id,
         &key,
         &fingerprint,
-        state.idempotency_ttl,
+        &state.idempotency_ttl,
     )
     .await?;
     if let Claim::Replay {
@@ -125,18 +125,13 @@ where
         response
             .headers_mut()
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-        return Ok(with_status(status, response));
+        return Ok((status, response).into_response());
     }
     let (version, value) = command(&mut tx, principal).await?;
     let body = serde_json::to_value(&value).map_err(anyhow::Error::from)?;
     store(&mut tx, &key, status, &body, version).await?;
     tx.commit().await?;
-    Ok(with_status(status, with_etag(version, body)))
-}
-
-fn with_status(status: StatusCode, mut response: Response) -> Response {
-    *response.status_mut() = status;
-    response
+    Ok((status, with_etag(version, body)).into_response())
 }
 
 /// What a request is, for telling a retry from a different request under the same key.
@@ -165,9 +160,8 @@ async fn claim(
     tenant_id: TenantId,
     key: &str,
     fingerprint: &[u8],
-    ttl: Duration,
+    ttl: &PgInterval,
 ) -> Result<Claim, ApiError> {
-    let ttl = PgInterval::try_from(ttl).map_err(|e| anyhow::anyhow!(e))?;
     // One statement claims a new key or re-claims an expired one (an expired key is free
     // again); a live key is left alone and answers below.
     let claimed = sqlx::query(

@@ -29,6 +29,7 @@ use axum::{
     middleware,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::postgres::types::PgInterval;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
@@ -47,8 +48,9 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     pub operator: OperatorToken,
     pub metrics: PrometheusHandle,
-    /// How long an `Idempotency-Key` replays its first answer.
-    pub idempotency_ttl: std::time::Duration,
+    /// How long an `Idempotency-Key` replays its first answer, as the interval its claim
+    /// adds to `now()` (converted once here, so a bad value stops start-up).
+    pub idempotency_ttl: PgInterval,
 }
 
 impl AppState {
@@ -58,7 +60,8 @@ impl AppState {
             auth: Arc::new(AuthService::from_config(config)?),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
-            idempotency_ttl: config.idempotency_key_ttl,
+            idempotency_ttl: PgInterval::try_from(config.idempotency_key_ttl)
+                .map_err(|e| anyhow::anyhow!("IDEMPOTENCY_KEY_TTL: {e}"))?,
         })
     }
 }
