@@ -166,18 +166,26 @@ pub async fn list_orders(
     };
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
     let rows = store::list(&mut tx, &filter, page.before, page.fetch_limit()).await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut lines = store::lines_of(&mut tx, &ids).await?;
-    let mut views: Vec<OrderView> = rows
-        .into_iter()
-        .map(|row| {
-            let l = lines.remove(&row.id).unwrap_or_default();
-            OrderView::from_summary(row, &l)
-        })
-        .collect();
+    let mut views = with_lines(&mut tx, rows).await?;
     expand.apply(&mut tx, &mut views).await?;
     tx.commit().await?;
     Ok(Json(Page::from_rows(views, page, |o| o.id)))
+}
+
+/// Views of summary rows with their items, loaded for all of them in one query.
+async fn with_lines(
+    tx: &mut TenantTx,
+    rows: Vec<store::SummaryRow>,
+) -> Result<Vec<OrderView>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut lines = store::lines_of(tx, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let items = lines.remove(&row.id).unwrap_or_default();
+            OrderView::from_summary(row, &items)
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -230,11 +238,10 @@ pub async fn get_order(
             let row = store::find(&mut tx, id)
                 .await?
                 .ok_or(ApiError::NotFound("order"))?;
-            let lines = store::lines_of(&mut tx, &[id])
+            with_lines(&mut tx, vec![row])
                 .await?
-                .remove(&id)
-                .unwrap_or_default();
-            OrderView::from_summary(row, &lines)
+                .pop()
+                .ok_or(ApiError::NotFound("order"))?
         }
     };
     expand
