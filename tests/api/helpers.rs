@@ -359,6 +359,26 @@ pub fn replayed(response: &Response) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// Every page of `path` (which has no `cursor` yet), in the order the API gives them.
+pub async fn all_pages(app: &TestApp, tenant: &TestTenant, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let separator = if path.contains('?') { '&' } else { '?' };
+    for _ in 0..1000 {
+        let url = match &cursor {
+            Some(c) => format!("{path}{separator}cursor={c}"),
+            None => path.to_owned(),
+        };
+        let page = expect_json(app.get(&url, &tenant.token).await, StatusCode::OK).await;
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+    panic!("{path}: the cursor never reached a last page");
+}
+
 /// The `ETag` header of a response (panics when there is none).
 pub fn etag_of(response: &Response) -> String {
     response

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tenantry::{db::Db, http::idempotency, tenancy::TenantId};
 
 use crate::helpers::{
-    TestApp, TestTenant, etag_of, expect_json, expect_problem, post_with_key, replayed, spawn_app,
-    spawn_app_with, unique,
+    TestApp, TestTenant, all_pages, etag_of, expect_json, expect_problem, post_with_key, replayed,
+    spawn_app, spawn_app_with, unique,
 };
 
 /// How many keys a tenant holds, as the database owner sees them.
@@ -47,16 +47,6 @@ async fn create_customer_with_a_key(app: &TestApp, tenant: &TestTenant) -> Value
     .await
 }
 
-/// How many rows a list endpoint shows in total.
-async fn count_listed(app: &TestApp, tenant: &TestTenant, path: &str) -> usize {
-    let page = expect_json(
-        app.get(&format!("{path}?limit=200"), &tenant.token).await,
-        StatusCode::OK,
-    )
-    .await;
-    page["items"].as_array().map_or(0, Vec::len)
-}
-
 #[tokio::test]
 async fn catalog_creates_replay_the_first_answer_with_its_etag() {
     let app = spawn_app().await;
@@ -85,7 +75,7 @@ async fn catalog_creates_replay_the_first_answer_with_its_etag() {
         let second = expect_json(second, StatusCode::CREATED).await;
         assert_eq!(second, first, "{path}: the replay is the first body");
         assert_eq!(
-            count_listed(&app, &tenant, path).await,
+            all_pages(&app, &tenant, path).await.len(),
             1,
             "{path}: created once"
         );
@@ -100,7 +90,7 @@ async fn catalog_creates_replay_the_first_answer_with_its_etag() {
         )
         .await;
         assert_eq!(
-            count_listed(&app, &tenant, path).await,
+            all_pages(&app, &tenant, path).await.len(),
             1,
             "{path}: still one"
         );
@@ -121,7 +111,7 @@ async fn an_invalid_key_is_refused_before_anything_is_created() {
         )
         .await;
     }
-    assert_eq!(count_listed(&app, &tenant, "/v1/customers").await, 0);
+    assert_eq!(all_pages(&app, &tenant, "/v1/customers").await.len(), 0);
     assert_eq!(keys_of(&app, tenant.id).await, 0);
 }
 
@@ -142,7 +132,7 @@ async fn an_expired_key_is_free_again() {
     assert!(!replayed(&again), "an expired key does the work again");
     let again = expect_json(again, StatusCode::CREATED).await;
     assert_ne!(again["id"], first["id"], "a new customer: {again}");
-    assert_eq!(count_listed(&app, &tenant, "/v1/customers").await, 2);
+    assert_eq!(all_pages(&app, &tenant, "/v1/customers").await.len(), 2);
     assert_eq!(
         keys_of(&app, tenant.id).await,
         1,

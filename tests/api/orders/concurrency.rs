@@ -10,10 +10,10 @@ use tenantry::tenancy::TenantId;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{TestApp, send, spawn_app, unique},
+    helpers::{TestApp, all_pages, send, spawn_app, unique},
     orders::{
-        all_pages, command, command_body, event_types, history, id, order, order_request, place,
-        place_ok, product_with, stock_in_database, stock_of, transition_ok,
+        command, command_body, event_types, history, id, order, order_request, place, place_ok,
+        product_with, stock_in_database, stock_of, transition_ok,
     },
 };
 

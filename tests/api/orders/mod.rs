@@ -19,8 +19,8 @@ use tenantry::tenancy::TenantId;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestTenant, etag_of, expect_json, expect_problem, post_with_key, replayed, send,
-    sigterm, spawn_app, spawn_server_process, unique,
+    TestApp, TestTenant, all_pages, etag_of, expect_json, expect_problem, post_with_key, replayed,
+    send, sigterm, spawn_app, spawn_server_process, unique,
 };
 
 /// The `id` of an API object.
@@ -180,26 +180,6 @@ pub(crate) async fn stock_in_database(app: &TestApp, tenant_id: TenantId, produc
         .fetch_one(&mut db)
         .await
         .expect("the database owner reads the product")
-}
-
-/// Every page of `path` (which has no `cursor` yet), in the order the API gives them.
-pub(crate) async fn all_pages(app: &TestApp, tenant: &TestTenant, path: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    let separator = if path.contains('?') { '&' } else { '?' };
-    for _ in 0..1000 {
-        let url = match &cursor {
-            Some(c) => format!("{path}{separator}cursor={c}"),
-            None => path.to_owned(),
-        };
-        let page = expect_json(app.get(&url, &tenant.token).await, StatusCode::OK).await;
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return items,
-        }
-    }
-    panic!("{path}: the cursor never reached a last page");
 }
 
 /// The ids of a list answer's items.
