@@ -1,7 +1,7 @@
 //! Rebuilding the order read models from the event store (`tenantry projections rebuild`):
 //! for each tenant, under that tenant's context, the read models are emptied and every
 //! order stream replayed through the same projection SQL the live path uses
-//! ([`store::project_new`]). The result must equal the live projection; a test checks it
+//! ([`store::project`]). The result must equal the live projection; a test checks it
 //! after a random mix of commands.
 //!
 //! The platform role reads every tenant's events (the feed's policy), so the event query
@@ -10,7 +10,7 @@
 //! Commands may run during a rebuild. A transition waits on the row lock the rebuild's
 //! delete holds and then upserts over the rebuilt row, so it is not lost; an order placed
 //! after the rebuild read the events keeps the rows its own transaction wrote; an order
-//! placed in between makes the rebuild's insert collide with it, and the rebuild fails
+//! placed in between makes the rebuild's insert of its items collide, and the rebuild fails
 //! (rolled back, nothing changed) and can simply be run again. It never ends wrong.
 
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, ApiEr
     let count = streams.len();
     for (id, events) in streams {
         if let Some(order) = Order::replay(id, events.iter().map(|(e, at)| (e, *at))) {
-            store::project_new(&mut tx, tenant_id, &order).await?;
+            store::project(&mut tx, tenant_id, &order).await?;
             store::project_lines(&mut tx, tenant_id, &order).await?;
         }
     }

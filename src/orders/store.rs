@@ -11,51 +11,24 @@ use uuid::Uuid;
 use super::aggregate::{Line, Order, OrderStatus};
 use crate::tenancy::TenantId;
 
-/// Writes (or overwrites) an order's summary row.
+/// Writes (or overwrites) an order's summary row: the live path after each append, and
+/// the rebuild after emptying the read models.
 #[tracing::instrument(skip_all)]
 pub async fn project(
     conn: &mut PgConnection,
     tenant_id: TenantId,
     order: &Order,
 ) -> Result<(), sqlx::Error> {
-    write_summary(
-        conn,
-        tenant_id,
-        order,
+    sqlx::query(
         r#"
+        insert into order_summaries
+            (tenant_id, id, customer_id, status, currency, total_cents, payment_reference, cancel_reason, version, created_at, updated_at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         on conflict (tenant_id, id) do update set
             status = excluded.status, payment_reference = excluded.payment_reference,
             cancel_reason = excluded.cancel_reason, version = excluded.version, updated_at = excluded.updated_at
         "#,
     )
-    .await
-}
-
-/// Writes the summary row of an order that has none, as a rebuild does after emptying the
-/// read models. A plain insert: `on conflict do update` needs the UPDATE privilege even
-/// when nothing conflicts, and the platform role that rebuilds has none.
-#[tracing::instrument(skip_all)]
-pub async fn project_new(
-    conn: &mut PgConnection,
-    tenant_id: TenantId,
-    order: &Order,
-) -> Result<(), sqlx::Error> {
-    write_summary(conn, tenant_id, order, "").await
-}
-
-async fn write_summary(
-    conn: &mut PgConnection,
-    tenant_id: TenantId,
-    order: &Order,
-    on_conflict: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        r#"
-        insert into order_summaries
-            (tenant_id, id, customer_id, status, currency, total_cents, payment_reference, cancel_reason, version, created_at, updated_at)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-        {on_conflict}"#
-    ))
     .bind(tenant_id)
     .bind(order.id)
     .bind(order.customer_id)
