@@ -5,7 +5,6 @@ mod helpers;
 
 mod authz;
 mod bootstrap;
-mod catalog;
 mod credentials;
 mod customers;
 mod errors;
@@ -17,5 +16,6 @@ mod jwks;
 mod openapi;
 mod orders;
 mod products;
+mod rls;
 mod sessions;
 mod tenants;

@@ -1,6 +1,6 @@
-//! The wall itself: the catalog says every tenant table is under forced RLS with a
-//! complete policy, the request role cannot get around it, and with no tenant set it sees
-//! nothing and can write nothing.
+//! The row-level-security wall itself: the PostgreSQL system catalog says every tenant
+//! table is under forced RLS with a complete policy, the request role cannot get around
+//! it, and with no tenant set it sees nothing and can write nothing.
 
 use sqlx::{Connection, Row};
 
