@@ -5,8 +5,8 @@ mod helpers;
 
 mod authz;
 mod bootstrap;
+mod catalog;
 mod credentials;
-mod customers;
 mod errors;
 mod feed;
 mod health;
@@ -15,7 +15,6 @@ mod isolation;
 mod jwks;
 mod openapi;
 mod orders;
-mod products;
 mod rls;
 mod sessions;
 mod tenants;
