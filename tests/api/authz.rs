@@ -9,9 +9,9 @@ use tenantry::{
     tenancy::TenantId,
 };
 
-use crate::{
-    helpers::{PASSWORD, TestApp, TestTenant, expect_json, expect_problem, spawn_app, unique},
-    orders::{command, command_body, id, place_ok},
+use crate::helpers::{
+    PASSWORD, TestApp, TestTenant, command, command_body, expect_json, expect_problem, id,
+    place_ok, spawn_app, unique,
 };
 
 // ---------------------------------------------------------------------------------------

@@ -457,3 +457,73 @@ pub fn sigterm(server: &tokio::process::Child) {
             .success()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Orders (used by `orders` and by tests that need an order to act on)
+// ---------------------------------------------------------------------------------------
+
+/// The `id` of an API object.
+pub fn id(object: &Value) -> &str {
+    object["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an object with an id, got {object}"))
+}
+
+/// The body of `POST /v1/orders`.
+pub fn order_request(customer: &Value, items: &[(&Value, i32)]) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(product, quantity)| json!({"product_id": id(product), "quantity": quantity}))
+        .collect();
+    json!({"customer_id": id(customer), "items": items})
+}
+
+/// `POST /v1/orders` as the tenant's owner.
+pub async fn place(
+    app: &TestApp,
+    tenant: &TestTenant,
+    customer: &Value,
+    items: &[(&Value, i32)],
+) -> Response {
+    app.post("/v1/orders", &tenant.token, order_request(customer, items))
+        .await
+}
+
+/// Places an order and returns it (panics unless 201).
+pub async fn place_ok(
+    app: &TestApp,
+    tenant: &TestTenant,
+    customer: &Value,
+    items: &[(&Value, i32)],
+) -> Value {
+    expect_json(
+        place(app, tenant, customer, items).await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// `POST /v1/orders/{id}/{name}` (`confirm`, `pay`, …) as the tenant's owner.
+pub async fn command(
+    app: &TestApp,
+    tenant: &TestTenant,
+    order_id: &str,
+    name: &str,
+    body: Value,
+) -> Response {
+    app.post(
+        &format!("/v1/orders/{order_id}/{name}"),
+        &tenant.token,
+        body,
+    )
+    .await
+}
+
+/// The body a transition needs; `pay` pays `total_cents`.
+pub fn command_body(name: &str, total_cents: i64) -> Value {
+    match name {
+        "pay" => json!({"amount_cents": total_cents, "reference": "pi_test"}),
+        "cancel" => json!({"reason": "the customer changed their mind"}),
+        _ => json!({}),
+    }
+}

@@ -5,10 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{TestApp, TestTenant, expect_json, expect_problem, spawn_app},
-    orders::place_ok,
-};
+use crate::helpers::{TestApp, TestTenant, expect_json, expect_problem, place_ok, spawn_app};
 
 /// Tenant B's resources, which tenant A will try to reach.
 struct Victim {

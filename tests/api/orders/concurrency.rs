@@ -10,10 +10,12 @@ use tenantry::tenancy::TenantId;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{TestApp, all_pages, send, spawn_app, unique},
+    helpers::{
+        TestApp, all_pages, command, command_body, id, order_request, place, place_ok, send,
+        spawn_app, unique,
+    },
     orders::{
-        command, command_body, event_types, history, id, order, order_request, place, place_ok,
-        product_with, stock_in_database, stock_of, transition_ok,
+        event_types, history, order, product_with, stock_in_database, stock_of, transition_ok,
     },
 };
 

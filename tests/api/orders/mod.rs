@@ -1,5 +1,6 @@
-//! Orders, one file per concern; the request helpers here are shared by all of them (and
-//! by `authz`).
+//! Orders, one file per concern; the request helpers here are shared by all of them. (The
+//! ones other files need too — placing an order, running a command on it — are in
+//! `helpers`.)
 
 mod concurrency;
 mod idempotency;
@@ -19,16 +20,10 @@ use tenantry::tenancy::TenantId;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestTenant, all_pages, etag_of, expect_json, expect_problem, post_with_key, replayed,
-    send, sigterm, spawn_app, spawn_server_process, unique,
+    TestApp, TestTenant, all_pages, command, command_body, etag_of, expect_json, expect_problem,
+    id, order_request, place, place_ok, post_with_key, replayed, send, sigterm, spawn_app,
+    spawn_server_process, unique,
 };
-
-/// The `id` of an API object.
-pub(crate) fn id(object: &Value) -> &str {
-    object["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected an object with an id, got {object}"))
-}
 
 /// Creates a product with a unique SKU and the given price, currency and stock.
 pub(crate) async fn product_with(
@@ -52,56 +47,6 @@ pub(crate) async fn product_with(
     .await
 }
 
-/// The body of `POST /v1/orders`.
-pub(crate) fn order_request(customer: &Value, items: &[(&Value, i32)]) -> Value {
-    let items: Vec<Value> = items
-        .iter()
-        .map(|(product, quantity)| json!({"product_id": id(product), "quantity": quantity}))
-        .collect();
-    json!({"customer_id": id(customer), "items": items})
-}
-
-/// `POST /v1/orders` as the tenant's owner.
-pub(crate) async fn place(
-    app: &TestApp,
-    tenant: &TestTenant,
-    customer: &Value,
-    items: &[(&Value, i32)],
-) -> Response {
-    app.post("/v1/orders", &tenant.token, order_request(customer, items))
-        .await
-}
-
-/// Places an order and returns it (panics unless 201).
-pub(crate) async fn place_ok(
-    app: &TestApp,
-    tenant: &TestTenant,
-    customer: &Value,
-    items: &[(&Value, i32)],
-) -> Value {
-    expect_json(
-        place(app, tenant, customer, items).await,
-        StatusCode::CREATED,
-    )
-    .await
-}
-
-/// `POST /v1/orders/{id}/{name}` (`confirm`, `pay`, …) as the tenant's owner.
-pub(crate) async fn command(
-    app: &TestApp,
-    tenant: &TestTenant,
-    order_id: &str,
-    name: &str,
-    body: Value,
-) -> Response {
-    app.post(
-        &format!("/v1/orders/{order_id}/{name}"),
-        &tenant.token,
-        body,
-    )
-    .await
-}
-
 /// Runs a transition that must succeed; returns the order after it.
 pub(crate) async fn transition_ok(
     app: &TestApp,
@@ -115,15 +60,6 @@ pub(crate) async fn transition_ok(
         StatusCode::OK,
     )
     .await
-}
-
-/// The body a transition needs; `pay` pays `total_cents`.
-pub(crate) fn command_body(name: &str, total_cents: i64) -> Value {
-    match name {
-        "pay" => json!({"amount_cents": total_cents, "reference": "pi_test"}),
-        "cancel" => json!({"reason": "the customer changed their mind"}),
-        _ => json!({}),
-    }
 }
 
 /// The order as `GET /v1/orders/{id}` shows it now.
