@@ -527,3 +527,15 @@ pub fn command_body(name: &str, total_cents: i64) -> Value {
         _ => json!({}),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The operator API (used by `platform`, `tenant_profile` and `cli`)
+// ---------------------------------------------------------------------------------------
+
+/// The operator API's tenants collection.
+pub const TENANTS: &str = "/v1/platform/tenants";
+
+/// One tenant in the operator API.
+pub fn tenant_path(id: impl std::fmt::Display) -> String {
+    format!("{TENANTS}/{id}")
+}
