@@ -7,7 +7,10 @@
 
 use std::collections::HashMap;
 
-use reqwest::{Method, Response, StatusCode, header::ETAG};
+use reqwest::{
+    Method, Response, StatusCode,
+    header::{self, ETAG},
+};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tenantry::{
@@ -538,4 +541,60 @@ pub const TENANTS: &str = "/v1/platform/tenants";
 /// One tenant in the operator API.
 pub fn tenant_path(id: impl std::fmt::Display) -> String {
     format!("{TENANTS}/{id}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials (used by `auth`, `api_keys` and `platform`)
+// ---------------------------------------------------------------------------------------
+
+/// What a response said, kept for comparison and for failure messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: StatusCode,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    pub content_type: Option<String>,
+    pub www_authenticate: Option<String>,
+}
+
+/// What `response` said (its body read to the end).
+pub async fn outcome(response: Response) -> Outcome {
+    let header_text = |name: header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header_text(header::CONTENT_TYPE);
+    let www_authenticate = header_text(header::WWW_AUTHENTICATE);
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    Outcome {
+        status,
+        code: body["code"].as_str().map(str::to_owned),
+        detail: body["detail"].as_str().map(str::to_owned),
+        content_type,
+        www_authenticate,
+    }
+}
+
+impl Outcome {
+    /// True for a 401 `unauthenticated` problem that asks for a Bearer credential.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.status == StatusCode::UNAUTHORIZED
+            && self.code.as_deref() == Some("unauthenticated")
+            && self.content_type.as_deref() == Some("application/problem+json")
+            && self.www_authenticate.as_deref() == Some("Bearer")
+    }
+}
+
+/// `GET path` with `X-API-Key`.
+pub async fn get_with_api_key_header(app: &TestApp, path: &str, key: &str) -> Response {
+    app.client
+        .get(app.url(path))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .expect("the server answers")
 }

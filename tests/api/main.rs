@@ -3,20 +3,19 @@
 
 mod helpers;
 
+mod api_keys;
+mod auth;
 mod authz;
 mod bootstrap;
 mod catalog;
 mod cli;
-mod credentials;
 mod errors;
 mod feed;
 mod health;
 mod idempotency;
 mod isolation;
-mod jwks;
 mod openapi;
 mod orders;
 mod platform;
 mod rls;
-mod sessions;
 mod tenant_profile;

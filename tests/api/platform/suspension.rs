@@ -1,11 +1,13 @@
-//! Suspension: a suspended tenant is refused everywhere until reactivated, and other
-//! tenants are untouched.
+//! Suspension: a suspended tenant is refused everywhere, with every kind of credential and
+//! at login and refresh, until reactivated; other tenants are untouched.
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::json;
+use tenantry::{auth::Scope, tenancy::TenantId};
 
 use crate::helpers::{
-    OPERATOR_TOKEN, PASSWORD, TestApp, expect_json, expect_problem, spawn_app, tenant_path,
+    OPERATOR_TOKEN, PASSWORD, TestApp, expect_json, expect_problem, get_with_api_key_header,
+    spawn_app, tenant_path,
 };
 
 /// A login attempt that may fail (the helper's `login` insists on 200).
@@ -27,6 +29,21 @@ async fn set_status(app: &TestApp, id: impl std::fmt::Display, status: &str) {
     assert_eq!(
         tenant["status"], status,
         "the operator set the status to {status}: {tenant}"
+    );
+}
+
+async fn set_tenant_status(app: &TestApp, tenant_id: TenantId, status: &str) {
+    let response = app
+        .patch(
+            &format!("/v1/platform/tenants/{tenant_id}"),
+            OPERATOR_TOKEN,
+            json!({"status": status}),
+        )
+        .await;
+    let tenant = expect_json(response, StatusCode::OK).await;
+    assert_eq!(
+        tenant["status"], status,
+        "the operator API reports the new status"
     );
 }
 
@@ -132,4 +149,85 @@ async fn suspending_a_tenant_leaves_other_tenants_untouched() {
         listed["status"], "active",
         "the other tenant stays active: {listed}"
     );
+}
+
+#[tokio::test]
+async fn every_credential_of_a_suspended_tenant_is_forbidden_until_reactivated() {
+    // Arrange
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let bystander = app.create_tenant().await;
+    let (_, api_key) = app
+        .create_api_key(&tenant, &["tenant:read", "users:read"])
+        .await;
+    let service_token = app.mint_token(tenant.id, &[Scope::TenantRead, Scope::UsersRead]);
+    let credentials = [
+        ("owner session token", tenant.token.as_str()),
+        ("API key", api_key.as_str()),
+        ("operator-minted service token", service_token.as_str()),
+    ];
+    let paths = ["/v1/me", "/v1/users", "/v1/tenant"];
+    for (name, credential) in credentials {
+        for path in paths {
+            let response = app.get(path, credential).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "before suspension, GET {path} with the {name} succeeds"
+            );
+        }
+    }
+
+    // Act
+    set_tenant_status(&app, tenant.id, "suspended").await;
+
+    // Assert
+    for (name, credential) in credentials {
+        for path in paths {
+            let problem = expect_problem(
+                app.get(path, credential).await,
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+            )
+            .await;
+            assert!(
+                problem["detail"].is_string(),
+                "GET {path} with the {name} of a suspended tenant explains itself: {problem}"
+            );
+        }
+    }
+    let via_header = get_with_api_key_header(&app, "/v1/me", &api_key).await;
+    expect_problem(via_header, StatusCode::FORBIDDEN, "tenant_suspended").await;
+    let login = app
+        .request(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(
+                &json!({"tenant": tenant.slug, "email": tenant.owner_email, "password": PASSWORD}),
+            ),
+        )
+        .await;
+    expect_problem(login, StatusCode::FORBIDDEN, "tenant_suspended").await;
+    let bystander_me = app.get("/v1/me", &bystander.token).await;
+    assert_eq!(
+        bystander_me.status(),
+        StatusCode::OK,
+        "suspending one tenant must not affect another"
+    );
+
+    // Act: reactivate
+    set_tenant_status(&app, tenant.id, "active").await;
+
+    // Assert: the same credentials work again
+    for (name, credential) in credentials {
+        for path in paths {
+            let response = app.get(path, credential).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "after reactivation, GET {path} with the {name} succeeds again"
+            );
+        }
+    }
 }
