@@ -14,7 +14,7 @@ use reqwest::{
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tenantry::{
-    auth::{Scope, Scopes, jwt::JwtKeys},
+    auth::{Role, Scope, Scopes, jwt::JwtKeys},
     config::Config,
     startup::Application,
     tenancy::TenantId,
@@ -597,4 +597,37 @@ pub async fn get_with_api_key_header(app: &TestApp, path: &str, key: &str) -> Re
         .send()
         .await
         .expect("the server answers")
+}
+
+// ---------------------------------------------------------------------------------------
+// Authorisation (used by `auth`, `users` and `api_keys`)
+// ---------------------------------------------------------------------------------------
+
+/// Everything a tenant's requests could change, as the database holds it.
+pub async fn snapshot(app: &TestApp, tenant_id: TenantId) -> String {
+    let mut db = app.owner_connection().await;
+    sqlx::query_scalar(
+        r#"
+        select json_build_object(
+            'tenant', (select row_to_json(t) from tenants t where t.id = $1),
+            'users', (select json_agg(u order by u.id) from users u where u.tenant_id = $1),
+            'api_keys', (select json_agg(k order by k.id) from api_keys k where k.tenant_id = $1),
+            'sessions', (select json_agg(s order by s.id) from sessions s where s.tenant_id = $1),
+            'products', (select json_agg(p order by p.id) from products p where p.tenant_id = $1),
+            'customers', (select json_agg(c order by c.id) from customers c where c.tenant_id = $1),
+            'orders', (select json_agg(o order by o.id) from order_summaries o where o.tenant_id = $1),
+            'order_events', (select count(*) from domain_events e where e.tenant_id = $1),
+            'audit_events', (select count(*) from audit_events a where a.tenant_id = $1)
+        )::text
+        "#,
+    )
+    .bind(tenant_id.as_uuid())
+    .fetch_one(&mut db)
+    .await
+    .expect("the database owner reads the tenant's rows")
+}
+
+/// The scopes a role holds.
+pub fn scopes_of(role: Role) -> Vec<Scope> {
+    role.scopes().iter().collect()
 }

@@ -5,7 +5,6 @@ mod helpers;
 
 mod api_keys;
 mod auth;
-mod authz;
 mod bootstrap;
 mod catalog;
 mod cli;
@@ -19,3 +18,4 @@ mod orders;
 mod platform;
 mod rls;
 mod tenant_profile;
+mod users;

@@ -1,9 +1,10 @@
 //! API keys: accepted as `Authorization: Bearer` and as `X-API-Key`, refused once revoked,
-//! expired or altered, and stored only as a keyed hash. The key-decoding helpers here are
-//! shared by the files below.
+//! expired or altered, stored only as a keyed hash, and holding at most their creator's
+//! scopes. The key-decoding helpers here are shared by the files below.
 
 mod authentication;
 mod lifetime;
+mod scopes;
 mod storage;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -1,0 +1,454 @@
+//! Every tenant route's scope requirement: without a credential it is unauthenticated,
+//! without its scope forbidden (the problem naming the scope), with only its scope past the
+//! gate; a refused request changes nothing.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tenantry::auth::{Role, Scope};
+
+use crate::helpers::{
+    PASSWORD, TestApp, TestTenant, command, command_body, expect_json, expect_problem, id,
+    place_ok, scopes_of, snapshot, spawn_app, unique,
+};
+
+/// Creates a user (without logging in) and returns their id.
+async fn add_user(app: &TestApp, tenant: &TestTenant, role: &str) -> String {
+    let created = expect_json(
+        app.post(
+            "/v1/users",
+            &tenant.token,
+            json!({"email": format!("{}@{}.test", unique(role), tenant.slug), "role": role, "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+fn all_scopes_except(missing: Scope) -> Vec<Scope> {
+    Scope::ALL
+        .iter()
+        .copied()
+        .filter(|s| *s != missing)
+        .collect()
+}
+
+/// One tenant route and what it takes.
+struct RouteCase {
+    method: Method,
+    /// `{user}`, `{key}`, `{product}` and `{customer}` are replaced with the ids of a fresh
+    /// viewer, API key, product and customer; `{order}`, `{confirmed_order}`,
+    /// `{paid_order}` and `{shipped_order}` with a fresh order (1 × the product) in that state.
+    path: &'static str,
+    /// `{product}` and `{customer}` in string values are replaced as in `path`.
+    body: Option<Value>,
+    /// The scope the route itself demands (`None`: any valid credential).
+    scope: Option<Scope>,
+    /// Scopes this request also needs beyond the route's own (the role it grants or the
+    /// user it touches, the scopes of the key it creates), and the 403 code without them.
+    body_needs: Option<(Vec<Scope>, &'static str)>,
+    /// The answer when the credential holds everything needed.
+    success: StatusCode,
+}
+
+fn route_cases() -> Vec<RouteCase> {
+    use Scope::*;
+    let viewer = scopes_of(Role::Viewer);
+    let viewer_and_billing: Vec<Scope> = scopes_of(Role::Viewer)
+        .into_iter()
+        .chain(scopes_of(Role::Billing))
+        .collect();
+    let case = |method: Method, path, body, scope, body_needs, success| RouteCase {
+        method,
+        path,
+        body,
+        scope,
+        body_needs,
+        success,
+    };
+    vec![
+        case(Method::GET, "/v1/me", None, None, None, StatusCode::OK),
+        case(
+            Method::GET,
+            "/v1/tenant",
+            None,
+            Some(TenantRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/tenant",
+            Some(json!({"name": "Renamed by the test"})),
+            Some(TenantWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/v1/users",
+            None,
+            Some(UsersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"email": "new-user@authz.test", "role": "viewer", "password": PASSWORD})),
+            Some(UsersWrite),
+            Some((viewer.clone(), "role_escalation")),
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/users/{user}",
+            None,
+            Some(UsersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/users/{user}",
+            Some(json!({"role": "billing"})),
+            Some(UsersWrite),
+            Some((viewer_and_billing, "role_escalation")),
+            StatusCode::OK,
+        ),
+        case(
+            Method::DELETE,
+            "/v1/users/{user}",
+            None,
+            Some(UsersWrite),
+            Some((viewer, "role_escalation")),
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Method::GET,
+            "/v1/api-keys",
+            None,
+            Some(ApiKeysRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/v1/api-keys/{key}",
+            None,
+            Some(ApiKeysRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "authz test", "scopes": ["orders:read"]})),
+            Some(ApiKeysWrite),
+            Some((vec![OrdersRead], "scope_escalation")),
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::DELETE,
+            "/v1/api-keys/{key}",
+            None,
+            Some(ApiKeysWrite),
+            None,
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Method::GET,
+            "/v1/products",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/products",
+            Some(
+                json!({"sku": "AUTHZ-1", "name": "Authz", "price_cents": 100, "currency": "EUR", "stock": 1}),
+            ),
+            Some(CatalogWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/products/{product}",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/products/{product}",
+            Some(json!({"stock": 3})),
+            Some(CatalogWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::DELETE,
+            "/v1/products/{product}",
+            None,
+            Some(CatalogWrite),
+            None,
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Method::GET,
+            "/v1/customers",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/customers",
+            Some(json!({"email": "new-customer@authz.test", "name": "Authz"})),
+            Some(CatalogWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/customers/{customer}",
+            None,
+            Some(CatalogRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/customers/{customer}",
+            Some(json!({"name": "Renamed by the test"})),
+            Some(CatalogWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/v1/orders",
+            None,
+            Some(OrdersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders",
+            Some(
+                json!({"customer_id": "{customer}", "items": [{"product_id": "{product}", "quantity": 1}]}),
+            ),
+            Some(OrdersWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/orders/{order}",
+            None,
+            Some(OrdersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/v1/orders/{order}/events",
+            None,
+            Some(OrdersRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{order}/confirm",
+            Some(json!({})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{confirmed_order}/pay",
+            Some(json!({"amount_cents": 1250, "reference": "pi_authz"})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{paid_order}/ship",
+            Some(json!({})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{shipped_order}/deliver",
+            Some(json!({})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/orders/{order}/cancel",
+            Some(json!({"reason": "authz test"})),
+            Some(OrdersWrite),
+            None,
+            StatusCode::OK,
+        ),
+    ]
+}
+
+/// Replaces each order placeholder in `path` with a fresh order of 1 × `product` (12.50
+/// EUR) for `customer`, moved on to the placeholder's state.
+async fn with_orders(
+    app: &TestApp,
+    tenant: &TestTenant,
+    product: &Value,
+    customer: &Value,
+    mut path: String,
+) -> String {
+    let states: [(&str, &[&str]); 4] = [
+        ("{order}", &[]),
+        ("{confirmed_order}", &["confirm"]),
+        ("{paid_order}", &["confirm", "pay"]),
+        ("{shipped_order}", &["confirm", "pay", "ship"]),
+    ];
+    for (placeholder, steps) in states {
+        if !path.contains(placeholder) {
+            continue;
+        }
+        let order = place_ok(app, tenant, customer, &[(product, 1)]).await;
+        let total = order["total_cents"].as_i64().unwrap();
+        for step in steps {
+            let response = command(app, tenant, id(&order), step, command_body(step, total)).await;
+            expect_json(response, StatusCode::OK).await;
+        }
+        path = path.replace(placeholder, id(&order));
+    }
+    path
+}
+
+/// `body` with `{product}` and `{customer}` replaced by their ids.
+fn with_ids(body: &Value, product: &Value, customer: &Value) -> Value {
+    let text = body
+        .to_string()
+        .replace("{product}", id(product))
+        .replace("{customer}", id(customer));
+    serde_json::from_str(&text).expect("still JSON")
+}
+
+#[tokio::test]
+async fn every_tenant_route_requires_a_credential_and_its_scope() {
+    let app = spawn_app().await;
+    for case in route_cases() {
+        // Arrange: a fresh tenant per route, with a user, a key, a product and a customer
+        // to act on
+        let tenant = app.create_tenant().await;
+        let user_id = add_user(&app, &tenant, "viewer").await;
+        let (key_id, _) = app.create_api_key(&tenant, &["tenant:read"]).await;
+        let product = app.create_product(&tenant).await;
+        let customer = app.create_customer(&tenant).await;
+        let path = case
+            .path
+            .replace("{user}", &user_id)
+            .replace("{key}", &key_id)
+            .replace("{product}", product["id"].as_str().unwrap())
+            .replace("{customer}", customer["id"].as_str().unwrap());
+        let path = with_orders(&app, &tenant, &product, &customer, path).await;
+        let body = case.body.as_ref().map(|b| with_ids(b, &product, &customer));
+        let route = format!("{} {}", case.method, path);
+        let send = |bearer: Option<String>| {
+            let (method, path, body) = (case.method.clone(), path.clone(), body.clone());
+            let app = &app;
+            async move {
+                app.request(method, &path, bearer.as_deref(), body.as_ref())
+                    .await
+            }
+        };
+        let before = snapshot(&app, tenant.id).await;
+
+        // Act + Assert: no credential
+        let problem = expect_problem(
+            send(None).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+        assert!(
+            problem["detail"].is_string(),
+            "{route} without a credential: {problem}"
+        );
+
+        let Some(required) = case.scope else {
+            // A route open to any valid credential: a token with no scope at all is enough.
+            let token = app.mint_token(tenant.id, &[]);
+            let status = send(Some(token)).await.status();
+            assert_eq!(
+                status, case.success,
+                "{route} with a scopeless token: expected {}",
+                case.success
+            );
+            continue;
+        };
+
+        // Act + Assert: every scope but the required one
+        let token = app.mint_token(tenant.id, &all_scopes_except(required));
+        let response = send(Some(token)).await;
+        let problem = expect_problem(response, StatusCode::FORBIDDEN, "insufficient_scope").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(required.as_str())),
+            "{route} without `{required}`: the problem names the missing scope: {problem}"
+        );
+        assert_eq!(
+            snapshot(&app, tenant.id).await,
+            before,
+            "{route} refused for lacking `{required}` must leave the tenant unchanged"
+        );
+
+        // Act + Assert: only the required scope passes the route's gate
+        let token = app.mint_token(tenant.id, &[required]);
+        let response = send(Some(token)).await;
+        match &case.body_needs {
+            None => assert_eq!(
+                response.status(),
+                case.success,
+                "{route} with just `{required}`: expected {}",
+                case.success
+            ),
+            Some((_, code)) => {
+                // Past the gate, the request itself asks for more than `required`.
+                expect_problem(response, StatusCode::FORBIDDEN, code).await;
+                assert_eq!(
+                    snapshot(&app, tenant.id).await,
+                    before,
+                    "{route} refused with `{code}` must leave the tenant unchanged"
+                );
+            }
+        }
+
+        // Act + Assert: the required scope plus what the request grants or touches
+        if let Some((needs, _)) = &case.body_needs {
+            let mut scopes = needs.clone();
+            scopes.push(required);
+            let token = app.mint_token(tenant.id, &scopes);
+            let status = send(Some(token)).await.status();
+            assert_eq!(
+                status, case.success,
+                "{route} with `{required}` and the scopes it grants or touches: expected {}",
+                case.success
+            );
+        }
+    }
+}
