@@ -1,7 +1,8 @@
-//! Users: nobody grants or touches a role they do not hold, a tenant always keeps an active
-//! owner, and nobody changes their own role or status. The helper here is shared by the
-//! files below.
+//! Users: an email is taken once per tenant, nobody grants or touches a role they do not
+//! hold, a tenant always keeps an active owner, and nobody changes their own role or
+//! status. The helper here is shared by the files below.
 
+mod creating;
 mod owners;
 mod roles;
 
