@@ -1,4 +1,6 @@
-//! `spawn_app()` and typed request helpers.
+//! `spawn_app()` and typed request helpers, and every helper that more than one test file
+//! uses (helpers used by one file stay private to it; a folder's own shared helpers live in
+//! its `mod.rs`).
 //!
 //! Tests share one database (`TEST_DATABASE_URL`, default `tenantry_test` on the local
 //! Postgres), bootstrapped by whichever test gets there first — the advisory lock makes

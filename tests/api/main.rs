@@ -1,5 +1,10 @@
 //! Integration tests: the real server on port 0 against the real Postgres.
 //! Each test creates its own tenants; RLS keeps them apart, so tests run in parallel.
+//!
+//! A folder per resource (`auth`, `users`, `api_keys`, `platform`, `catalog`, `orders`),
+//! one file per concern inside it; single files for the tenant profile, the CLI and what
+//! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
+//! idempotency, the event feed). Helpers shared between files are in `helpers`.
 
 mod helpers;
 
