@@ -1,4 +1,4 @@
--- Row-level security: the wall between tenants (DESIGN.md §1).
+-- Row-level security: the wall between tenants (ARCHITECTURE.md, "The tenant wall").
 --
 -- Applied by `tenantry migrate` / `tenantry serve` after the migrations, in one
 -- transaction, whenever this file or the schema version changed. It is idempotent.
@@ -8,7 +8,7 @@
 -- transaction-local `app.tenant_id`. `nullif(.., '')` because a placeholder GUC reverts to
 -- '' (not NULL) after a transaction that set it, and `''::uuid` would raise. The sub-select
 -- makes Postgres evaluate the setting once per statement (an InitPlan), not once per row.
--- A table added later is covered without touching this file; tests/api/catalog.rs fails
+-- A table added later is covered without touching this file; tests/api/rls.rs fails
 -- if any tenant table escapes.
 do $$
 declare
@@ -51,7 +51,7 @@ drop policy if exists platform_feed on domain_events;
 create policy platform_feed on domain_events for select to tenantry_platform using (true);
 
 -- Expired idempotency keys are purged across tenants by the platform role
--- (src/http/idempotency.rs); it sees no key that is still live.
+-- (src/idempotency.rs); it sees no key that is still live.
 drop policy if exists platform_expiry on idempotency_keys;
 create policy platform_expiry on idempotency_keys to tenantry_platform
     using (expires_at <= now());

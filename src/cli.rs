@@ -1,19 +1,29 @@
-//! The command line: `serve`, `migrate`, `tenant create`, `token issue`, `openapi`.
-//! Configuration comes from the environment (see `config`), not from flags.
+//! The command line: `serve`, `migrate`, `tenant create`, `token issue`, `projections
+//! rebuild`, `openapi`. Configuration comes from the environment (see `config`), not from
+//! flags.
+//!
+//! A transport like `http`: each command parses its arguments, calls the same application
+//! function an HTTP handler would, and reports the outcome. A failure is the application's
+//! [`Error`], printed with its code and each offending field, and its kind decides the exit
+//! status ([`exit_code`], after BSD's `sysexits.h`).
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::{
-    auth::{Scopes, jwt::JwtKeys, password::Passwords},
+    access::Scopes,
+    auth::{self, jwt::JwtKeys},
     config::Config,
     db::{self, Db},
-    platform::tenants::{self, NewTenant},
+    error::{Error, ErrorKind},
+    id::TenantId,
+    orders::projection,
+    platform::{self, NewTenant},
     startup::Application,
-    tenancy::{Plan, TenantId, store},
+    tenancy::{Plan, store as tenants},
+    users::password::Passwords,
 };
 
 #[derive(Parser)]
@@ -101,12 +111,18 @@ fn parse_plan(value: &str) -> Result<Plan, String> {
         .map_err(|_| "plan must be free, pro or enterprise".to_owned())
 }
 
-pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+pub async fn run(command: Command, config: Config) -> Result<(), Error> {
     match command {
-        Command::Serve => Application::build(&config).await?.run_until_stopped().await,
-        Command::Migrate => db::bootstrap(&config).await,
+        Command::Serve => Ok(Application::build(&config)
+            .await?
+            .run_until_stopped()
+            .await?),
+        Command::Migrate => Ok(db::bootstrap(&config).await?),
         Command::Openapi => {
-            println!("{}", crate::http::openapi().to_pretty_json()?);
+            let spec = crate::http::openapi()
+                .to_pretty_json()
+                .map_err(anyhow::Error::from)?;
+            println!("{spec}");
             Ok(())
         }
         Command::Tenant(TenantCommand::Create {
@@ -119,18 +135,21 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }) => {
             db::bootstrap(&config).await?;
             let db = Db::connect(&config)?;
-            let new = NewTenant {
-                slug,
-                name,
+            let new = NewTenant::parse(
+                &Passwords::new()?,
+                &slug,
+                &name,
                 plan,
-                owner_email,
-                owner_password: owner_password.map(SecretString::from),
-            };
-            let created = tenants::create(&db, &Passwords::new()?, new)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                &owner_email,
+                owner_password.map(SecretString::from),
+            )
+            .await?;
+            let mut tx = db.platform().await?;
+            let created = platform::create_tenant(&mut tx, &auth::console_operator(), new).await?;
+            tx.commit().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                let json = serde_json::to_string_pretty(&created).map_err(anyhow::Error::from)?;
+                println!("{json}");
             } else {
                 println!(
                     "tenant {} ({}) created; owner {}",
@@ -148,11 +167,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let orders = match tenant {
                 Some(tenant) => {
                     let tenant_id = resolve_tenant(&db, &tenant).await?;
-                    crate::orders::projection::rebuild_tenant(&db, tenant_id).await
+                    projection::rebuild_tenant(&db, tenant_id).await?
                 }
-                None => crate::orders::projection::rebuild_all(&db).await,
-            }
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                None => projection::rebuild_all(&db).await?,
+            };
             println!("rebuilt the read models of {orders} orders");
             Ok(())
         }
@@ -162,9 +180,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             ttl,
             subject,
         }) => {
-            let scopes = Scopes::parse_claim(&scopes)?;
+            let scopes = Scopes::parse_claim(&scopes)
+                .map_err(|e| Error::invalid("--scopes", e.to_string()))?;
             if scopes == Scopes::default() {
-                bail!("--scopes must name at least one scope");
+                return Err(Error::invalid("--scopes", "must name at least one scope"));
             }
             let db = Db::connect(&config)?;
             let tenant_id = resolve_tenant(&db, &tenant).await?;
@@ -176,14 +195,62 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn resolve_tenant(db: &Db, tenant: &str) -> anyhow::Result<TenantId> {
-    let mut tx = db
-        .platform()
-        .await
-        .context("connecting as the platform role")?;
-    let found = match tenant.parse::<TenantId>() {
-        Ok(id) => store::find(&mut tx, id).await?.map(|t| t.id),
-        Err(_) => store::id_by_slug(&mut *tx, tenant).await?,
-    };
-    found.with_context(|| format!("no tenant {tenant:?}"))
+/// The tenant `reference` (slug or id) names, if it exists.
+async fn resolve_tenant(db: &Db, reference: &str) -> Result<TenantId, Error> {
+    let no_such_tenant = || Error::invalid("--tenant", format!("no tenant {reference:?}"));
+    let id = db
+        .resolve_tenant(reference)
+        .await?
+        .ok_or_else(no_such_tenant)?;
+    let mut tx = db.platform().await?;
+    let tenant = tenants::find(&mut tx, id).await?;
+    tx.commit().await?;
+    tenant.map(|t| t.id).ok_or_else(no_such_tenant)
+}
+
+/// Prints a failure on stderr — its message, code, fields and retry hint — and returns the
+/// exit status its kind calls for.
+pub fn report(error: &Error) -> ExitCode {
+    eprintln!("error: {error} [{}]", error.code());
+    for field in error.fields() {
+        eprintln!("  {}: {}", field.field, field.message);
+    }
+    if let Some(after) = error.retry_after() {
+        eprintln!("  retry in {}s", after.as_secs().max(1));
+    }
+    ExitCode::from(exit_code(error.kind()))
+}
+
+/// `sysexits.h` statuses: what a script calling `tenantry` can act on.
+pub fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        // EX_DATAERR: the input was wrong.
+        ErrorKind::Malformed
+        | ErrorKind::Invalid
+        | ErrorKind::UnsupportedMediaType
+        | ErrorKind::TooLarge => 65,
+        // EX_NOINPUT: what the input names does not exist.
+        ErrorKind::NotFound => 66,
+        // EX_CANTCREAT: it exists already, or changed meanwhile.
+        ErrorKind::Conflict | ErrorKind::VersionMismatch => 73,
+        // EX_NOPERM.
+        ErrorKind::Unauthenticated | ErrorKind::Forbidden => 77,
+        // EX_UNAVAILABLE: try again later.
+        ErrorKind::Unavailable => 69,
+        // EX_SOFTWARE.
+        ErrorKind::Internal => 70,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_and_outages_exit_differently() {
+        assert_eq!(exit_code(Error::invalid("--scopes", "x").kind()), 65);
+        assert_eq!(exit_code(Error::conflict("slug_taken", "x").kind()), 73);
+        assert_eq!(exit_code(ErrorKind::Unavailable), 69);
+        assert_eq!(exit_code(ErrorKind::Internal), 70);
+    }
 }

@@ -1,9 +1,10 @@
-//! Typed identifiers. Every resource has its own id type, so a `UserId` can never be passed
-//! where an `ApiKeyId` is expected; all are UUIDv7 (time-ordered, so they double as
-//! pagination cursors and keep b-tree inserts local).
+//! Typed identifiers, all in one place because every layer names them (the tenant
+//! transaction takes a `TenantId`, audit events name a `UserId`, orders point at a
+//! `ProductId`). Every resource has its own type, so a `UserId` can never be passed where an
+//! `ApiKeyId` is expected; all are UUIDv7 (time-ordered, so they double as pagination
+//! cursors and keep b-tree inserts local). Serialised and stored as the plain UUID.
 
 /// Declares a UUIDv7 newtype with serde, sqlx and OpenAPI support.
-#[macro_export]
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
@@ -51,3 +52,32 @@ macro_rules! id_type {
         }
     };
 }
+
+id_type!(
+    /// Identifies a tenant.
+    TenantId
+);
+id_type!(
+    /// Identifies a user within a tenant.
+    UserId
+);
+id_type!(
+    /// Identifies a login session (a refresh-token family).
+    SessionId
+);
+id_type!(
+    /// Identifies an API key.
+    ApiKeyId
+);
+id_type!(
+    /// Identifies a product within a tenant.
+    ProductId
+);
+id_type!(
+    /// Identifies a customer within a tenant.
+    CustomerId
+);
+id_type!(
+    /// Identifies an order within a tenant (also its event stream's id).
+    OrderId
+);

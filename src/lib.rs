@@ -1,20 +1,26 @@
 //! tenantry: a multi-tenant SaaS API in which PostgreSQL row-level security keeps every
 //! tenant's data apart.
 //!
-//! The map, one folder per capability:
-//! - [`db`]: the pools, start-up bootstrap (database, roles, schema, policies) and the
-//!   tenant-scoped transaction — the only door to tenant data.
-//! - [`auth`]: credentials (JWT, API keys, passwords), the [`auth::Principal`] every
-//!   handler receives, scopes and roles, login / refresh / logout.
-//! - [`tenancy`], [`users`], [`api_keys`]: the tenant admin's resources.
-//! - [`platform`]: the operator API across tenants.
-//! - [`catalog`]: products and customers, what tenant apps sell and to whom.
-//! - [`audit`]: where every mutation records what happened.
-//! - [`orders`]: event-sourced orders with CQRS read models; [`events`]: the event
-//!   store and the committed-event feed other capabilities follow.
-//! - [`http`]: router, middleware stack, error type, extractors.
-//! - [`observability`]: logs, request spans, Prometheus metrics.
+//! The map (`ARCHITECTURE.md` tells the whole story), from the bottom layer up:
+//! - foundation, shared by every layer: [`config`], [`error`] (the one error type, free of
+//!   any transport), [`id`] (typed ids), [`page`] (cursor pagination), [`observability`]
+//!   (logs, correlation ids, the metrics recorder), [`access`] (the [`access::Principal`],
+//!   scopes, roles, the grant rule);
+//! - [`db`]: the pools, start-up bootstrap and the tenant-scoped transaction — the only
+//!   door to tenant data;
+//! - shared mechanisms: [`audit`] (every mutation's audit event), [`events`] (the event
+//!   store and the committed-event feed), [`versioning`] (optimistic concurrency and the
+//!   one versioned-update sequence), [`idempotency`] (idempotency keys);
+//! - capabilities, each with its domain types, its SQL and its application functions:
+//!   [`tenancy`], [`users`], [`api_keys`], [`auth`] (verifying and issuing credentials),
+//!   [`catalog`], [`orders`], [`platform`] (the operator's tenant directory);
+//! - transports: [`http`] (router, middleware, handlers, OpenAPI) and [`cli`], assembled by
+//!   [`startup`].
+//!
+//! Dependencies point down this list, never up, and no two modules import each other;
+//! `tests/api/architecture.rs` fails the build's tests otherwise.
 
+pub mod access;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -22,13 +28,16 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod events;
 pub mod http;
 pub mod id;
+pub mod idempotency;
 pub mod observability;
-pub mod openapi;
 pub mod orders;
+pub mod page;
 pub mod platform;
 pub mod startup;
 pub mod tenancy;
 pub mod users;
+pub mod versioning;

@@ -12,6 +12,7 @@ use crate::{
     config::Config,
     db::{self, Db},
     http::{self, AppState},
+    idempotency,
 };
 
 /// How often expired idempotency keys are deleted (an indexed delete; cheap).
@@ -61,7 +62,7 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "listening");
-        let purge = tokio::spawn(http::idempotency::purge_periodically(
+        let purge = tokio::spawn(idempotency::purge_periodically(
             self.db.clone(),
             IDEMPOTENCY_PURGE_PERIOD,
         ));

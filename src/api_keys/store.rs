@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::{ApiKey, ApiKeyId};
-use crate::{auth::Scopes, http::pagination::PageRequest, tenancy::TenantId};
+use crate::{access::Scopes, id::TenantId, page::PageRequest};
 
 const COLUMNS: &str = "id, name, hint, scopes, created_by, expires_at, revoked_at, created_at";
 

@@ -11,7 +11,11 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::{
+    access::{Operator, Principal},
+    id::TenantId,
+    observability,
+};
 
 /// One thing that happened.
 pub struct AuditEvent {
@@ -39,41 +43,54 @@ impl AuditEvent {
     }
 }
 
-/// Appends an event for the principal's tenant inside the caller's transaction.
+/// Whose log an event goes into, and who acted: a tenant principal in its own tenant, or
+/// the operator in the tenant it changed.
+#[derive(Debug, Clone)]
+pub struct Author {
+    tenant_id: TenantId,
+    actor: String,
+}
+
+impl Author {
+    /// The operator, acting on `tenant_id`.
+    pub fn operator(operator: &Operator, tenant_id: TenantId) -> Self {
+        Self {
+            tenant_id,
+            actor: operator.actor().to_owned(),
+        }
+    }
+}
+
+impl From<&Principal> for Author {
+    fn from(principal: &Principal) -> Self {
+        Self {
+            tenant_id: principal.tenant_id(),
+            actor: principal.actor().to_string(),
+        }
+    }
+}
+
+/// Appends an event inside the caller's transaction, with the correlation id of the work
+/// in progress (the request id).
 #[tracing::instrument(skip_all, fields(action = event.action))]
 pub async fn record(
     conn: &mut PgConnection,
-    principal: &Principal,
+    author: impl Into<Author>,
     event: AuditEvent,
 ) -> Result<(), sqlx::Error> {
-    record_as(
-        conn,
-        principal.tenant_id(),
-        &principal.actor().to_string(),
-        event,
-    )
-    .await
-}
-
-/// Appends an event for an actor that is not a tenant principal (the operator).
-pub async fn record_as(
-    conn: &mut PgConnection,
-    tenant_id: crate::tenancy::TenantId,
-    actor: &str,
-    event: AuditEvent,
-) -> Result<(), sqlx::Error> {
+    let author = author.into();
     sqlx::query(
         "insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id)
          values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(tenant_id)
+    .bind(author.tenant_id)
     .bind(Uuid::now_v7())
-    .bind(actor)
+    .bind(&author.actor)
     .bind(event.action)
     .bind(event.target_type)
     .bind(&event.target_id)
     .bind(&event.data)
-    .bind(crate::observability::current_request_id())
+    .bind(observability::current_request_id())
     .execute(conn)
     .await
     .map(drop)

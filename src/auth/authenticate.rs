@@ -1,65 +1,42 @@
-//! Turning a request's credential into a [`Principal`].
+//! Turning a presented credential into a [`Principal`]: API keys and access tokens are
+//! verified here, whatever transport carried them.
 //!
 //! Signature and claims are checked before any query runs. Then one read-only query, under
 //! the credential's tenant context, confirms what a signature cannot: the tenant exists and
 //! is active, the login session is not revoked, the user is still active (and still has
-//! the role the token was issued for), the API key is neither revoked nor expired.
+//! the role the token was issued for), the API key is neither revoked nor expired. Each of
+//! these queries reads several capabilities' tables in one statement — a deliberate
+//! exception to "each capability owns its SQL", so that a request costs one round trip to
+//! authenticate.
 
-use axum::http::{HeaderMap, header};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::{
-    Actor, Principal, Role, Scopes,
-    session::SessionId,
+    AuthService,
     token::{OpaqueToken, TokenKind},
 };
 use crate::{
-    api_keys::ApiKeyId,
-    db::{Access, TenantTx},
-    http::{AppState, error::ApiError},
-    tenancy::{TenantId, TenantStatus},
-    users::{UserId, UserStatus},
+    access::{Actor, Principal, Role, Scopes},
+    db::{Access, Db, TenantTx},
+    error::Error,
+    id::{ApiKeyId, SessionId, TenantId, UserId},
+    tenancy::TenantStatus,
+    users::UserStatus,
 };
 
-pub(super) async fn authenticate(
-    headers: &HeaderMap,
-    state: &AppState,
-) -> Result<Principal, ApiError> {
-    let credential = credential(headers)?;
-    if credential.starts_with(TokenKind::ApiKey.prefix()) {
-        verify_api_key(credential, state).await
+/// Verifies a presented credential — an API key (`tnty_…`) or a JWT access token — and
+/// returns the principal it names. 401 when it does not verify, 403 when its tenant is
+/// suspended.
+pub async fn authenticate(
+    db: &Db,
+    auth: &AuthService,
+    presented: &str,
+) -> Result<Principal, Error> {
+    if presented.starts_with(TokenKind::ApiKey.prefix()) {
+        verify_api_key(db, auth, presented).await
     } else {
-        verify_access_token(credential, state).await
-    }
-}
-
-/// `X-API-Key: <key>` or `Authorization: Bearer <credential>`.
-fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
-    if let Some(key) = headers.get("x-api-key") {
-        return key
-            .to_str()
-            .map(str::trim)
-            .map_err(|_| ApiError::Unauthenticated("malformed X-API-Key header".into()));
-    }
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "send `Authorization: Bearer <token>` or `X-API-Key: <key>`".into(),
-            )
-        })?
-        .to_str()
-        .map_err(|_| ApiError::Unauthenticated("malformed Authorization header".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(ApiError::Unauthenticated(
-            "the Authorization scheme must be Bearer".into(),
-        )),
+        verify_access_token(db, auth, presented).await
     }
 }
 
@@ -72,20 +49,20 @@ struct AccessCheck {
     role: Option<Role>,
 }
 
-async fn verify_access_token(token: &str, state: &AppState) -> Result<Principal, ApiError> {
-    let claims = state.auth.jwt.verify(token).map_err(|error| {
+async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result<Principal, Error> {
+    let claims = auth.jwt.verify(token).map_err(|error| {
         tracing::debug!(%error, "access token refused");
-        ApiError::Unauthenticated(
-            format!("invalid access token: {}", describe_jwt_error(&error)).into(),
-        )
+        Error::unauthenticated(format_args!(
+            "invalid access token: {}",
+            describe_jwt_error(&error)
+        ))
     })?;
     let scopes = Scopes::parse_claim(&claims.scope)
-        .map_err(|e| ApiError::Unauthenticated(format!("invalid access token: {e}").into()))?;
+        .map_err(|e| Error::unauthenticated(format_args!("invalid access token: {e}")))?;
     let tenant_id = TenantId::from_uuid(claims.tid);
     let session_id = claims.sid.map(SessionId::from_uuid);
 
-    let mut tx =
-        TenantTx::begin_for_credential_check(&state.db, tenant_id, Access::ReadOnly).await?;
+    let mut tx = TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadOnly).await?;
     let check: Option<AccessCheck> = sqlx::query_as(
         r#"
         select t.status as tenant_status,
@@ -103,19 +80,19 @@ async fn verify_access_token(token: &str, state: &AppState) -> Result<Principal,
     .await?;
     tx.commit().await?;
 
-    let check = check
-        .ok_or_else(|| ApiError::Unauthenticated("invalid access token: unknown tenant".into()))?;
+    let check =
+        check.ok_or_else(|| Error::unauthenticated("invalid access token: unknown tenant"))?;
     if check.tenant_status == TenantStatus::Suspended {
-        return Err(ApiError::TenantSuspended);
+        return Err(Error::tenant_suspended());
     }
     let Some(session_id) = session_id else {
         // Minted by an operator with the signing key: trusted for its lifetime.
-        return Ok(Principal {
+        return Ok(Principal::verified(
             tenant_id,
-            actor: Actor::Service(claims.sub),
+            Actor::Service(claims.sub),
             scopes,
-            session_id: None,
-        });
+            None,
+        ));
     };
     match (
         check.session_live,
@@ -126,16 +103,16 @@ async fn verify_access_token(token: &str, state: &AppState) -> Result<Principal,
         (Some(true), Some(user_id), Some(UserStatus::Active), Some(role))
             if user_id.to_string() == claims.sub =>
         {
-            Ok(Principal {
+            Ok(Principal::verified(
                 tenant_id,
-                actor: Actor::User(user_id),
+                Actor::User(user_id),
                 // A role change takes effect at once: never more than the current role grants.
-                scopes: scopes.intersection(role.scopes()),
-                session_id: Some(session_id),
-            })
+                scopes.intersection(role.scopes()),
+                Some(session_id),
+            ))
         }
-        _ => Err(ApiError::Unauthenticated(
-            "the session of this token has ended; log in again".into(),
+        _ => Err(Error::unauthenticated(
+            "the session of this token has ended; log in again",
         )),
     }
 }
@@ -165,12 +142,12 @@ struct KeyCheck {
 
 /// API keys are verified here: parsed, looked up by `(tenant, id)` under the tenant's RLS
 /// context, the secret's HMAC compared in constant time, then revocation and expiry.
-async fn verify_api_key(presented: &str, state: &AppState) -> Result<Principal, ApiError> {
-    let invalid = || ApiError::Unauthenticated("invalid API key".into());
+async fn verify_api_key(db: &Db, auth: &AuthService, presented: &str) -> Result<Principal, Error> {
+    let invalid = || Error::unauthenticated("invalid API key");
     let token = OpaqueToken::parse(TokenKind::ApiKey, presented).ok_or_else(invalid)?;
 
     let mut tx =
-        TenantTx::begin_for_credential_check(&state.db, token.tenant_id, Access::ReadOnly).await?;
+        TenantTx::begin_for_credential_check(db, token.tenant_id, Access::ReadOnly).await?;
     let check: Option<KeyCheck> = sqlx::query_as(
         r#"
         select t.status as tenant_status, k.secret_hash, k.scopes, k.expires_at, k.revoked_at
@@ -185,28 +162,26 @@ async fn verify_api_key(presented: &str, state: &AppState) -> Result<Principal, 
     tx.commit().await?;
 
     let check = check.ok_or_else(invalid)?;
-    if !state.auth.hasher.verify(&token, &check.secret_hash) {
+    if !auth.hasher.verify(&token, &check.secret_hash) {
         return Err(invalid());
     }
     if check.revoked_at.is_some() {
-        return Err(ApiError::Unauthenticated(
-            "this API key has been revoked".into(),
-        ));
+        return Err(Error::unauthenticated("this API key has been revoked"));
     }
     if check
         .expires_at
         .is_some_and(|at| at <= OffsetDateTime::now_utc())
     {
-        return Err(ApiError::Unauthenticated("this API key has expired".into()));
+        return Err(Error::unauthenticated("this API key has expired"));
     }
     if check.tenant_status == TenantStatus::Suspended {
-        return Err(ApiError::TenantSuspended);
+        return Err(Error::tenant_suspended());
     }
     let scopes = check.scopes.iter().filter_map(|s| s.parse().ok()).collect();
-    Ok(Principal {
-        tenant_id: token.tenant_id,
-        actor: Actor::ApiKey(ApiKeyId::from_uuid(token.id)),
+    Ok(Principal::verified(
+        token.tenant_id,
+        Actor::ApiKey(ApiKeyId::from_uuid(token.id)),
         scopes,
-        session_id: None,
-    })
+        None,
+    ))
 }

@@ -25,10 +25,10 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::scope::Scopes;
 use crate::{
+    access::Scopes,
     config::{Config, JwtAlgorithm},
-    tenancy::TenantId,
+    id::TenantId,
 };
 
 /// Clock skew tolerated on `exp` and `nbf`.

@@ -1,112 +1,36 @@
-//! Who is calling: credentials in, a [`Principal`] out.
+//! Credentials: verifying what a caller presents, and issuing what they present next.
 //!
-//! Every tenant route receives a `Principal` (or [`Authorized`], which also checks one
-//! scope) from the request's credential: a JWT access token or an API key, as
-//! `Authorization: Bearer <credential>` or `X-API-Key: <key>`. The tenant id of a request
-//! comes from the verified credential only. Status codes follow DESIGN.md: 401 when the
-//! credential is missing or invalid, 403 when it is valid but not allowed (or its tenant is
-//! suspended), 404 for another tenant's resource.
+//! - [`authenticate`]: an API key or a JWT access token in, a [`Principal`] out — the only
+//!   place one is made. 401 when the credential is missing or invalid, 403 when it is valid
+//!   but its tenant is suspended; a tenant's resource asked for by another tenant is 404
+//!   (RLS hides it).
+//! - [`login`]: password login, refresh-token rotation with reuse detection, logout.
+//! - [`jwt`] signs and verifies access tokens; [`token`] is the format and keyed hash of
+//!   opaque secrets (API keys, refresh tokens); passwords are `users::password`.
+//! - [`OperatorToken`] verifies the platform operator's credential into an [`Operator`].
 //!
-//! - API keys are verified in [`authenticate`] (`verify_api_key`), JWTs in [`jwt`],
-//!   passwords in [`password`]; login, refresh and logout live in [`session`].
+//! Nothing here knows how a credential travelled: the HTTP layer reads it from
+//! `Authorization` or `X-API-Key` and hands the string over.
+//!
+//! [`Principal`]: crate::access::Principal
 
 mod authenticate;
+pub mod caller;
 pub mod jwt;
-pub mod password;
-mod routes;
-pub mod scope;
-pub mod session;
+pub mod login;
 pub mod token;
 
-pub use routes::router;
-pub use scope::{Role, Scope, Scopes};
+pub use authenticate::authenticate;
 
-use std::{fmt, marker::PhantomData, time::Duration};
+use std::time::Duration;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::{
-    api_keys::ApiKeyId,
-    config::Config,
-    http::{AppState, error::ApiError},
-    tenancy::TenantId,
-    users::UserId,
-};
+use crate::{access::Operator, config::Config, error::Error, users::password::Passwords};
 use jwt::JwtKeys;
-use password::Passwords;
-use scope::RequiredScope;
-use session::SessionId;
 use token::TokenHasher;
-
-/// The authenticated caller of a tenant route.
-///
-/// Only `auth` constructs one, from a verified credential: the fields are private to it
-/// and readable elsewhere through accessors, so no handler can make up a principal for another
-/// tenant and open that tenant's transaction.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    tenant_id: TenantId,
-    actor: Actor,
-    scopes: Scopes,
-    session_id: Option<SessionId>,
-}
-
-/// Who acts: recorded in audit events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Actor {
-    User(UserId),
-    ApiKey(ApiKeyId),
-    /// A token minted by an operator with `tenantry token issue`.
-    Service(String),
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Actor::User(id) => write!(f, "user:{id}"),
-            Actor::ApiKey(id) => write!(f, "api_key:{id}"),
-            Actor::Service(name) => write!(f, "service:{name}"),
-        }
-    }
-}
-
-impl Principal {
-    /// The tenant of the verified credential.
-    pub fn tenant_id(&self) -> TenantId {
-        self.tenant_id
-    }
-
-    pub fn actor(&self) -> &Actor {
-        &self.actor
-    }
-
-    pub fn scopes(&self) -> Scopes {
-        self.scopes
-    }
-
-    /// The login session of a user's access token (absent for API keys and minted tokens).
-    pub fn session_id(&self) -> Option<SessionId> {
-        self.session_id
-    }
-
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.contains(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
-                "insufficient_scope",
-                format!("this credential lacks the `{scope}` scope"),
-            ))
-        }
-    }
-
-    pub fn user_id(&self) -> Option<UserId> {
-        match self.actor {
-            Actor::User(id) => Some(id),
-            _ => None,
-        }
-    }
-}
 
 /// The keys and settings credentials are checked and issued with.
 pub struct AuthService {
@@ -119,7 +43,7 @@ pub struct AuthService {
 
 impl AuthService {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        scope::validate_role_map()?;
+        crate::access::validate_role_map()?;
         Ok(Self {
             jwt: JwtKeys::from_config(config)?,
             hasher: TokenHasher::new(config.token_hash_key.clone()),
@@ -130,29 +54,29 @@ impl AuthService {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
+/// The operator's token, kept as a digest so comparison is constant-time and the token
+/// itself is not held in memory longer than start-up.
+#[derive(Clone)]
+pub struct OperatorToken([u8; 32]);
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(principal.clone());
+impl OperatorToken {
+    pub fn new(token: &SecretString) -> Self {
+        Self(Sha256::digest(token.expose_secret().as_bytes()).into())
+    }
+
+    /// The operator, if `presented` is the operator token.
+    pub fn verify(&self, presented: &str) -> Result<Operator, Error> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if bool::from(self.0.ct_eq(&digest)) {
+            Ok(Operator::verified())
+        } else {
+            Err(Error::unauthenticated("invalid operator token"))
         }
-        let principal = authenticate::authenticate(&parts.headers, state).await?;
-        tracing::Span::current().record("tenant_id", tracing::field::display(principal.tenant_id));
-        parts.extensions.insert(principal.clone());
-        Ok(principal)
     }
 }
 
-/// A principal that holds the scope `S` — the route's declared requirement.
-pub struct Authorized<S: RequiredScope>(pub Principal, pub PhantomData<S>);
-
-impl<S: RequiredScope> FromRequestParts<AppState> for Authorized<S> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
-        principal.require(S::SCOPE)?;
-        Ok(Self(principal, PhantomData))
-    }
+/// The operator as the command line acts: whoever runs `tenantry` holds `DATABASE_URL`'s
+/// owner credentials, which outrank the operator token.
+pub fn console_operator() -> Operator {
+    Operator::verified()
 }

@@ -1,12 +1,15 @@
-//! The catalog: what a tenant sells ([`products`]) and to whom ([`customers`]), behind
-//! `/v1/products` and `/v1/customers` (`catalog:read` to read, `catalog:write` to change).
+//! The catalog: what a tenant sells ([`products`]) and to whom ([`customers`])
+//! (`catalog:read` to read, `catalog:write` to change).
 //!
-//! Orders read this module's tables inside their own transactions: a product's price and
-//! currency are copied into the order when it is placed, and stock is reserved with
-//! `update products set stock = stock - n where … and stock >= n`, with the
-//! `products_stock_nonnegative` check as the backstop. So a product is never removed: a
-//! DELETE only sets `deleted_at`, after which the product is gone from the API (404, absent
-//! from lists, its SKU free again) while the orders that bought it still point at its row.
+//! Orders use the catalog inside their own transactions, through the functions it offers
+//! them — never through SQL of their own: `products::lock_for_order` locks the products of
+//! an order in id order, `products::reserve` and `products::release` move stock for all
+//! lines in one statement (the `products_stock_nonnegative` check is the backstop), and
+//! `products::load` / `customers::load` fetch what `expand` embeds. A product's price and
+//! currency are copied into the order when it is placed. So a product is never removed: a
+//! delete only sets `deleted_at`, after which the product is gone from the catalog (not
+//! found, absent from lists, its SKU free again) while the orders that bought it still
+//! point at its row.
 //!
 //! Money is an integer amount of the currency's minor units plus an ISO 4217 code
 //! ([`money::Currency`]); there are no floats anywhere between the request and the row.
@@ -19,16 +22,7 @@ pub use customers::{Customer, CustomerId};
 pub use money::Currency;
 pub use products::{Product, ProductId, Sku};
 
-use utoipa_axum::router::OpenApiRouter;
-
-use crate::http::{AppState, error::ApiError};
-
-/// `/v1/products` and `/v1/customers`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(products::router())
-        .merge(customers::router())
-}
+use crate::error::Error;
 
 /// A product's or customer's display name: 1-200 characters after trimming, no control
 /// characters (they have no place in a name, and Postgres refuses NUL in text).
@@ -36,13 +30,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Name(String);
 
 impl Name {
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Error> {
         let name = value.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::invalid("name", "must be 1-200 characters"));
+            return Err(Error::invalid("name", "must be 1-200 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "name",
                 "must not contain control characters",
             ));

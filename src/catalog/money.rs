@@ -11,7 +11,7 @@ use sqlx::{
 };
 use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
+use crate::error::Error;
 
 /// An ISO 4217 currency code in upper case, e.g. `EUR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
@@ -22,9 +22,9 @@ impl Currency {
     /// Accepts an active ISO 4217 code with minor units. Codes are case-sensitive, as the
     /// standard writes them: `usd` is refused rather than guessed at. Superseded codes
     /// (`HRK`) and units without minor units (`XAU`, `XXX`) cannot price a product.
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Error> {
         Self::from_code(value).ok_or_else(|| {
-            ApiError::invalid(
+            Error::invalid(
                 "currency",
                 "must be an active ISO 4217 currency code in upper case, such as EUR",
             )

@@ -9,9 +9,10 @@
 //! transaction that never set it sees no rows and can write none.
 //!
 //! This module must never hand out the request pool itself, and the tenant id it sets must
-//! come from a verified credential ([`TenantTx::begin`] takes a [`Principal`]); the one
-//! exception, [`TenantTx::begin_for_credential_check`], exists for login and token refresh,
-//! which must read a tenant's rows to verify the credential that names it.
+//! come from a verified credential ([`Db::tenant`] takes a [`Principal`], which only `auth`
+//! makes); the one exception, [`TenantTx::begin_for_credential_check`], exists for `auth`
+//! alone, which must read a tenant's rows to verify the credential that names it. The
+//! architecture test (`tests/api/architecture.rs`) fails if any other module calls it.
 //!
 //! Cross-tenant work (the operator API) uses [`PlatformTx`] on a separate pool whose role,
 //! `tenantry_platform`, may manage the tenant directory but writes tenant rows only under a
@@ -30,7 +31,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction, postgres::PgPoolOptions};
 
-use crate::{auth::Principal, config::Config, tenancy::TenantId};
+use crate::{access::Principal, config::Config, id::TenantId};
 
 /// The request role: every tenant request runs as this login role.
 pub const APP_ROLE: &str = "tenantry_app";
@@ -100,10 +101,18 @@ impl Db {
         TenantTx::open(&self.request, principal.tenant_id(), access).await
     }
 
-    /// Resolves a tenant slug before any credential is verified (login), through the
-    /// narrow `tenant_by_slug` database function.
-    pub async fn resolve_slug(&self, slug: &str) -> Result<Option<TenantId>, sqlx::Error> {
-        crate::tenancy::store::id_by_slug(&self.request, slug).await
+    /// The tenant a login or an operator names, by id or by slug: an id as given (it is
+    /// checked by what reads under it), a slug through the narrow `tenant_by_slug`
+    /// database function — the one question the request role may ask before any credential
+    /// is verified, since without a tenant context RLS shows it no tenant row.
+    pub async fn resolve_tenant(&self, reference: &str) -> Result<Option<TenantId>, sqlx::Error> {
+        if let Ok(id) = reference.parse::<TenantId>() {
+            return Ok(Some(id));
+        }
+        sqlx::query_scalar("select tenant_by_slug($1)")
+            .bind(reference)
+            .fetch_one(&self.request)
+            .await
     }
 
     pub async fn platform(&self) -> Result<PlatformTx, sqlx::Error> {

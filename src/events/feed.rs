@@ -24,7 +24,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{db::Db, tenancy::TenantId};
+use crate::{db::Db, id::TenantId};
 
 /// Where a subscriber is: the last event it has seen. `Position::default()` is the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -33,9 +33,10 @@ pub struct Position {
     pub seq: i64,
 }
 
-/// Which events a subscriber may see.
+/// Who is following the feed, which decides the events it may see.
 #[derive(Debug, Clone, Copy)]
-pub enum Scope {
+pub enum Subscriber {
+    /// One tenant's consumer: its own tenant's events only.
     Tenant(TenantId),
     /// Every tenant's events: for platform-level consumers only (metering, billing).
     Platform,
@@ -80,13 +81,13 @@ impl FeedEvent {
 #[tracing::instrument(skip_all)]
 pub async fn poll(
     db: &Db,
-    scope: Scope,
+    subscriber: Subscriber,
     after: Position,
     limit: i64,
 ) -> Result<Vec<FeedEvent>, sqlx::Error> {
-    let tenant = match scope {
-        Scope::Tenant(id) => Some(id),
-        Scope::Platform => None,
+    let tenant = match subscriber {
+        Subscriber::Tenant(id) => Some(id),
+        Subscriber::Platform => None,
     };
     let mut tx = db.platform().await?;
     let events = sqlx::query_as(

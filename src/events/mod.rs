@@ -15,7 +15,7 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{auth::Principal, tenancy::TenantId};
+use crate::{access::Principal, id::TenantId, observability};
 
 /// An event about to be appended.
 pub struct NewEvent {
@@ -23,7 +23,8 @@ pub struct NewEvent {
     pub stream_id: Uuid,
     /// The version this event gives the stream: the current version + 1.
     pub version: i32,
-    pub event_type: &'static str,
+    /// `<stream type>.<what happened>`, e.g. `order.placed`.
+    pub event_type: String,
     /// When it happened: from [`now`], so what the aggregate saw is what is stored.
     pub occurred_at: OffsetDateTime,
     pub data: Value,
@@ -58,7 +59,7 @@ pub struct StoredEvent {
 ///   request itself; an event caused by another event (a process reacting to the feed)
 ///   will name that event's id here.
 pub fn metadata(principal: &Principal, command: &str) -> Value {
-    let request_id = crate::observability::current_request_id();
+    let request_id = observability::current_request_id();
     serde_json::json!({
         "actor": principal.actor().to_string(),
         "command": command,
@@ -84,12 +85,31 @@ pub async fn append(
             .push_bind(event.stream_id)
             .push_bind(event.version)
             .push_bind(Uuid::now_v7())
-            .push_bind(event.event_type)
+            .push_bind(&event.event_type)
             .push_bind(event.occurred_at)
             .push_bind(&event.data)
             .push_bind(&event.metadata);
     });
     builder.build().execute(conn).await.map(drop)
+}
+
+/// Every stream of one type in one tenant, each stream's events oldest first and the
+/// streams in id order: what a rebuild replays. The tenant is named in the query, not left
+/// to RLS, because the platform role (which rebuilds) may read every tenant's events.
+#[tracing::instrument(skip_all)]
+pub async fn load_streams(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    stream_type: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "select event_id, stream_id, version, event_type, data, metadata, occurred_at
+         from domain_events where tenant_id = $1 and stream_type = $2 order by stream_id, version",
+    )
+    .bind(tenant_id)
+    .bind(stream_type)
+    .fetch_all(conn)
+    .await
 }
 
 /// A stream's events, oldest first, up to `up_to_version` when given.

@@ -1,7 +1,8 @@
 //! Conditional requests on versioned resources: `ETag` on reads, `If-None-Match` → 304,
-//! `If-Match` on writes → 412 when the stored version moved on (optimistic concurrency).
+//! `If-Match` on writes → the [`ExpectedVersion`] the application checks (412 when the
+//! stored version moved on).
 //!
-//! The entity tag is the row's `version` column, which every update increments.
+//! The entity tag is the resource's `version`, which every change increments.
 
 use axum::{
     Json,
@@ -11,7 +12,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::error::ApiError;
+use crate::versioning::ExpectedVersion;
 
 /// The `If-Match` / `If-None-Match` headers of a request.
 #[derive(Debug, Default)]
@@ -42,29 +43,44 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-fn matches(list: &str, version: i64) -> bool {
-    let tag = etag(version);
-    list.split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == tag)
+/// The versions an `If-Match`/`If-None-Match` list names; `None` for `*` (any version).
+/// Weak tags count as their strong form; tags that are not versions this API issued name
+/// nothing.
+fn versions(list: &str) -> Option<Vec<i64>> {
+    let mut versions = Vec::new();
+    for tag in list.split(',').map(|t| t.trim().trim_start_matches("W/")) {
+        if tag == "*" {
+            return None;
+        }
+        if let Some(version) = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|v| etag(*v) == tag)
+        {
+            versions.push(version);
+        }
+    }
+    Some(versions)
 }
 
 impl Preconditions {
-    /// Refuses a write to a resource whose version no longer matches `If-Match`.
-    pub fn check_write(&self, current_version: i64) -> Result<(), ApiError> {
-        match &self.if_match {
-            Some(list) if !matches(list, current_version) => Err(ApiError::PreconditionFailed),
-            _ => Ok(()),
+    /// The version a write expects, from `If-Match`.
+    pub fn expected(&self) -> ExpectedVersion {
+        match self.if_match.as_deref().map(versions) {
+            Some(Some(versions)) => ExpectedVersion::OneOf(versions),
+            _ => ExpectedVersion::Any,
         }
     }
 
     /// A read response: 304 when the client's copy is current, else the body with its ETag.
     pub fn read_response<T: Serialize>(&self, version: i64, body: T) -> Response {
-        if self
+        let current = self
             .if_none_match
             .as_deref()
-            .is_some_and(|list| matches(list, version))
-        {
+            .map(versions)
+            .is_some_and(|versions| versions.is_none_or(|v| v.contains(&version)));
+        if current {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             set_etag(response.headers_mut(), version);
             return response;
@@ -96,14 +112,21 @@ mod tests {
             if_match: Some(v.into()),
             if_none_match: None,
         };
-        assert!(pre("\"3\"").check_write(3).is_ok());
-        assert!(pre("*").check_write(3).is_ok());
-        assert!(pre("W/\"3\", \"9\"").check_write(3).is_ok());
-        assert!(matches!(
-            pre("\"2\"").check_write(3),
-            Err(ApiError::PreconditionFailed)
-        ));
-        assert!(Preconditions::default().check_write(3).is_ok());
+        assert!(pre("\"3\"").expected().check(3).is_ok());
+        assert!(pre("*").expected().check(3).is_ok());
+        assert!(pre("W/\"3\", \"9\"").expected().check(3).is_ok());
+        assert!(
+            pre("\"2\"")
+                .expected()
+                .check(3)
+                .is_err_and(|e| e.code() == "precondition_failed")
+        );
+        assert!(
+            pre("\"03\"").expected().check(3).is_err(),
+            "not a tag we issued"
+        );
+        assert!(pre("garbage").expected().check(3).is_err());
+        assert!(Preconditions::default().expected().check(3).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
-use super::error::{ApiError, FieldError};
+use crate::error::{Error, FieldError};
 
 /// A JSON body, deserialised with the path of any failing field, then validated.
 pub struct ValidJson<T>(pub T);
@@ -20,9 +20,9 @@ where
     S: Send + Sync,
     T: DeserializeOwned + Validate,
 {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -30,14 +30,14 @@ where
             .and_then(|v| v.parse::<mime_essence::Essence>().ok())
             .is_some_and(|essence| essence.is_json());
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(Error::unsupported_media_type());
         }
         let bytes =
             Bytes::from_request(request, state)
                 .await
                 .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_) => ApiError::PayloadTooLarge,
-                    other => ApiError::bad_request("unreadable_body", other.body_text()),
+                    BytesRejection::FailedToBufferBody(_) => Error::too_large(),
+                    other => Error::malformed("unreadable_body", other.body_text()),
                 })?;
         let value = parse_json::<T>(&bytes)?;
         value.validate()?;
@@ -47,19 +47,19 @@ where
 
 /// Deserialises JSON, telling a syntax error (400) from a well-formed body of the wrong
 /// shape (422 with the field path).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_data() {
             let field = if path == "." { String::new() } else { path };
-            ApiError::Validation(vec![FieldError::new(
+            Error::validation(vec![FieldError::new(
                 field,
                 strip_position(&inner.to_string()),
             )])
         } else {
-            ApiError::bad_request(
+            Error::malformed(
                 "malformed_json",
                 format!("the body is not valid JSON: {inner}"),
             )
@@ -83,13 +83,13 @@ where
     S: Send + Sync,
     T: DeserializeOwned + Send,
 {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Self(value))
-            .map_err(|_| ApiError::NotFound("resource"))
+            .map_err(|_| Error::not_found("resource"))
     }
 }
 
@@ -101,9 +101,9 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or_default();
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
@@ -111,7 +111,7 @@ where
             .map(Self)
             .map_err(|error| {
                 let path = error.path().to_string();
-                ApiError::bad_request(
+                Error::malformed(
                     "invalid_query",
                     format!("invalid query parameter {path}: {}", error.into_inner()),
                 )
@@ -157,11 +157,10 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_field_path() {
-        let Err(ApiError::Validation(errors)) =
-            parse_json::<Body>(br#"{"name":"a","scopes":["x",1]}"#)
-        else {
-            panic!("expected a validation error");
-        };
+        let error = parse_json::<Body>(br#"{"name":"a","scopes":["x",1]}"#)
+            .expect_err("expected a validation error");
+        let errors = error.fields();
+        assert_eq!(error.code(), "validation_failed");
         assert_eq!(errors[0].field, "scopes[1]");
         assert!(!errors[0].message.contains("line"), "{}", errors[0].message);
     }

@@ -1,24 +1,32 @@
-//! The HTTP surface: application state, the router, and the middleware stack.
+//! The HTTP transport: application state, the router, the middleware stack, and the
+//! handlers ([`routes`], one module per resource). Handlers extract, call one application
+//! function, and shape the response; everything they know about the domain they learn from
+//! the capability modules, which know nothing of HTTP.
 //!
 //! Middleware, outermost first — each layer sees what the layers inside it produce:
-//! 1. request id (`X-Request-Id`: kept if the client sent a sane one, else a UUIDv7),
-//!    propagated to the response;
+//! 1. sensitive headers marked (never logged), then the request id (`X-Request-Id`: kept
+//!    if the client sent a sane one, else a UUIDv7), propagated to the response;
 //! 2. trace span per request (request id, method, route template, tenant id once known);
 //! 3. problem rendering: every error response leaves as problem+json with the request id;
 //! 4. metrics: count and latency by method, route template and status;
 //! 5. panic catcher, timeout, body-size limit;
-//! 6. (to come, per request and tenant) rate limiting, then usage metering — they slot in
-//!    here, inside the problem layer so their refusals are problems too and inside metrics
-//!    so refused requests are counted;
-//! 7. the routes, whose extractors authenticate and authorise.
+//! 6. authentication ([`auth::authenticate`]): the request's tenant credential verified
+//!    and its principal (or the refusal) left in the request extensions;
+//! 7. (to come, per request and tenant) rate limiting, then usage metering — they slot in
+//!    here, inside authentication so they know the tenant and the credential, inside the
+//!    problem layer so their refusals are problems too, and inside metrics so refused
+//!    requests are counted;
+//! 8. the routes, whose extractors ask for the principal and the scope they need.
 
-pub mod error;
+pub mod auth;
 pub mod etag;
 pub mod extract;
-mod health;
 pub mod idempotency;
+pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod routes;
 
 use std::sync::Arc;
 
@@ -26,7 +34,6 @@ use axum::{
     Router,
     extract::FromRef,
     http::{HeaderName, StatusCode, header},
-    middleware,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::postgres::types::PgInterval;
@@ -39,7 +46,12 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{auth::AuthService, config::Config, db::Db, observability, platform::OperatorToken};
+use crate::{
+    auth::{AuthService, OperatorToken},
+    config::Config,
+    db::Db,
+    observability,
+};
 
 /// Shared handles, cheap to clone into every request.
 #[derive(Clone, FromRef)]
@@ -69,25 +81,16 @@ impl AppState {
 /// Every documented route, with its OpenAPI description. The spec is derived from the
 /// same router that serves requests, so a route cannot exist undocumented.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::base())
-        .merge(health::router())
-        .merge(crate::auth::router())
-        .merge(crate::tenancy::router())
-        .merge(crate::users::router())
-        .merge(crate::api_keys::router())
-        .merge(crate::catalog::router())
-        .merge(crate::orders::router())
-        .merge(crate::platform::router())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::base()).merge(routes::router())
 }
 
 /// The full application: routes, docs, fallback and middleware.
 pub fn app(state: AppState, config: &Config) -> Router {
     let (router, spec) = api_router().split_for_parts();
-    let spec = crate::openapi::finish(spec);
+    let spec = openapi::finish(spec);
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .with_state(state)
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([
@@ -95,24 +98,29 @@ pub fn app(state: AppState, config: &Config) -> Router {
                     header::COOKIE,
                     HeaderName::from_static("x-api-key"),
                 ]))
-                .layer(middleware::from_fn(observability::request_id))
+                .layer(axum::middleware::from_fn(middleware::request_id))
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(observability::make_request_span)
-                        .on_response(observability::on_response),
+                        .make_span_with(middleware::make_request_span)
+                        .on_response(middleware::on_response),
                 )
-                .layer(middleware::from_fn(problem::render_problems))
-                .layer(middleware::from_fn(observability::metrics::track_requests))
+                .layer(axum::middleware::from_fn(problem::render_problems))
+                .layer(axum::middleware::from_fn(middleware::track_requests))
                 .layer(CatchPanicLayer::custom(problem::panic_response))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout,
                 ))
-                .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes)),
+                .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::authenticate,
+                )),
         )
+        .with_state(state)
 }
 
 /// The OpenAPI document with its finishing touches (security schemes, error responses).
 pub fn openapi() -> OpenApi {
-    crate::openapi::finish(api_router().into_openapi())
+    openapi::finish(api_router().into_openapi())
 }

@@ -1,18 +1,10 @@
-//! Cursor pagination: `?limit=&cursor=` → `{ "items": [...], "next_cursor": ... }`.
-//!
-//! Lists are newest first. Ids are UUIDv7, so the id of the last item is a stable cursor:
-//! the next page is `id < cursor`, which stays correct while rows are inserted, unlike
-//! offsets. The cursor is opaque to clients (base64url) so its format can change.
+//! `?limit=&cursor=` on list routes, read into the application's [`PageRequest`] (lists
+//! answer with `crate::page::Page`).
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::error::ApiError;
-
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 200;
+use crate::{error::Error, page::PageRequest};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -24,129 +16,10 @@ pub struct PageParams {
     pub cursor: Option<String>,
 }
 
-/// A validated page request.
-#[derive(Debug, Clone, Copy)]
-pub struct PageRequest {
-    pub limit: u32,
-    pub before: Option<Uuid>,
-}
-
-impl PageRequest {
-    /// Rows to fetch: one more than the page, to learn whether another page follows.
-    pub fn fetch_limit(&self) -> i64 {
-        i64::from(self.limit) + 1
-    }
-}
-
 impl TryFrom<PageParams> for PageRequest {
-    type Error = ApiError;
+    type Error = Error;
 
-    fn try_from(params: PageParams) -> Result<Self, ApiError> {
-        let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
-        let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
-        Ok(Self { limit, before })
-    }
-}
-
-fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this API issued"))
-}
-
-/// One page of a list.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    #[schema(example = "AZN6Xnwaez6aUi8NPEtaaQ")]
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// Builds a page from `fetch_limit()` rows, newest first.
-    pub fn from_rows(mut rows: Vec<T>, request: PageRequest, id: impl Fn(&T) -> Uuid) -> Self {
-        let more = rows.len() > request.limit as usize;
-        rows.truncate(request.limit as usize);
-        let next_cursor = more
-            .then(|| {
-                rows.last()
-                    .map(|row| URL_SAFE_NO_PAD.encode(id(row).as_bytes()))
-            })
-            .flatten();
-        Self {
-            items: rows,
-            next_cursor,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trips_and_marks_more_pages() {
-        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let request = PageRequest::try_from(PageParams {
-            limit: Some(2),
-            cursor: None,
-        })
-        .unwrap();
-        let page = Page::from_rows(ids.clone(), request, |id| *id);
-        assert_eq!(page.items.len(), 2);
-        let cursor = page.next_cursor.expect("a third row means another page");
-        let next = PageRequest::try_from(PageParams {
-            limit: Some(2),
-            cursor: Some(cursor),
-        })
-        .unwrap();
-        assert_eq!(next.before, Some(ids[1]));
-    }
-
-    #[test]
-    fn last_page_has_no_cursor() {
-        let request = PageRequest::try_from(PageParams {
-            limit: Some(5),
-            cursor: None,
-        })
-        .unwrap();
-        assert!(
-            Page::from_rows(vec![Uuid::now_v7()], request, |id| *id)
-                .next_cursor
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn out_of_range_limit_and_garbage_cursor_are_refused() {
-        for params in [
-            PageParams {
-                limit: Some(0),
-                cursor: None,
-            },
-            PageParams {
-                limit: Some(MAX_LIMIT + 1),
-                cursor: None,
-            },
-            PageParams {
-                limit: None,
-                cursor: Some("%%%".into()),
-            },
-            PageParams {
-                limit: None,
-                cursor: Some("AAAA".into()),
-            },
-        ] {
-            assert!(PageRequest::try_from(params).is_err());
-        }
+    fn try_from(params: PageParams) -> Result<Self, Error> {
+        PageRequest::parse(params.limit, params.cursor.as_deref())
     }
 }

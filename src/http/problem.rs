@@ -1,9 +1,14 @@
-//! The middleware that makes every error response a problem document.
+//! Errors as HTTP answers: every one is an `application/problem+json` document (RFC 9457).
 //!
-//! Handlers' errors arrive as a [`Problem`] in the response extensions and only need the
-//! request id added. Everything else with an error status — axum's 404 for unknown routes
-//! and 405 for wrong methods, tower-http's 408 timeout and 413 body limit, a caught panic
-//! — is converted here, so no client ever sees a plain-text or empty error.
+//! A handler returns the application's [`Error`]; [`IntoResponse`] turns it into a
+//! [`Problem`] with the status its kind maps to ([`status`]) and leaves the problem in the
+//! response extensions. [`render_problems`] then writes the body with the request id — and
+//! converts every other error response (axum's 404 for unknown routes and 405 for wrong
+//! methods, tower-http's 408 timeout and 413 body limit, a caught panic), so no client ever
+//! sees a plain-text or empty error.
+//!
+//! 5xx bodies say nothing about internals: the cause is logged once, here, inside the
+//! request span, and the client gets the request id to quote.
 
 use axum::{
     body::Body,
@@ -12,10 +17,118 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::error::Problem;
+use super::middleware::REQUEST_ID_HEADER;
+use crate::error::{Error, ErrorKind, FieldError};
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:tenantry:problem:validation_failed",
+    "title": "Unprocessable Content",
+    "status": 422,
+    "detail": "the request body failed validation",
+    "code": "validation_failed",
+    "errors": [{"field": "email", "message": "must be a valid email address"}],
+    "request_id": "0b5f8f38-5a36-4f57-9d43-51b5e1b8f4a7"
+}))]
+pub struct Problem {
+    /// `urn:tenantry:problem:<code>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The HTTP status phrase.
+    pub title: String,
+    pub status: u16,
+    /// Human-readable explanation of this occurrence.
+    pub detail: String,
+    /// Stable machine-readable code; switch on this, not on `detail`.
+    pub code: String,
+    /// Per-field failures (422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// The `X-Request-Id` of the request, to quote when asking for support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            type_: format!("urn:tenantry:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            errors: Vec::new(),
+            request_id: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    /// The body is written by the problem middleware, which knows the request id.
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The HTTP status of each kind of error.
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Malformed => StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::VersionMismatch => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match (self.kind(), self.cause()) {
+            (ErrorKind::Internal, Some(cause)) => {
+                // `{:#}` prints the whole context chain; the client sees none of it.
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+            }
+            (ErrorKind::Unavailable, _) => {
+                tracing::warn!(detail = self.message(), "dependency unavailable");
+            }
+            _ => {}
+        }
+        let mut problem = Problem::new(status(self.kind()), self.code(), self.message());
+        problem.errors = self.fields().to_vec();
+        let mut response = problem.into_response();
+        let headers = response.headers_mut();
+        if self.kind() == ErrorKind::Unauthenticated {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(after) = self.retry_after() {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
 
 pub async fn render_problems(request: Request, next: Next) -> Response {
     let request_id = request

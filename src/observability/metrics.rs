@@ -1,14 +1,9 @@
-//! Prometheus metrics: `http_requests_total` and `http_request_duration_seconds`, labelled
-//! by method, route template and status — never by raw path (unbounded cardinality, and
-//! paths carry ids).
+//! The Prometheus recorder. What is measured is decided where it happens (the HTTP
+//! middleware records `http_requests_total` and `http_request_duration_seconds`); this
+//! module installs the process-wide recorder and hands out the handle that renders it.
 
-use std::{sync::OnceLock, time::Instant};
+use std::sync::OnceLock;
 
-use axum::{
-    extract::{MatchedPath, Request},
-    middleware::Next,
-    response::Response,
-};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -34,24 +29,4 @@ pub fn handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-pub async fn track_requests(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    response
 }

@@ -1,25 +1,21 @@
-//! Logs, request spans and metrics.
+//! Logs, correlation ids and the metrics recorder — set up once, used by every layer.
 //!
 //! [`init_tracing`] is the one place telemetry is set up: an env filter (`RUST_LOG`), text
-//! or JSON logs (`LOG_FORMAT`). Each request runs in a span carrying its request id,
-//! method, route template (never the raw path, which holds ids) and, once authenticated,
-//! its tenant id. Credentials never reach the logs: the sensitive headers are marked so,
-//! and no code logs a token, key, password or hash.
+//! or JSON logs (`LOG_FORMAT`). [`with_request_id`] scopes a unit of work (an HTTP request
+//! today; a job or a socket message tomorrow) to a correlation id, which audit events and
+//! domain events record through [`current_request_id`]. Credentials never reach the logs:
+//! no code logs a token, key, password or hash.
+//!
+//! The HTTP middleware that gives each request its id, span and metrics lives with the
+//! transport (`http::middleware`); this module knows nothing of HTTP.
 
 pub mod metrics;
 
-use std::time::Duration;
+use std::future::Future;
 
-use axum::{
-    body::Body,
-    extract::{MatchedPath, Request},
-    http::{HeaderValue, Response},
-    middleware::Next,
-};
-use tracing::{Span, field};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::{config::LogFormat, http::problem::REQUEST_ID_HEADER};
+use crate::config::LogFormat;
 
 /// Installs the global subscriber. Safe to call more than once (later calls are no-ops).
 /// Logs go to stderr: stdout carries command output (`tenant create --json`, `openapi`).
@@ -43,67 +39,16 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-pub fn make_request_span(request: &Request<Body>) -> Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-        .unwrap_or("unmatched");
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!(
-        "request",
-        request_id,
-        method = %request.method(),
-        route,
-        tenant_id = field::Empty,
-        status = field::Empty,
-    )
-}
-
-pub fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
-    span.record("status", response.status().as_u16());
-    tracing::info!(
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        status = response.status().as_u16(),
-        "request finished"
-    );
-}
-
 tokio::task_local! {
     static REQUEST_ID: String;
 }
 
-/// Gives every request an id: the client's `X-Request-Id` when it is short and printable
-/// (so clients can correlate), otherwise a fresh UUIDv7. The id is set on the request (for
-/// the trace span and problem bodies), scoped to the task (for audit events), and echoed
-/// on the response.
-pub async fn request_id(mut request: Request, next: Next) -> axum::response::Response {
-    let given = request.headers().get(REQUEST_ID_HEADER).filter(|v| {
-        !v.is_empty()
-            && v.len() <= 64
-            && v.as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
-    });
-    let value = match given {
-        Some(value) => value.clone(),
-        None => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .expect("a UUID is a valid header value"),
-    };
-    request
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER, value.clone());
-    let id = value.to_str().unwrap_or_default().to_owned();
-    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
-    response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    response
+/// Runs `work` with `id` as its correlation id.
+pub async fn with_request_id<F: Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
 }
 
-/// The current request's id, if running inside a request.
+/// The correlation id of the work in progress, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID
         .try_with(Clone::clone)

@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-use uuid::Uuid;
+
+use super::stream::OrderEvent;
+use crate::id::{CustomerId, OrderId, ProductId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -41,56 +43,18 @@ impl OrderStatus {
 /// One order line, priced when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Line {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     #[schema(example = 2)]
     pub quantity: i32,
     #[schema(example = 1250)]
     pub unit_price_cents: i64,
 }
 
-/// What happened to an order. Stored as `event_type` + JSON `data`; the names are a
-/// public contract (`GET /v1/orders/{id}/events`), so they never change meaning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-pub enum OrderEvent {
-    Placed {
-        customer_id: Uuid,
-        currency: String,
-        lines: Vec<Line>,
-        total_cents: i64,
-    },
-    Confirmed {},
-    Paid {
-        amount_cents: i64,
-        reference: String,
-    },
-    Shipped {},
-    Delivered {},
-    /// `released` is the stock given back: exactly what was reserved.
-    Cancelled {
-        reason: String,
-        released: Vec<Line>,
-    },
-}
-
-impl OrderEvent {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Placed { .. } => "order.placed",
-            Self::Confirmed {} => "order.confirmed",
-            Self::Paid { .. } => "order.paid",
-            Self::Shipped {} => "order.shipped",
-            Self::Delivered {} => "order.delivered",
-            Self::Cancelled { .. } => "order.cancelled",
-        }
-    }
-}
-
 /// An order as its events left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
-    pub id: Uuid,
-    pub customer_id: Uuid,
+    pub id: OrderId,
+    pub customer_id: CustomerId,
     pub status: OrderStatus,
     pub currency: String,
     pub lines: Vec<Line>,
@@ -115,9 +79,9 @@ pub enum Refusal {
     AmountMismatch { paid: i64, total: i64 },
 }
 
-/// A state-changing command on an existing order.
+/// A state change asked of an existing order.
 #[derive(Debug, Clone)]
-pub enum Command {
+pub enum Transition {
     Confirm,
     Pay {
         amount_cents: i64,
@@ -130,7 +94,7 @@ pub enum Command {
     },
 }
 
-impl Command {
+impl Transition {
     /// The command that places an order, as event metadata names it.
     pub const PLACE: &'static str = "order.place";
 
@@ -148,7 +112,7 @@ impl Command {
 
 impl Order {
     /// The order created by its first event.
-    pub fn placed(id: Uuid, event: &OrderEvent, at: OffsetDateTime) -> Option<Self> {
+    pub fn placed(id: OrderId, event: &OrderEvent, at: OffsetDateTime) -> Option<Self> {
         let OrderEvent::Placed {
             customer_id,
             currency,
@@ -175,7 +139,7 @@ impl Order {
 
     /// Rebuilds an order from its stream, oldest first.
     pub fn replay<'a>(
-        id: Uuid,
+        id: OrderId,
         events: impl IntoIterator<Item = (&'a OrderEvent, OffsetDateTime)>,
     ) -> Option<Self> {
         let mut events = events.into_iter();
@@ -207,7 +171,7 @@ impl Order {
     }
 
     /// Decides what a command does to this order.
-    pub fn decide(&self, command: Command) -> Result<OrderEvent, Refusal> {
+    pub fn decide(&self, command: Transition) -> Result<OrderEvent, Refusal> {
         use OrderStatus as S;
         let refuse = |attempted| {
             Err(Refusal::InvalidTransition {
@@ -216,10 +180,10 @@ impl Order {
             })
         };
         match (command, self.status) {
-            (Command::Confirm, S::Pending) => Ok(OrderEvent::Confirmed {}),
-            (Command::Confirm, _) => refuse("confirmed"),
+            (Transition::Confirm, S::Pending) => Ok(OrderEvent::Confirmed {}),
+            (Transition::Confirm, _) => refuse("confirmed"),
             (
-                Command::Pay {
+                Transition::Pay {
                     amount_cents,
                     reference,
                 },
@@ -236,18 +200,18 @@ impl Order {
                     reference,
                 })
             }
-            (Command::Pay { .. }, _) => refuse("paid"),
-            (Command::Ship, S::Paid) => Ok(OrderEvent::Shipped {}),
-            (Command::Ship, _) => refuse("shipped"),
-            (Command::Deliver, S::Shipped) => Ok(OrderEvent::Delivered {}),
-            (Command::Deliver, _) => refuse("delivered"),
-            (Command::Cancel { reason }, S::Pending | S::Confirmed | S::Paid) => {
+            (Transition::Pay { .. }, _) => refuse("paid"),
+            (Transition::Ship, S::Paid) => Ok(OrderEvent::Shipped {}),
+            (Transition::Ship, _) => refuse("shipped"),
+            (Transition::Deliver, S::Shipped) => Ok(OrderEvent::Delivered {}),
+            (Transition::Deliver, _) => refuse("delivered"),
+            (Transition::Cancel { reason }, S::Pending | S::Confirmed | S::Paid) => {
                 Ok(OrderEvent::Cancelled {
                     reason,
                     released: self.lines.clone(),
                 })
             }
-            (Command::Cancel { .. }, _) => refuse("cancelled"),
+            (Transition::Cancel { .. }, _) => refuse("cancelled"),
         }
     }
 }
@@ -255,30 +219,31 @@ impl Order {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orders::stream;
 
     fn placed() -> Order {
         let lines = vec![
             Line {
-                product_id: Uuid::now_v7(),
+                product_id: ProductId::new(),
                 quantity: 2,
                 unit_price_cents: 500,
             },
             Line {
-                product_id: Uuid::now_v7(),
+                product_id: ProductId::new(),
                 quantity: 1,
                 unit_price_cents: 250,
             },
         ];
         let event = OrderEvent::Placed {
-            customer_id: Uuid::now_v7(),
+            customer_id: CustomerId::new(),
             currency: "EUR".into(),
             lines,
             total_cents: 1250,
         };
-        Order::placed(Uuid::now_v7(), &event, OffsetDateTime::now_utc()).unwrap()
+        Order::placed(OrderId::new(), &event, OffsetDateTime::now_utc()).unwrap()
     }
 
-    fn run(order: &mut Order, command: Command) -> Result<(), Refusal> {
+    fn run(order: &mut Order, command: Transition) -> Result<(), Refusal> {
         let event = order.decide(command)?;
         order.apply(&event, OffsetDateTime::now_utc());
         Ok(())
@@ -287,17 +252,17 @@ mod tests {
     #[test]
     fn the_happy_path_walks_every_status_and_counts_versions() {
         let mut order = placed();
-        run(&mut order, Command::Confirm).unwrap();
+        run(&mut order, Transition::Confirm).unwrap();
         run(
             &mut order,
-            Command::Pay {
+            Transition::Pay {
                 amount_cents: 1250,
                 reference: "pi_1".into(),
             },
         )
         .unwrap();
-        run(&mut order, Command::Ship).unwrap();
-        run(&mut order, Command::Deliver).unwrap();
+        run(&mut order, Transition::Ship).unwrap();
+        run(&mut order, Transition::Deliver).unwrap();
         assert_eq!(order.status, OrderStatus::Delivered);
         assert_eq!(order.version, 5);
         assert_eq!(order.payment_reference.as_deref(), Some("pi_1"));
@@ -307,14 +272,14 @@ mod tests {
     fn every_out_of_order_command_is_refused_naming_the_current_status() {
         let commands = || {
             vec![
-                Command::Confirm,
-                Command::Pay {
+                Transition::Confirm,
+                Transition::Pay {
                     amount_cents: 1250,
                     reference: "r".into(),
                 },
-                Command::Ship,
-                Command::Deliver,
-                Command::Cancel { reason: "r".into() },
+                Transition::Ship,
+                Transition::Deliver,
+                Transition::Cancel { reason: "r".into() },
             ]
         };
         // From each reachable status, exactly the allowed commands pass.
@@ -353,8 +318,8 @@ mod tests {
     #[test]
     fn payment_must_equal_the_total() {
         let mut order = placed();
-        run(&mut order, Command::Confirm).unwrap();
-        let refused = order.decide(Command::Pay {
+        run(&mut order, Transition::Confirm).unwrap();
+        let refused = order.decide(Transition::Pay {
             amount_cents: 1249,
             reference: "r".into(),
         });
@@ -371,7 +336,7 @@ mod tests {
     fn cancelling_releases_exactly_the_reserved_lines() {
         let order = placed();
         let OrderEvent::Cancelled { released, .. } = order
-            .decide(Command::Cancel {
+            .decide(Transition::Cancel {
                 reason: "changed mind".into(),
             })
             .unwrap()
@@ -382,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn replay_rebuilds_the_same_order_and_events_round_trip_through_json() {
+    fn replay_rebuilds_the_same_order_and_events_round_trip_through_the_codec() {
         let mut live = placed();
         let first = OrderEvent::Placed {
             customer_id: live.customer_id,
@@ -391,7 +356,10 @@ mod tests {
             total_cents: live.total_cents,
         };
         let mut events = vec![(first, live.created_at)];
-        for command in [Command::Confirm, Command::Cancel { reason: "x".into() }] {
+        for command in [
+            Transition::Confirm,
+            Transition::Cancel { reason: "x".into() },
+        ] {
             let event = live.decide(command).unwrap();
             live.apply(&event, live.created_at);
             events.push((event, live.created_at));
@@ -399,10 +367,8 @@ mod tests {
         let stored: Vec<(OrderEvent, OffsetDateTime)> = events
             .iter()
             .map(|(e, at)| {
-                (
-                    serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap(),
-                    *at,
-                )
+                let (event_type, data) = stream::encode(e).unwrap();
+                (stream::decode(&event_type, &data).unwrap(), *at)
             })
             .collect();
         let rebuilt = Order::replay(live.id, stored.iter().map(|(e, at)| (e, *at))).unwrap();

@@ -1,66 +1,82 @@
-//! Commands: each runs inside the caller's tenant transaction, appends its event at the
-//! expected version and updates the read model before the transaction commits — so a
-//! client reads its own writes, and nothing is acknowledged that is not committed.
+//! The write side: place an order, and move it through its lifecycle.
+//!
+//! Each command runs inside the caller's tenant transaction: it rebuilds the order from its
+//! events, decides, appends the new event at the next version and updates the read models
+//! ([`super::projection`]) before the transaction commits — so a client reads its own
+//! writes, and nothing is acknowledged that is not committed.
 
-use std::collections::HashMap;
-
-use uuid::Uuid;
+use std::collections::{HashMap, HashSet};
 
 use super::{
-    aggregate::{Command, Line, Order, OrderEvent, OrderStatus, Refusal},
-    store,
+    aggregate::{Line, Order, OrderStatus, Refusal, Transition},
+    projection,
+    stream::{self, OrderEvent},
 };
 use crate::{
-    auth::Principal,
+    access::{Principal, Scope},
+    catalog::{customers, products},
     db::TenantTx,
-    events::{self, NewEvent},
-    http::error::{ApiError, FieldError},
+    error::{Error, FieldError},
+    events,
+    id::{CustomerId, OrderId, ProductId},
 };
 
-pub const STREAM_TYPE: &str = "order";
+/// An order to place: a customer and, per product, how many.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    customer_id: CustomerId,
+    items: Vec<Requested>,
+}
 
-/// A requested line before pricing.
+impl NewOrder {
+    /// Refuses a product listed twice (its quantity says how many).
+    pub fn parse(customer_id: CustomerId, items: Vec<Requested>) -> Result<Self, Error> {
+        let mut seen = HashSet::new();
+        if let Some(index) = items.iter().position(|i| !seen.insert(i.product_id)) {
+            return Err(Error::invalid(
+                &format!("items[{index}].product_id"),
+                "each product may appear once; set its quantity",
+            ));
+        }
+        Ok(Self { customer_id, items })
+    }
+}
+
+/// A requested line, before pricing.
+#[derive(Debug, Clone, Copy)]
 pub struct Requested {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
 /// Places an order: prices come from the catalog inside this transaction, and stock is
 /// reserved atomically — the product rows are locked in id order (so concurrent orders
-/// cannot deadlock), checked, then decremented in one statement.
+/// cannot deadlock), checked, then decremented in one statement. 409 `insufficient_stock`
+/// when any line lacks stock, and then nothing is reserved.
 pub async fn place(
     tx: &mut TenantTx,
     principal: &Principal,
-    customer_id: Uuid,
-    requested: &[Requested],
-) -> Result<Order, ApiError> {
-    let customer: Option<(Uuid,)> = sqlx::query_as("select id from customers where id = $1")
-        .bind(customer_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if customer.is_none() {
-        return Err(ApiError::invalid("customer_id", "no such customer"));
+    new: NewOrder,
+) -> Result<Order, Error> {
+    principal.require(Scope::OrdersWrite)?;
+    if !customers::exists(tx, new.customer_id).await? {
+        return Err(Error::invalid("customer_id", "no such customer"));
     }
-    let ids: Vec<Uuid> = requested.iter().map(|r| r.product_id).collect();
-    let rows: Vec<(Uuid, i64, String, i32)> = sqlx::query_as(
-        "select id, price_cents, currency, stock from products where id = any($1) and deleted_at is null order by id for update",
-    )
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    let products: HashMap<Uuid, (i64, String, i32)> = rows
+    let ids: Vec<ProductId> = new.items.iter().map(|r| r.product_id).collect();
+    let products: HashMap<ProductId, products::Priced> = products::lock_for_order(tx, &ids)
+        .await?
         .into_iter()
-        .map(|(id, p, c, s)| (id, (p, c, s)))
+        .map(|p| (p.id, p))
         .collect();
 
     let mut errors = Vec::new();
-    let mut lines = Vec::with_capacity(requested.len());
-    for (index, item) in requested.iter().enumerate() {
+    let mut lines = Vec::with_capacity(new.items.len());
+    for (index, item) in new.items.iter().enumerate() {
         match products.get(&item.product_id) {
-            Some((price, _, _)) => lines.push(Line {
+            Some(product) => lines.push(Line {
                 product_id: item.product_id,
                 quantity: item.quantity,
-                unit_price_cents: *price,
+                unit_price_cents: product.price_cents,
             }),
             None => errors.push(FieldError::new(
                 format!("items[{index}].product_id"),
@@ -69,22 +85,25 @@ pub async fn place(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(Error::validation(errors));
     }
-    let mut currencies = products.values().map(|(_, currency, _)| currency.as_str());
-    let currency = currencies.next().unwrap_or_default().to_owned();
-    if currencies.any(|c| c != currency) {
-        return Err(ApiError::invalid(
+    let mut currencies = products.values().map(|p| p.currency);
+    let currency = currencies
+        .next()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_default();
+    if currencies.any(|c| c.code() != currency) {
+        return Err(Error::invalid(
             "items",
             "all products of an order must have the same currency",
         ));
     }
-    if let Some(short) = requested.iter().find(|r| {
+    if let Some(short) = new.items.iter().find(|r| {
         products
             .get(&r.product_id)
-            .is_some_and(|(_, _, stock)| *stock < r.quantity)
+            .is_some_and(|p| p.stock < r.quantity)
     }) {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "insufficient_stock",
             format!("not enough stock of product {}", short.product_id),
         ));
@@ -96,119 +115,64 @@ pub async fn place(
                 .checked_mul(i64::from(l.quantity))
                 .and_then(|x| sum.checked_add(x))
         })
-        .ok_or_else(|| ApiError::invalid("items", "the order total is too large"))?;
+        .ok_or_else(|| Error::invalid("items", "the order total is too large"))?;
 
-    adjust_stock(tx, &lines, -1).await?;
+    products::reserve(tx, &quantities(&lines)).await?;
     let event = OrderEvent::Placed {
-        customer_id,
+        customer_id: new.customer_id,
         currency,
         lines,
         total_cents,
     };
-    let order = Order::placed(Uuid::now_v7(), &event, events::now())
-        .expect("a placed event makes an order");
-    append(tx, principal, Command::PLACE, &order, &event).await?;
-    let tenant_id = tx.tenant_id();
-    store::project(tx, tenant_id, &order).await?;
-    store::project_lines(tx, tenant_id, &order).await?;
+    let order = Order::placed(OrderId::new(), &event, events::now())
+        .ok_or_else(|| anyhow::anyhow!("a placed event makes an order"))?;
+    record(tx, principal, Transition::PLACE, &order, &event).await?;
     Ok(order)
 }
 
-/// Runs a state change on an existing order.
-pub async fn execute(
+/// Moves an existing order on: confirm, pay, ship, deliver or cancel. An invalid
+/// transition is 409 with a code naming the current status (`order_is_shipped`, …);
+/// cancelling gives back exactly the stock the order reserved.
+pub async fn transition(
     tx: &mut TenantTx,
     principal: &Principal,
-    order_id: Uuid,
-    command: Command,
-) -> Result<Order, ApiError> {
-    let mut order = load(tx, order_id, None)
+    id: OrderId,
+    transition: Transition,
+) -> Result<Order, Error> {
+    principal.require(Scope::OrdersWrite)?;
+    let mut order = stream::load(tx, id, None)
         .await?
-        .ok_or(ApiError::NotFound("order"))?;
-    let name = command.name();
-    let event = order.decide(command).map_err(refusal)?;
+        .ok_or_else(|| Error::not_found("order"))?;
+    let command = transition.name();
+    let event = order.decide(transition).map_err(refusal)?;
     if let OrderEvent::Cancelled { released, .. } = &event {
-        // Same lock order as placing (by product id), so the two never deadlock.
-        let ids: Vec<Uuid> = released.iter().map(|l| l.product_id).collect();
-        sqlx::query("select id from products where id = any($1) order by id for update")
-            .bind(&ids)
-            .execute(&mut **tx)
-            .await?;
-        adjust_stock(tx, released, 1).await?;
+        products::release(tx, &quantities(released)).await?;
     }
     order.apply(&event, events::now());
-    append(tx, principal, name, &order, &event).await?;
-    let tenant_id = tx.tenant_id();
-    store::project(tx, tenant_id, &order).await?;
+    record(tx, principal, command, &order, &event).await?;
     Ok(order)
 }
 
-/// Rebuilds an order from its events, up to a version when given.
-pub async fn load(
-    tx: &mut TenantTx,
-    order_id: Uuid,
-    up_to_version: Option<i32>,
-) -> Result<Option<Order>, ApiError> {
-    let stored = events::load(tx, order_id, up_to_version).await?;
-    let decoded = stored
-        .iter()
-        .map(|e| decode(&e.event_type, &e.data).map(|event| (event, e.occurred_at)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Order::replay(
-        order_id,
-        decoded.iter().map(|(e, at)| (e, *at)),
-    ))
-}
-
-/// Reads a stored event back into the domain type.
-pub fn decode(event_type: &str, data: &serde_json::Value) -> Result<OrderEvent, ApiError> {
-    let short = event_type.strip_prefix("order.").unwrap_or(event_type);
-    serde_json::from_value(serde_json::json!({"type": short, "data": data}))
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("undecodable {event_type} event: {e}")))
-}
-
-async fn append(
+/// Appends the event and updates the read models, in the command's transaction.
+async fn record(
     tx: &mut TenantTx,
     principal: &Principal,
     command: &str,
     order: &Order,
     event: &OrderEvent,
-) -> Result<(), ApiError> {
-    let data = match serde_json::to_value(event).map_err(anyhow::Error::from)? {
-        serde_json::Value::Object(mut tagged) => tagged.remove("data").unwrap_or_default(),
-        _ => serde_json::Value::Null,
-    };
-    let new = NewEvent {
-        stream_type: STREAM_TYPE,
-        stream_id: order.id,
-        version: order.version,
-        event_type: event.type_name(),
-        occurred_at: order.updated_at,
-        data,
-        metadata: events::metadata(principal, command),
-    };
+) -> Result<(), Error> {
+    stream::append(tx, principal, command, order, event).await?;
     let tenant_id = tx.tenant_id();
-    events::append(tx, tenant_id, &[new]).await?;
+    projection::project(tx, tenant_id, order, event).await?;
     Ok(())
 }
 
-/// Moves stock by `sign × quantity` for each line, in one statement. The caller holds the
-/// product rows' locks (taken in id order).
-async fn adjust_stock(tx: &mut TenantTx, lines: &[Line], sign: i32) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-    let deltas: Vec<i32> = lines.iter().map(|l| sign * l.quantity).collect();
-    sqlx::query(
-        "update products p set stock = p.stock + d.delta, version = p.version + 1, updated_at = now()
-         from unnest($1::uuid[], $2::int[]) as d(id, delta) where p.id = d.id",
-    )
-    .bind(ids)
-    .bind(deltas)
-    .execute(&mut **tx)
-    .await
-    .map(drop)
+fn quantities(lines: &[Line]) -> Vec<(ProductId, i32)> {
+    lines.iter().map(|l| (l.product_id, l.quantity)).collect()
 }
 
 /// A refused command: an invalid transition is a 409 whose code names the current status.
-fn refusal(refusal: Refusal) -> ApiError {
+fn refusal(refusal: Refusal) -> Error {
     match refusal {
         Refusal::InvalidTransition { current, .. } => {
             let code = match current {
@@ -219,8 +183,8 @@ fn refusal(refusal: Refusal) -> ApiError {
                 OrderStatus::Delivered => "order_is_delivered",
                 OrderStatus::Cancelled => "order_is_cancelled",
             };
-            ApiError::conflict(code, refusal.to_string())
+            Error::conflict(code, refusal.to_string())
         }
-        Refusal::AmountMismatch { .. } => ApiError::invalid("amount_cents", refusal.to_string()),
+        Refusal::AmountMismatch { .. } => Error::invalid("amount_cents", refusal.to_string()),
     }
 }

@@ -1,32 +1,44 @@
-//! Orders, built with event sourcing and CQRS.
+//! Orders, built with event sourcing and CQRS, split by job:
 //!
-//! - [`aggregate`]: the order state machine, rebuilt from events (pure).
-//! - [`commands`]: place (prices from the catalog, stock reserved atomically) and the
-//!   transitions; each appends to the event store at the expected version and updates
-//!   the read model in the same transaction.
-//! - [`store`]: the read models queries read, with batch loading for `expand`.
-//! - [`projection`]: rebuilding the read models from the event store.
+//! - [`aggregate`]: the order state machine — rebuilt from events, deciding what a
+//!   transition does (pure, no I/O).
+//! - [`stream`]: the events, their codec (one type string per event) and the order's
+//!   stream in the event store.
+//! - [`commands`]: the write side — place (prices from the catalog, stock reserved
+//!   atomically) and the transitions; each appends at the expected version and projects in
+//!   the same transaction.
+//! - [`projection`]: the read models, written by one function on the live path and by the
+//!   rebuild.
+//! - [`queries`]: the read side — now, as of a version, lists, history, `expand`.
+//!
+//! Orders reach the catalog only through what it offers them (`catalog::products`,
+//! `catalog::customers`), never through SQL of their own.
 
 pub mod aggregate;
 pub mod commands;
 pub mod projection;
-mod routes;
-pub mod store;
+pub mod queries;
+pub mod stream;
 
-pub use routes::router;
+pub use crate::id::OrderId;
+pub use aggregate::{Order, OrderStatus, Transition};
+pub use commands::{NewOrder, Requested, place, transition};
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use aggregate::{Line, Order, OrderStatus};
+use crate::{
+    catalog::{Customer, Product},
+    id::{CustomerId, ProductId},
+};
+use aggregate::Line;
 
 /// An order as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderView {
-    pub id: Uuid,
-    pub customer_id: Uuid,
+    pub id: OrderId,
+    pub customer_id: CustomerId,
     pub status: OrderStatus,
     /// Sum of quantity × unit price, in minor units of `currency`.
     #[schema(example = 2500)]
@@ -46,23 +58,22 @@ pub struct OrderView {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-    /// With `expand=customer`.
+    /// The customer, as `GET /v1/customers/{id}` shows it: with `expand=customer`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>, example = json!({"id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "email": "ada@example.test", "name": "Ada"}))]
-    pub customer: Option<serde_json::Value>,
+    pub customer: Option<Customer>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ItemView {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     #[schema(example = 2)]
     pub quantity: i32,
     #[schema(example = 1250)]
     pub unit_price_cents: i64,
-    /// With `expand=items.product`.
+    /// The product, as `GET /v1/products/{id}` shows it (with `deleted_at` if it has been
+    /// deleted since): with `expand=items.product`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>, example = json!({"id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a70", "sku": "TEE-M", "name": "T-shirt", "price_cents": 1250, "currency": "EUR"}))]
-    pub product: Option<serde_json::Value>,
+    pub product: Option<Product>,
 }
 
 impl From<&Line> for ItemView {
@@ -90,25 +101,6 @@ impl From<&Order> for OrderView {
             version: order.version,
             created_at: order.created_at,
             updated_at: order.updated_at,
-            customer: None,
-        }
-    }
-}
-
-impl OrderView {
-    fn from_summary(row: store::SummaryRow, lines: &[Line]) -> Self {
-        Self {
-            id: row.id,
-            customer_id: row.customer_id,
-            status: row.status,
-            total_cents: row.total_cents,
-            currency: row.currency,
-            items: lines.iter().map(ItemView::from).collect(),
-            payment_reference: row.payment_reference,
-            cancel_reason: row.cancel_reason,
-            version: row.version,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
             customer: None,
         }
     }

@@ -1,11 +1,11 @@
-//! Rebuilding the order read models from the event store (`tenantry projections rebuild`):
-//! for each tenant, under that tenant's context, the read models are emptied and every
-//! order stream replayed through the same projection SQL the live path uses
-//! ([`store::project`]). The result must equal the live projection; a test checks it
-//! after a random mix of commands.
-//!
-//! The platform role reads every tenant's events (the feed's policy), so the event query
-//! must name the tenant: RLS alone would not keep other tenants' orders out.
+//! The order read models (`order_summaries`, `order_items`), written by one function,
+//! [`project`], on both paths that write them:
+//! - **live**: each command projects in the transaction that appends its event, so a
+//!   client reads its own writes;
+//! - **rebuild** (`tenantry projections rebuild`): for each tenant, under that tenant's
+//!   context, the read models are emptied and every order stream replayed and projected.
+//!   The result must equal the live projection; a test checks it after a random mix of
+//!   commands.
 //!
 //! Commands may run during a rebuild. A transition waits on the row lock the rebuild's
 //! delete holds and then upserts over the rebuilt row, so it is not lost; an order placed
@@ -15,27 +15,52 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
+use sqlx::PgConnection;
 
-use super::{aggregate::Order, commands, store};
-use crate::{db::Db, http::error::ApiError, tenancy::TenantId};
+use super::{
+    aggregate::Order,
+    stream::{self, OrderEvent, STREAM_TYPE},
+};
+use crate::{
+    db::Db,
+    error::Error,
+    events,
+    id::{OrderId, ProductId, TenantId},
+};
+
+/// Brings the read models up to date with `order`, which `event` has just made what it
+/// is: the summary always; the items once, with the event that placed the order (lines
+/// never change).
+pub async fn project(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    order: &Order,
+    event: &OrderEvent,
+) -> Result<(), sqlx::Error> {
+    upsert_summary(conn, tenant_id, order).await?;
+    if let OrderEvent::Placed { .. } = event {
+        insert_items(conn, tenant_id, order).await?;
+    }
+    Ok(())
+}
 
 /// Rebuilds every tenant's order read models; returns the number of orders projected.
-pub async fn rebuild_all(db: &Db) -> Result<usize, ApiError> {
+pub async fn rebuild_all(db: &Db) -> Result<usize, Error> {
     let mut tx = db.platform().await?;
-    let tenants: Vec<(TenantId,)> = sqlx::query_as("select id from tenants order by id")
+    let tenants: Vec<TenantId> = sqlx::query_scalar("select id from tenants order by id")
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
     let mut total = 0;
-    for (tenant_id,) in tenants {
+    for tenant_id in tenants {
         total += rebuild_tenant(db, tenant_id).await?;
     }
     Ok(total)
 }
 
-/// Rebuilds one tenant's order read models in one transaction.
-pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, ApiError> {
+/// Rebuilds one tenant's order read models in one transaction; returns the number of
+/// orders projected.
+pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, Error> {
     let mut tx = db.platform().await?;
     tx.enter_tenant(tenant_id).await?;
     sqlx::query("delete from order_items")
@@ -44,27 +69,80 @@ pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, ApiEr
     sqlx::query("delete from order_summaries")
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<(Uuid, String, serde_json::Value, time::OffsetDateTime)> = sqlx::query_as(
-        "select stream_id, event_type, data, occurred_at from domain_events where tenant_id = $1 and stream_type = $2 order by stream_id, version",
-    )
-    .bind(tenant_id)
-    .bind(commands::STREAM_TYPE)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut streams: BTreeMap<Uuid, Vec<_>> = BTreeMap::new();
-    for (stream_id, event_type, data, at) in rows {
+    let stored = events::load_streams(&mut tx, tenant_id, STREAM_TYPE).await?;
+    let mut streams: BTreeMap<OrderId, Vec<_>> = BTreeMap::new();
+    for event in &stored {
         streams
-            .entry(stream_id)
+            .entry(OrderId::from_uuid(event.stream_id))
             .or_default()
-            .push((commands::decode(&event_type, &data)?, at));
+            .push((&event.event_type, &event.data, event.occurred_at));
     }
     let count = streams.len();
-    for (id, events) in streams {
-        if let Some(order) = Order::replay(id, events.iter().map(|(e, at)| (e, *at))) {
-            store::project(&mut tx, tenant_id, &order).await?;
-            store::project_lines(&mut tx, tenant_id, &order).await?;
+    for (id, stored) in streams {
+        let events = stream::decode_all(stored.into_iter())?;
+        let order = Order::replay(id, events.iter().map(|(e, at)| (e, *at)));
+        if let (Some(order), Some((placed, _))) = (order, events.first()) {
+            project(&mut tx, tenant_id, &order, placed).await?;
         }
     }
     tx.commit().await?;
     Ok(count)
+}
+
+#[tracing::instrument(skip_all)]
+async fn upsert_summary(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    order: &Order,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        insert into order_summaries
+            (tenant_id, id, customer_id, status, currency, total_cents, payment_reference, cancel_reason, version, created_at, updated_at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        on conflict (tenant_id, id) do update set
+            status = excluded.status, payment_reference = excluded.payment_reference,
+            cancel_reason = excluded.cancel_reason, version = excluded.version, updated_at = excluded.updated_at
+        "#,
+    )
+    .bind(tenant_id)
+    .bind(order.id)
+    .bind(order.customer_id)
+    .bind(order.status)
+    .bind(&order.currency)
+    .bind(order.total_cents)
+    .bind(&order.payment_reference)
+    .bind(&order.cancel_reason)
+    .bind(order.version)
+    .bind(order.created_at)
+    .bind(order.updated_at)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+#[tracing::instrument(skip_all)]
+async fn insert_items(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    order: &Order,
+) -> Result<(), sqlx::Error> {
+    let products: Vec<ProductId> = order.lines.iter().map(|l| l.product_id).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
+    let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price_cents).collect();
+    sqlx::query(
+        r#"
+        insert into order_items (tenant_id, order_id, line, product_id, quantity, unit_price_cents)
+        select $1, $2, l.n, l.product_id, l.quantity, l.price
+        from unnest($3::uuid[], $4::int[], $5::bigint[]) with ordinality as l(product_id, quantity, price, n)
+        "#,
+    )
+    .bind(tenant_id)
+    .bind(order.id)
+    .bind(products)
+    .bind(quantities)
+    .bind(prices)
+    .execute(conn)
+    .await
+    .map(drop)
 }

@@ -1,61 +1,194 @@
-//! The operator API, `/v1/platform/*`: the tenant directory across tenants.
+//! The operator's work across tenants: the tenant directory — create a tenant with its
+//! owner, list, read, rename, change plan, suspend and reactivate.
 //!
-//! Authenticated by the platform credential (`TENANTRY_OPERATOR_TOKEN`) only — a tenant's
-//! JWT or API key is refused here — and served by the platform role's pool, never the
-//! request pool. Creating a tenant writes its owner under that tenant's RLS context, the
-//! same wall a tenant request meets.
+//! Every operation takes the platform transaction (the `tenantry_platform` role's pool,
+//! never the request pool) and the [`Operator`], whom `auth` verifies from the operator
+//! token (HTTP) or who runs the command line. Creating a tenant writes its owner under
+//! that tenant's RLS context, the same wall a tenant request meets. The HTTP API and
+//! `tenantry tenant create` both call [`create_tenant`], so both behave identically.
 
-mod routes;
-pub mod tenants;
-
-pub use routes::router;
-
-use axum::{
-    extract::FromRequestParts,
-    http::{header, request::Parts},
-};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
 
-use crate::http::{AppState, error::ApiError};
+use crate::{
+    access::{Operator, Role},
+    audit::{self, AuditEvent, Author},
+    db::PlatformTx,
+    error::Error,
+    id::{TenantId, UserId},
+    page::{Page, PageRequest},
+    tenancy::{Plan, Slug, Tenant, TenantStatus, parse_name, store as tenants},
+    users::{self, NewUser, password::Passwords},
+    versioning::{self, Change, ExpectedVersion},
+};
 
-/// The operator's token, kept as a digest so comparison is constant-time and the token
-/// itself is not held in memory longer than start-up.
-#[derive(Clone)]
-pub struct OperatorToken([u8; 32]);
+/// A tenant to create, parsed, with its owner's password already hashed.
+pub struct NewTenant {
+    slug: Slug,
+    name: String,
+    plan: Plan,
+    owner: NewUser,
+}
 
-impl OperatorToken {
-    pub fn new(token: &SecretString) -> Self {
-        Self(Sha256::digest(token.expose_secret().as_bytes()).into())
-    }
-
-    fn matches(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.0.ct_eq(&digest).into()
+impl NewTenant {
+    /// Checks slug, name, owner email and password (or generates one), and hashes it.
+    pub async fn parse(
+        passwords: &Passwords,
+        slug: &str,
+        name: &str,
+        plan: Option<Plan>,
+        owner_email: &str,
+        owner_password: Option<SecretString>,
+    ) -> Result<Self, Error> {
+        let slug = Slug::parse(slug)?;
+        let name = parse_name(name)?;
+        let owner = NewUser::parse(
+            passwords,
+            owner_email,
+            "owner_email",
+            Role::Owner,
+            owner_password,
+            "owner_password",
+        )
+        .await?;
+        Ok(Self {
+            slug,
+            name,
+            plan: plan.unwrap_or(Plan::Free),
+            owner,
+        })
     }
 }
 
-/// Proof that the request carries the operator token.
-pub struct Operator;
+/// The owner a new tenant starts with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOwner {
+    pub id: UserId,
+    #[schema(example = "owner@acme.test")]
+    pub email: String,
+    pub role: Role,
+}
 
-impl FromRequestParts<AppState> for Operator {
-    type Rejection = ApiError;
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: Tenant,
+    pub owner: TenantOwner,
+    /// The owner's generated password, present only when none was given. Shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Zb4l8Qk1v2T9xYpq3RmN0c")]
+    pub owner_password: Option<String>,
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        match presented {
-            Some(token) if state.operator.matches(token) => Ok(Operator),
-            Some(_) => Err(ApiError::Unauthenticated("invalid operator token".into())),
-            None => Err(ApiError::Unauthenticated(
-                "send `Authorization: Bearer <operator token>`".into(),
-            )),
-        }
+/// Creates a tenant and its owner.
+pub async fn create_tenant(
+    tx: &mut PlatformTx,
+    operator: &Operator,
+    new: NewTenant,
+) -> Result<CreatedTenant, Error> {
+    let tenant = tenants::insert(tx, TenantId::new(), &new.slug, &new.name, new.plan).await?;
+    tx.enter_tenant(tenant.id).await?;
+    let created = users::insert(tx, tenant.id, &new.owner).await?;
+    audit::record(
+        tx,
+        Author::operator(operator, tenant.id),
+        AuditEvent::new("tenant.created", "tenant", tenant.id),
+    )
+    .await?;
+    Ok(CreatedTenant {
+        tenant,
+        owner: TenantOwner {
+            id: created.id,
+            email: created.email,
+            role: created.role,
+        },
+        owner_password: new
+            .owner
+            .generated_password()
+            .map(|password| password.expose_secret().to_owned()),
+    })
+}
+
+/// All tenants, newest first.
+pub async fn list_tenants(
+    tx: &mut PlatformTx,
+    _: &Operator,
+    page: PageRequest,
+) -> Result<Page<Tenant>, Error> {
+    let rows = tenants::list(tx, page).await?;
+    Ok(Page::from_rows(rows, page, |t| t.id.as_uuid()))
+}
+
+/// One tenant.
+pub async fn get_tenant(tx: &mut PlatformTx, _: &Operator, id: TenantId) -> Result<Tenant, Error> {
+    tenants::find(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("tenant"))
+}
+
+/// What the operator may change about a tenant; `None` keeps a field as it is.
+#[derive(Debug, Default)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub status: Option<TenantStatus>,
+}
+
+/// Changes a tenant's name, plan or status, if its version is still the expected one.
+/// Suspension takes effect on the tenant's next request: every credential check reads the
+/// status.
+pub async fn update_tenant(
+    tx: &mut PlatformTx,
+    operator: &Operator,
+    id: TenantId,
+    expected: &ExpectedVersion,
+    changes: TenantChanges,
+) -> Result<Tenant, Error> {
+    let changes = TenantChanges {
+        name: changes.name.as_deref().map(parse_name).transpose()?,
+        ..changes
+    };
+    // The audit event is written under the tenant's own context, as its policies require.
+    tx.enter_tenant(id).await?;
+    versioning::update(tx, Author::operator(operator, id), id, expected, changes).await
+}
+
+/// An operator's change with every field resolved.
+pub struct Resolved {
+    name: String,
+    plan: Plan,
+    status: TenantStatus,
+}
+
+impl Change for TenantChanges {
+    type Resource = Tenant;
+    type Id = TenantId;
+    type Checked = Resolved;
+    const RESOURCE: &'static str = "tenant";
+
+    async fn lock(conn: &mut PgConnection, id: TenantId) -> Result<Option<Tenant>, sqlx::Error> {
+        tenants::find_for_update(conn, id).await
+    }
+
+    fn against(self, current: &Tenant) -> Result<Option<Resolved>, Error> {
+        let resolved = Resolved {
+            name: self.name.unwrap_or_else(|| current.name.clone()),
+            plan: self.plan.unwrap_or(current.plan),
+            status: self.status.unwrap_or(current.status),
+        };
+        let unchanged = (resolved.name.as_str(), resolved.plan, resolved.status)
+            == (current.name.as_str(), current.plan, current.status);
+        Ok((!unchanged).then_some(resolved))
+    }
+
+    async fn apply(to: &Resolved, conn: &mut PgConnection, id: TenantId) -> Result<Tenant, Error> {
+        Ok(tenants::update_admin(conn, id, &to.name, to.plan, to.status).await?)
+    }
+
+    fn audit_event(_: &Resolved, id: TenantId, updated: &Tenant) -> AuditEvent {
+        AuditEvent::new("tenant.updated", "tenant", id).data(
+            serde_json::json!({"name": updated.name, "plan": updated.plan, "status": updated.status}),
+        )
     }
 }

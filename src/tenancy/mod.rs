@@ -1,24 +1,19 @@
 //! Tenants: the domain types, their persistence, and the tenant's own profile
-//! (`GET/PATCH /v1/tenant`). The operator's view across tenants lives in `platform`.
+//! ([`profile`]: read it, rename it). The operator's work across tenants (create, plan,
+//! suspend) is in `platform`.
 //!
 //! A tenant reads and renames itself through its own RLS context; its plan and status are
 //! the operator's to change (the request role has no UPDATE grant on those columns).
 
-mod routes;
+pub mod profile;
 pub mod store;
-
-pub use routes::router;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
-
-crate::id_type!(
-    /// Identifies a tenant.
-    TenantId
-);
+pub use crate::id::TenantId;
+use crate::{error::Error, versioning::Versioned};
 
 /// A tenant's URL-safe unique handle: 3-63 lowercase letters, digits and inner hyphens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -26,7 +21,7 @@ crate::id_type!(
 pub struct Slug(String);
 
 impl Slug {
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Error> {
         let ok = (3..=63).contains(&value.len())
             && value
                 .bytes()
@@ -36,7 +31,7 @@ impl Slug {
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(ApiError::invalid(
+            Err(Error::invalid(
                 "slug",
                 "must be 3-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen",
             ))
@@ -49,10 +44,10 @@ impl Slug {
 }
 
 /// A tenant's display name: 1-200 characters after trimming.
-pub fn parse_name(value: &str) -> Result<String, ApiError> {
+pub fn parse_name(value: &str) -> Result<String, Error> {
     let name = value.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1-200 characters"));
+        return Err(Error::invalid("name", "must be 1-200 characters"));
     }
     Ok(name.to_owned())
 }
@@ -93,6 +88,12 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl Versioned for Tenant {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 #[cfg(test)]

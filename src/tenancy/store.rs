@@ -4,7 +4,7 @@
 use sqlx::PgConnection;
 
 use super::{Plan, Slug, Tenant, TenantId, TenantStatus};
-use crate::http::pagination::PageRequest;
+use crate::page::PageRequest;
 
 const COLUMNS: &str = "id, slug, name, plan, status, version, created_at, updated_at";
 
@@ -94,17 +94,4 @@ pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<Tena
     .bind(page.fetch_limit())
     .fetch_all(conn)
     .await
-}
-
-/// Resolves a login's tenant by slug through the narrow `tenant_by_slug` function (the
-/// only lookup that runs before any tenant context exists).
-#[tracing::instrument(skip_all)]
-pub async fn id_by_slug<'c, E>(executor: E, slug: &str) -> Result<Option<TenantId>, sqlx::Error>
-where
-    E: sqlx::PgExecutor<'c>,
-{
-    sqlx::query_scalar("select tenant_by_slug($1)")
-        .bind(slug)
-        .fetch_one(executor)
-        .await
 }

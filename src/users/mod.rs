@@ -1,37 +1,45 @@
-//! Tenant users: domain types, persistence and `/v1/users`.
+//! Tenant users: who they are, their passwords ([`password`]) and login sessions
+//! ([`sessions`]), and the operations on them — list, read, create, change role or status,
+//! deactivate.
 //!
 //! Role changes follow one rule (with API keys' scopes following the same one): you may
-//! only grant what you hold. A caller may assign a role, or touch a user, only when that
-//! role's scopes are a subset of the caller's — so a member cannot make themselves admin,
-//! an admin cannot mint or demote an owner — and nobody changes their own role or status.
-//! A tenant always keeps at least one active owner.
+//! only grant what you hold ([`Principal::ensure_may_grant`]). A caller may assign a role,
+//! or touch a user, only when that role's scopes are a subset of the caller's — so a member
+//! cannot make themselves admin, an admin cannot mint or demote an owner — and nobody
+//! changes their own role or status. A tenant always keeps at least one active owner.
+//! Deactivating a user ends their sessions at once.
 
-mod routes;
+pub mod password;
+pub mod sessions;
 pub mod store;
 
-pub use routes::router;
-
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use validator::ValidateEmail;
 
-use crate::{auth::Role, http::error::ApiError};
-
-crate::id_type!(
-    /// Identifies a user within a tenant.
-    UserId
-);
+pub use crate::id::UserId;
+use crate::{
+    access::{Grant, Principal, Role, Scope},
+    audit::{self, AuditEvent},
+    db::TenantTx,
+    error::Error,
+    page::{Page, PageRequest},
+    versioning::{self, Change, ExpectedVersion, Versioned},
+};
+use password::Passwords;
 
 /// A normalised (trimmed, lower-case) email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Error> {
         let email = value.trim().to_lowercase();
         if email.len() > 254 || !email.validate_email() {
-            return Err(ApiError::invalid("email", "must be a valid email address"));
+            return Err(Error::invalid("email", "must be a valid email address"));
         }
         Ok(Self(email))
     }
@@ -64,6 +72,228 @@ pub struct User {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl Versioned for User {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+/// Users of the tenant, newest first.
+pub async fn list(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    page: PageRequest,
+) -> Result<Page<User>, Error> {
+    principal.require(Scope::UsersRead)?;
+    let rows = store::list(tx, page).await?;
+    Ok(Page::from_rows(rows, page, |u| u.id.as_uuid()))
+}
+
+/// One user.
+pub async fn get(tx: &mut TenantTx, principal: &Principal, id: UserId) -> Result<User, Error> {
+    principal.require(Scope::UsersRead)?;
+    store::find(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))
+}
+
+/// A user to create, parsed and with its password already hashed — argon2 takes tens of
+/// milliseconds, so [`NewUser::parse`] runs before any transaction holds a connection.
+pub struct NewUser {
+    email: Email,
+    role: Role,
+    password_hash: String,
+    /// The password generated when none was given, to show its creator once.
+    generated_password: Option<SecretString>,
+}
+
+impl NewUser {
+    /// Checks the email and the chosen password (`password_field` names it in errors), or
+    /// generates a password when none is given, and hashes it.
+    pub async fn parse(
+        passwords: &Passwords,
+        email: &str,
+        email_field: &str,
+        role: Role,
+        password: Option<SecretString>,
+        password_field: &str,
+    ) -> Result<Self, Error> {
+        let email = Email::parse(email)
+            .map_err(|_| Error::invalid(email_field, "must be a valid email address"))?;
+        let (password, generated) = match password {
+            Some(given) => {
+                password::validate(password_field, given.expose_secret())?;
+                (given, false)
+            }
+            None => (password::generate(), true),
+        };
+        let generated_password = generated.then(|| password.clone());
+        let password_hash = passwords.hash(password).await?;
+        Ok(Self {
+            email,
+            role,
+            password_hash,
+            generated_password,
+        })
+    }
+
+    /// The password generated when none was given.
+    pub fn generated_password(&self) -> Option<&SecretString> {
+        self.generated_password.as_ref()
+    }
+}
+
+/// A created user, with the generated password when there was one (shown once).
+pub struct CreatedUser {
+    pub user: User,
+    pub generated_password: Option<SecretString>,
+}
+
+/// Creates a user with a role no more powerful than the caller's.
+pub async fn create(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    new: NewUser,
+) -> Result<CreatedUser, Error> {
+    principal.require(Scope::UsersWrite)?;
+    principal.ensure_may_grant(Grant::Role(new.role))?;
+    let user = insert(tx, principal.tenant_id(), &new).await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("user.created", "user", user.id)
+            .data(serde_json::json!({"role": user.role})),
+    )
+    .await?;
+    Ok(CreatedUser {
+        user,
+        generated_password: new.generated_password,
+    })
+}
+
+/// Inserts a user into the tenant whose context `conn`'s transaction is in (a tenant's
+/// own, or the new tenant's when the operator creates its owner).
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    tenant_id: crate::id::TenantId,
+    new: &NewUser,
+) -> Result<User, Error> {
+    Ok(store::insert(conn, tenant_id, &new.email, new.role, &new.password_hash).await?)
+}
+
+/// A change of role or status; `None` keeps a field as it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UserChanges {
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+}
+
+/// Changes another user's role or status. Deactivation ends all their sessions at once.
+pub async fn update(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: UserId,
+    expected: &ExpectedVersion,
+    changes: UserChanges,
+) -> Result<User, Error> {
+    principal.require(Scope::UsersWrite)?;
+    if principal.user_id() == Some(id) {
+        return Err(Error::forbidden(
+            "cannot_modify_self",
+            "you cannot change your own role or status",
+        ));
+    }
+    // Lock owners first, then the user, in every writer: one lock order, no deadlock.
+    let owners = store::lock_active_owners(tx).await?;
+    let change = UserChange {
+        changes,
+        by: principal,
+        owners,
+    };
+    versioning::update(tx, principal.into(), id, expected, change).await
+}
+
+/// Deactivates a user: their sessions end; the record stays for the audit trail.
+pub async fn deactivate(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: UserId,
+    expected: &ExpectedVersion,
+) -> Result<User, Error> {
+    let changes = UserChanges {
+        role: None,
+        status: Some(UserStatus::Deactivated),
+    };
+    update(tx, principal, id, expected, changes).await
+}
+
+/// A role or status change with what its rules need: who asks, and the tenant's active
+/// owners (locked).
+struct UserChange<'a> {
+    changes: UserChanges,
+    by: &'a Principal,
+    owners: Vec<UserId>,
+}
+
+/// A change that passed the rules, with every field resolved.
+struct Resolved {
+    role: Role,
+    status: UserStatus,
+    /// An active user is being deactivated: their sessions end too.
+    ends_sessions: bool,
+}
+
+impl Change for UserChange<'_> {
+    type Resource = User;
+    type Id = UserId;
+    type Checked = Resolved;
+    const RESOURCE: &'static str = "user";
+
+    async fn lock(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
+        store::find_for_update(conn, id).await
+    }
+
+    fn against(self, current: &User) -> Result<Option<Resolved>, Error> {
+        self.by.ensure_may_grant(Grant::Role(current.role))?;
+        let role = self.changes.role.unwrap_or(current.role);
+        let status = self.changes.status.unwrap_or(current.status);
+        self.by.ensure_may_grant(Grant::Role(role))?;
+        if role == current.role && status == current.status {
+            return Ok(None);
+        }
+        let stays_owner = role == Role::Owner && status == UserStatus::Active;
+        if self.owners.contains(&current.id) && !stays_owner && self.owners.len() == 1 {
+            return Err(Error::conflict(
+                "last_owner",
+                "the tenant must keep at least one active owner",
+            ));
+        }
+        Ok(Some(Resolved {
+            role,
+            status,
+            ends_sessions: status == UserStatus::Deactivated
+                && current.status == UserStatus::Active,
+        }))
+    }
+
+    async fn apply(
+        resolved: &Resolved,
+        conn: &mut PgConnection,
+        id: UserId,
+    ) -> Result<User, Error> {
+        let user = store::update(conn, id, resolved.role, resolved.status).await?;
+        if resolved.ends_sessions {
+            sessions::revoke_all_of(conn, id, "user_deactivated").await?;
+        }
+        Ok(user)
+    }
+
+    fn audit_event(_: &Resolved, id: UserId, updated: &User) -> AuditEvent {
+        AuditEvent::new("user.updated", "user", id)
+            .data(serde_json::json!({"role": updated.role, "status": updated.status}))
+    }
 }
 
 #[cfg(test)]

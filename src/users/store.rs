@@ -3,14 +3,14 @@
 use sqlx::PgConnection;
 
 use super::{Email, User, UserId, UserStatus};
-use crate::{auth::Role, http::pagination::PageRequest};
+use crate::{access::Role, id::TenantId, page::PageRequest};
 
 const COLUMNS: &str = "id, email, role, status, version, created_at, updated_at";
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
     conn: &mut PgConnection,
-    tenant_id: crate::tenancy::TenantId,
+    tenant_id: TenantId,
     email: &Email,
     role: Role,
     password_hash: &str,
@@ -46,6 +46,26 @@ pub async fn find_for_update(
     .bind(id)
     .fetch_optional(conn)
     .await
+}
+
+/// The user a login names, with what verifying the password needs.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LoginUser {
+    pub id: UserId,
+    pub password_hash: String,
+    pub status: UserStatus,
+    pub role: Role,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn find_for_login(
+    conn: &mut PgConnection,
+    email: &Email,
+) -> Result<Option<LoginUser>, sqlx::Error> {
+    sqlx::query_as("select id, password_hash, status, role from users where email = $1")
+        .bind(email.as_str())
+        .fetch_optional(conn)
+        .await
 }
 
 #[tracing::instrument(skip_all)]

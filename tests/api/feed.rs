@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tenantry::{
     db::Db,
-    events::feed::{self, FeedEvent, Position, Scope},
+    events::feed::{self, FeedEvent, Position, Subscriber},
     tenancy::TenantId,
 };
 use uuid::Uuid;
@@ -45,12 +45,12 @@ async fn begin_append(
 /// Polls until `count` events arrived after `from` (or 10 s pass). The feed waits for the
 /// oldest open transaction in the whole cluster — other tests' included — so delivery can
 /// lag a moment; it must never skip or reorder.
-async fn poll_for(db: &Db, scope: Scope, from: Position, count: usize) -> Vec<FeedEvent> {
+async fn poll_for(db: &Db, subscriber: Subscriber, from: Position, count: usize) -> Vec<FeedEvent> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut seen = Vec::new();
     let mut position = from;
     while seen.len() < count && std::time::Instant::now() < deadline {
-        let page = feed::poll(db, scope, position, 500).await.unwrap();
+        let page = feed::poll(db, subscriber, position, 500).await.unwrap();
         match page.last() {
             Some(last) => position = last.position(),
             None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
@@ -80,9 +80,10 @@ async fn a_writer_that_commits_late_is_delivered_not_skipped() {
     let fast = begin_append(&mut fast_conn, tenant.id, late).await;
     fast.commit().await.unwrap();
 
-    let while_slow_is_open = feed::poll(&db, Scope::Tenant(tenant.id), Position::default(), 100)
-        .await
-        .unwrap();
+    let while_slow_is_open =
+        feed::poll(&db, Subscriber::Tenant(tenant.id), Position::default(), 100)
+            .await
+            .unwrap();
     assert!(
         while_slow_is_open.is_empty(),
         "nothing may be delivered past an open transaction that could still commit below it: {:?}",
@@ -90,7 +91,7 @@ async fn a_writer_that_commits_late_is_delivered_not_skipped() {
     );
 
     slow.commit().await.unwrap();
-    let delivered = poll_for(&db, Scope::Tenant(tenant.id), Position::default(), 2).await;
+    let delivered = poll_for(&db, Subscriber::Tenant(tenant.id), Position::default(), 2).await;
     assert_eq!(
         streams(&delivered),
         vec![early, late],
@@ -100,7 +101,7 @@ async fn a_writer_that_commits_late_is_delivered_not_skipped() {
     // Resuming from the last position delivers nothing twice, and then only what is new.
     let resume_at = delivered.last().unwrap().position();
     assert!(
-        feed::poll(&db, Scope::Tenant(tenant.id), resume_at, 100)
+        feed::poll(&db, Subscriber::Tenant(tenant.id), resume_at, 100)
             .await
             .unwrap()
             .is_empty()
@@ -111,7 +112,7 @@ async fn a_writer_that_commits_late_is_delivered_not_skipped() {
         .commit()
         .await
         .unwrap();
-    let after_resume = poll_for(&db, Scope::Tenant(tenant.id), resume_at, 1).await;
+    let after_resume = poll_for(&db, Subscriber::Tenant(tenant.id), resume_at, 1).await;
     assert_eq!(streams(&after_resume), vec![next]);
 }
 
@@ -133,8 +134,8 @@ async fn tenant_subscribers_see_only_their_tenant_and_the_platform_sees_all() {
         .await
         .unwrap();
 
-    let seen_by_a = poll_for(&db, Scope::Tenant(a.id), Position::default(), 1).await;
-    let seen_by_b = poll_for(&db, Scope::Tenant(b.id), Position::default(), 1).await;
+    let seen_by_a = poll_for(&db, Subscriber::Tenant(a.id), Position::default(), 1).await;
+    let seen_by_b = poll_for(&db, Subscriber::Tenant(b.id), Position::default(), 1).await;
     assert_eq!(
         streams(&seen_by_a),
         vec![stream_a],
@@ -154,7 +155,7 @@ async fn tenant_subscribers_see_only_their_tenant_and_the_platform_sees_all() {
     let mut platform = Vec::new();
     let mut position = from;
     while !platform.contains(&stream_b) {
-        let page = feed::poll(&db, Scope::Platform, position, 500)
+        let page = feed::poll(&db, Subscriber::Platform, position, 500)
             .await
             .unwrap();
         assert!(
@@ -238,7 +239,7 @@ async fn a_subscriber_sees_every_event_once_while_writers_commit_out_of_order() 
     let mut position = Position::default();
     let mut delivered: Vec<FeedEvent> = Vec::new();
     while delivered.len() < WRITERS * EACH && std::time::Instant::now() < deadline {
-        let page = feed::poll(&db, Scope::Tenant(tenant.id), position, 7)
+        let page = feed::poll(&db, Subscriber::Tenant(tenant.id), position, 7)
             .await
             .unwrap();
         match page.last() {
@@ -263,7 +264,7 @@ async fn a_subscriber_sees_every_event_once_while_writers_commit_out_of_order() 
         "positions only move forward"
     );
     assert!(
-        feed::poll(&db, Scope::Tenant(tenant.id), position, 100)
+        feed::poll(&db, Subscriber::Tenant(tenant.id), position, 100)
             .await
             .unwrap()
             .is_empty(),

@@ -16,7 +16,8 @@ use reqwest::{
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tenantry::{
-    auth::{Role, Scope, Scopes, jwt::JwtKeys},
+    access::{Role, Scope, Scopes},
+    auth::jwt::JwtKeys,
     config::Config,
     startup::Application,
     tenancy::TenantId,

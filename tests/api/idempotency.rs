@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tenantry::{db::Db, http::idempotency, tenancy::TenantId};
+use tenantry::{db::Db, idempotency, tenancy::TenantId};
 
 use crate::helpers::{
     TestApp, TestTenant, all_pages, etag_of, expect_json, expect_problem, post_with_key, replayed,

@@ -1,24 +1,29 @@
-//! Customers: domain types, persistence and `/v1/customers`.
+//! Customers: domain types, persistence, the operations on them (list, read, create,
+//! change) and what orders need of them (load).
 //!
 //! A customer's email is unique within the tenant (`customers_email_key`), normalised as
 //! a user's is ([`crate::users::Email`]). Customers are not deleted: orders refer to them.
 
-mod routes;
 pub mod store;
 
-pub use routes::router;
+use std::collections::HashMap;
 
 use serde::Serialize;
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::Name;
-use crate::users::Email;
-
-crate::id_type!(
-    /// Identifies a customer within a tenant.
-    CustomerId
-);
+pub use crate::id::CustomerId;
+use crate::{
+    access::{Principal, Scope},
+    audit::{self, AuditEvent},
+    db::TenantTx,
+    error::Error,
+    page::{Page, PageRequest},
+    users::Email,
+    versioning::{self, Change, ExpectedVersion, Versioned},
+};
 
 /// A customer as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -37,6 +42,12 @@ pub struct Customer {
     pub updated_at: OffsetDateTime,
 }
 
+impl Versioned for Customer {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
 /// A customer to create, parsed.
 #[derive(Debug)]
 pub struct NewCustomer {
@@ -52,15 +63,6 @@ pub struct CustomerChanges {
 }
 
 impl CustomerChanges {
-    /// Drops the fields that already hold the requested value, so that a PATCH which
-    /// changes nothing neither bumps the version nor records an event.
-    pub fn against(self, current: &Customer) -> Self {
-        Self {
-            email: self.email.filter(|email| email.as_str() != current.email),
-            name: self.name.filter(|name| name.as_str() != current.name),
-        }
-    }
-
     /// The names of the fields that change, for the audit trail (never their values:
     /// a customer's email and name are personal data).
     pub fn fields(&self) -> Vec<&'static str> {
@@ -72,4 +74,107 @@ impl CustomerChanges {
         .filter_map(|(field, changed)| changed.then_some(field))
         .collect()
     }
+}
+
+/// Customers of the tenant, newest first.
+pub async fn list(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    page: PageRequest,
+) -> Result<Page<Customer>, Error> {
+    principal.require(Scope::CatalogRead)?;
+    let rows = store::list(tx, page).await?;
+    Ok(Page::from_rows(rows, page, |c| c.id.as_uuid()))
+}
+
+/// One customer.
+pub async fn get(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: CustomerId,
+) -> Result<Customer, Error> {
+    principal.require(Scope::CatalogRead)?;
+    store::find(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("customer"))
+}
+
+/// Adds a customer.
+pub async fn create(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    new: NewCustomer,
+) -> Result<Customer, Error> {
+    principal.require(Scope::CatalogWrite)?;
+    let customer = store::insert(tx, principal.tenant_id(), &new).await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("customer.created", "customer", customer.id),
+    )
+    .await?;
+    Ok(customer)
+}
+
+/// Changes a customer, if its version is still the expected one.
+pub async fn update(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: CustomerId,
+    expected: &ExpectedVersion,
+    changes: CustomerChanges,
+) -> Result<Customer, Error> {
+    principal.require(Scope::CatalogWrite)?;
+    versioning::update(tx, principal.into(), id, expected, changes).await
+}
+
+impl Change for CustomerChanges {
+    type Resource = Customer;
+    type Id = CustomerId;
+    type Checked = Self;
+    const RESOURCE: &'static str = "customer";
+
+    async fn lock(
+        conn: &mut PgConnection,
+        id: CustomerId,
+    ) -> Result<Option<Customer>, sqlx::Error> {
+        store::find_for_update(conn, id).await
+    }
+
+    fn against(self, current: &Customer) -> Result<Option<Self>, Error> {
+        let changes = Self {
+            email: self.email.filter(|email| email.as_str() != current.email),
+            name: self.name.filter(|name| name.as_str() != current.name),
+        };
+        Ok((!changes.fields().is_empty()).then_some(changes))
+    }
+
+    async fn apply(
+        changes: &Self,
+        conn: &mut PgConnection,
+        id: CustomerId,
+    ) -> Result<Customer, Error> {
+        Ok(store::update(conn, id, changes).await?)
+    }
+
+    /// Names the changed fields, never their values: a customer's email and name are
+    /// personal data.
+    fn audit_event(changes: &Self, id: CustomerId, _: &Customer) -> AuditEvent {
+        AuditEvent::new("customer.updated", "customer", id)
+            .data(serde_json::json!({"changed": changes.fields()}))
+    }
+}
+
+/// Whether the tenant has this customer.
+pub async fn exists(conn: &mut PgConnection, id: CustomerId) -> Result<bool, sqlx::Error> {
+    Ok(store::find(conn, id).await?.is_some())
+}
+
+/// Customers by id, in one statement.
+pub async fn load(
+    conn: &mut PgConnection,
+    ids: &[CustomerId],
+) -> Result<HashMap<CustomerId, Customer>, sqlx::Error> {
+    let rows = store::find_many(conn, ids).await?;
+    Ok(rows.into_iter().map(|c| (c.id, c)).collect())
 }

@@ -3,7 +3,7 @@
 use sqlx::PgConnection;
 
 use super::{Customer, CustomerChanges, CustomerId, NewCustomer};
-use crate::{http::pagination::PageRequest, tenancy::TenantId};
+use crate::{id::TenantId, page::PageRequest};
 
 const COLUMNS: &str = "id, email, name, version, created_at, updated_at";
 
@@ -81,5 +81,19 @@ pub async fn update(
     .bind(changes.email.as_ref().map(|email| email.as_str()))
     .bind(changes.name.as_ref().map(|name| name.as_str()))
     .fetch_one(conn)
+    .await
+}
+
+/// Customers by id.
+#[tracing::instrument(skip_all)]
+pub async fn find_many(
+    conn: &mut PgConnection,
+    ids: &[CustomerId],
+) -> Result<Vec<Customer>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from customers where id = any($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
     .await
 }

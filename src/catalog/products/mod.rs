@@ -1,32 +1,36 @@
-//! Products: domain types, persistence and `/v1/products`.
+//! Products: domain types, persistence, the operations on them (list, read, create,
+//! change, delete) and what orders need of them (lock, reserve, release, load).
 //!
 //! A product's SKU is unique among the tenant's live products (the `products_sku_key`
 //! partial index); deleting a product is a soft delete, so its SKU can be reused while the
 //! row stays for the orders that reference it.
 
-mod routes;
 pub mod store;
 
-pub use routes::router;
+use std::collections::HashMap;
 
 use serde::Serialize;
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::{Currency, Name};
-use crate::http::error::ApiError;
-
-crate::id_type!(
-    /// Identifies a product within a tenant.
-    ProductId
-);
+pub use crate::id::ProductId;
+use crate::{
+    access::{Principal, Scope},
+    audit::{self, AuditEvent},
+    db::TenantTx,
+    error::Error,
+    page::{Page, PageRequest},
+    versioning::{self, Change, ExpectedVersion, Versioned},
+};
 
 /// A stock-keeping unit: 1-64 ASCII letters, digits, `.`, `_` or `-`. Case matters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sku(String);
 
 impl Sku {
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
+    pub fn parse(value: &str) -> Result<Self, Error> {
         let ok = (1..=64).contains(&value.len())
             && value
                 .bytes()
@@ -34,7 +38,7 @@ impl Sku {
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(ApiError::invalid(
+            Err(Error::invalid(
                 "sku",
                 "must be 1-64 letters, digits, dots, underscores or hyphens",
             ))
@@ -46,7 +50,8 @@ impl Sku {
     }
 }
 
-/// A product as the API shows it (live products only: deleted ones are never returned).
+/// A product as the API shows it. The catalog shows live products only; an order's
+/// `expand=items.product` also shows a deleted one, with its `deleted_at`.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Product {
     pub id: ProductId,
@@ -68,6 +73,19 @@ pub struct Product {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When the product was deleted; only ever set on a product embedded in an order.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+impl Versioned for Product {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 /// A product to create, parsed.
@@ -91,18 +109,6 @@ pub struct ProductChanges {
 }
 
 impl ProductChanges {
-    /// Drops the fields that already hold the requested value, so that a PATCH which
-    /// changes nothing neither bumps the version nor records an event.
-    pub fn against(self, current: &Product) -> Self {
-        Self {
-            sku: self.sku.filter(|sku| sku.as_str() != current.sku),
-            name: self.name.filter(|name| name.as_str() != current.name),
-            price_cents: self.price_cents.filter(|p| *p != current.price_cents),
-            currency: self.currency.filter(|c| *c != current.currency),
-            stock: self.stock.filter(|s| *s != current.stock),
-        }
-    }
-
     /// The names of the fields that change, for the audit trail.
     pub fn fields(&self) -> Vec<&'static str> {
         [
@@ -116,6 +122,185 @@ impl ProductChanges {
         .filter_map(|(field, changed)| changed.then_some(field))
         .collect()
     }
+}
+
+/// Live products of the tenant, newest first (deleted ones are not listed).
+pub async fn list(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    page: PageRequest,
+) -> Result<Page<Product>, Error> {
+    principal.require(Scope::CatalogRead)?;
+    let rows = store::list(tx, page).await?;
+    Ok(Page::from_rows(rows, page, |p| p.id.as_uuid()))
+}
+
+/// One live product.
+pub async fn get(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: ProductId,
+) -> Result<Product, Error> {
+    principal.require(Scope::CatalogRead)?;
+    store::find(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("product"))
+}
+
+/// Adds a product to the catalog.
+pub async fn create(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    new: NewProduct,
+) -> Result<Product, Error> {
+    principal.require(Scope::CatalogWrite)?;
+    let product = store::insert(tx, principal.tenant_id(), &new).await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("product.created", "product", product.id)
+            .data(serde_json::json!({"sku": product.sku})),
+    )
+    .await?;
+    Ok(product)
+}
+
+/// Changes a product, if its version is still the expected one.
+pub async fn update(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: ProductId,
+    expected: &ExpectedVersion,
+    changes: ProductChanges,
+) -> Result<Product, Error> {
+    principal.require(Scope::CatalogWrite)?;
+    versioning::update(tx, principal.into(), id, expected, changes).await
+}
+
+/// Deletes a product (softly: orders keep pointing at it), if its version is still the
+/// expected one.
+pub async fn delete(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: ProductId,
+    expected: &ExpectedVersion,
+) -> Result<(), Error> {
+    principal.require(Scope::CatalogWrite)?;
+    versioning::update(tx, principal.into(), id, expected, Deletion)
+        .await
+        .map(drop)
+}
+
+impl Change for ProductChanges {
+    type Resource = Product;
+    type Id = ProductId;
+    type Checked = Self;
+    const RESOURCE: &'static str = "product";
+
+    async fn lock(conn: &mut PgConnection, id: ProductId) -> Result<Option<Product>, sqlx::Error> {
+        store::find_for_update(conn, id).await
+    }
+
+    fn against(self, current: &Product) -> Result<Option<Self>, Error> {
+        let changes = Self {
+            sku: self.sku.filter(|sku| sku.as_str() != current.sku),
+            name: self.name.filter(|name| name.as_str() != current.name),
+            price_cents: self.price_cents.filter(|p| *p != current.price_cents),
+            currency: self.currency.filter(|c| *c != current.currency),
+            stock: self.stock.filter(|s| *s != current.stock),
+        };
+        Ok((!changes.fields().is_empty()).then_some(changes))
+    }
+
+    async fn apply(
+        changes: &Self,
+        conn: &mut PgConnection,
+        id: ProductId,
+    ) -> Result<Product, Error> {
+        Ok(store::update(conn, id, changes).await?)
+    }
+
+    fn audit_event(changes: &Self, id: ProductId, updated: &Product) -> AuditEvent {
+        AuditEvent::new("product.updated", "product", id)
+            .data(serde_json::json!({"sku": updated.sku, "changed": changes.fields()}))
+    }
+}
+
+/// Deleting a product, as a versioned change: locked, checked against the expected
+/// version, audited like any other.
+struct Deletion;
+
+impl Change for Deletion {
+    type Resource = Product;
+    type Id = ProductId;
+    /// The SKU it had, for the audit trail.
+    type Checked = String;
+    const RESOURCE: &'static str = "product";
+
+    async fn lock(conn: &mut PgConnection, id: ProductId) -> Result<Option<Product>, sqlx::Error> {
+        store::find_for_update(conn, id).await
+    }
+
+    fn against(self, current: &Product) -> Result<Option<String>, Error> {
+        Ok(Some(current.sku.clone()))
+    }
+
+    async fn apply(_: &String, conn: &mut PgConnection, id: ProductId) -> Result<Product, Error> {
+        Ok(store::soft_delete(conn, id).await?)
+    }
+
+    fn audit_event(sku: &String, id: ProductId, _: &Product) -> AuditEvent {
+        AuditEvent::new("product.deleted", "product", id).data(serde_json::json!({"sku": sku}))
+    }
+}
+
+/// A live product as an order prices it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Priced {
+    pub id: ProductId,
+    pub price_cents: i64,
+    pub currency: Currency,
+    pub stock: i32,
+}
+
+/// Locks the live products among `ids` in id order — the one lock order of every stock
+/// movement, so concurrent orders and cancellations never deadlock — and returns them
+/// priced. Missing or deleted products are simply absent.
+pub async fn lock_for_order(
+    conn: &mut PgConnection,
+    ids: &[ProductId],
+) -> Result<Vec<Priced>, sqlx::Error> {
+    store::lock_live(conn, ids).await
+}
+
+/// Takes each `(product, quantity)` out of stock, in one statement. The caller holds the
+/// products' locks ([`lock_for_order`]) and has checked the stock.
+pub async fn reserve(
+    conn: &mut PgConnection,
+    items: &[(ProductId, i32)],
+) -> Result<(), sqlx::Error> {
+    store::move_stock(conn, items.iter().map(|(id, quantity)| (*id, -quantity))).await
+}
+
+/// Gives each `(product, quantity)` back to stock, in one statement, after locking the
+/// products (deleted ones too: their stock still counts) in id order.
+pub async fn release(
+    conn: &mut PgConnection,
+    items: &[(ProductId, i32)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<ProductId> = items.iter().map(|(id, _)| *id).collect();
+    store::lock_any(conn, &ids).await?;
+    store::move_stock(conn, items.iter().copied()).await
+}
+
+/// Products by id, deleted ones included (an order keeps pointing at what was bought), in
+/// one statement.
+pub async fn load(
+    conn: &mut PgConnection,
+    ids: &[ProductId],
+) -> Result<HashMap<ProductId, Product>, sqlx::Error> {
+    let rows = store::find_many(conn, ids).await?;
+    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! SQL for products. Callers open the transaction; RLS decides what it can see. Every
-//! query here skips soft-deleted rows: to the API, a deleted product does not exist.
+//! query here skips soft-deleted rows — to the catalog, a deleted product does not exist —
+//! except the ones orders use for what they bought ([`lock_any`], [`find_many`]).
 
 use sqlx::PgConnection;
 
-use super::{NewProduct, Product, ProductChanges, ProductId};
-use crate::{http::pagination::PageRequest, tenancy::TenantId};
+use super::{NewProduct, Priced, Product, ProductChanges, ProductId};
+use crate::{id::TenantId, page::PageRequest};
 
 const COLUMNS: &str =
-    "id, sku, name, price_cents, currency, stock, version, created_at, updated_at";
+    "id, sku, name, price_cents, currency, stock, version, created_at, updated_at, deleted_at";
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
@@ -94,13 +95,70 @@ pub async fn update(
 
 /// Soft-deletes: the row stays for the orders that reference it.
 #[tracing::instrument(skip_all)]
-pub async fn soft_delete(conn: &mut PgConnection, id: ProductId) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn soft_delete(conn: &mut PgConnection, id: ProductId) -> Result<Product, sqlx::Error> {
+    sqlx::query_as(&format!(
         "update products set deleted_at = now(), version = version + 1, updated_at = now()
-         where id = $1 and deleted_at is null",
-    )
+         where id = $1 and deleted_at is null
+         returning {COLUMNS}"
+    ))
     .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Locks the live products among `ids`, in id order, and reads what pricing needs.
+#[tracing::instrument(skip_all)]
+pub async fn lock_live(
+    conn: &mut PgConnection,
+    ids: &[ProductId],
+) -> Result<Vec<Priced>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, price_cents, currency, stock from products
+         where id = any($1) and deleted_at is null order by id for update",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks the products among `ids`, deleted ones too, in id order.
+#[tracing::instrument(skip_all)]
+pub async fn lock_any(conn: &mut PgConnection, ids: &[ProductId]) -> Result<(), sqlx::Error> {
+    sqlx::query("select id from products where id = any($1) order by id for update")
+        .bind(ids)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Adds each delta to its product's stock, in one statement.
+#[tracing::instrument(skip_all)]
+pub async fn move_stock(
+    conn: &mut PgConnection,
+    deltas: impl Iterator<Item = (ProductId, i32)>,
+) -> Result<(), sqlx::Error> {
+    let (ids, deltas): (Vec<ProductId>, Vec<i32>) = deltas.unzip();
+    sqlx::query(
+        "update products p set stock = p.stock + d.delta, version = p.version + 1, updated_at = now()
+         from unnest($1::uuid[], $2::int[]) as d(id, delta) where p.id = d.id",
+    )
+    .bind(ids)
+    .bind(deltas)
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// Products by id, deleted ones included.
+#[tracing::instrument(skip_all)]
+pub async fn find_many(
+    conn: &mut PgConnection,
+    ids: &[ProductId],
+) -> Result<Vec<Product>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from products where id = any($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
 }

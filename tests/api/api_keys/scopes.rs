@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tenantry::auth::{Role, Scope};
+use tenantry::access::{Role, Scope};
 
 use crate::helpers::{TestApp, TestTenant, expect_json, expect_problem, scopes_of, spawn_app};
 

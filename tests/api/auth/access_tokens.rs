@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Sha256, Sha512};
-use tenantry::{auth::Scope, tenancy::TenantId};
+use tenantry::{access::Scope, tenancy::TenantId};
 use uuid::Uuid;
 
 use crate::helpers::{JWT_SECRET, TestApp, expect_json, outcome, spawn_app};

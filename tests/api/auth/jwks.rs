@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::RngCore;
 use reqwest::StatusCode;
 use serde_json::Value;
-use tenantry::auth::Scope;
+use tenantry::access::Scope;
 
 use crate::helpers::{TestApp, expect_json, expect_problem, spawn_app, spawn_app_with, unique};
 

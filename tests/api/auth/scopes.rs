@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantry::auth::{Role, Scope};
+use tenantry::access::{Role, Scope};
 
 use crate::helpers::{
     PASSWORD, TestApp, TestTenant, command, command_body, expect_json, expect_problem, id,

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
-use tenantry::auth::Scope;
+use tenantry::access::Scope;
 
 use crate::helpers::{
     PASSWORD, TestApp, TestTenant, expect_json, expect_problem, spawn_app, unique,

@@ -19,7 +19,7 @@ fn lines_of_request<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> 
 #[tokio::test]
 async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundred() {
     // Arrange: the real binary logging every statement. `RUST_LOG=sqlx::query=debug,warn`
-    // alone disables the INFO `request` span (target `tenantry::observability`), and
+    // alone disables the INFO `request` span (target `tenantry::http::middleware`), and
     // statement events then carry no request id at all, so that span is enabled too.
     // One request connection: sqlx resolves a type's OID once per connection (`select
     // $1::regtype::oid`), which would otherwise count against whichever request happens
@@ -30,7 +30,7 @@ async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundre
             ("LOG_FORMAT", "json"),
             (
                 "RUST_LOG",
-                "sqlx::query=debug,tenantry::observability=info,warn",
+                "sqlx::query=debug,tenantry::http::middleware=info,warn",
             ),
             ("DATABASE_MAX_CONNECTIONS", "1"),
         ],

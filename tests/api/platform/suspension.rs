@@ -3,7 +3,7 @@
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::json;
-use tenantry::{auth::Scope, tenancy::TenantId};
+use tenantry::{access::Scope, tenancy::TenantId};
 
 use crate::helpers::{
     OPERATOR_TOKEN, PASSWORD, TestApp, expect_json, expect_problem, get_with_api_key_header,

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tenantry::auth::Scope;
+use tenantry::access::Scope;
 
 use super::user;
 use crate::helpers::{expect_json, expect_problem, snapshot, spawn_app};

@@ -13,20 +13,18 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{ApiKey, ApiKeyId, store};
 use crate::{
-    audit::{self, AuditEvent},
-    auth::{
-        Authorized, Scope, Scopes, scope,
-        token::{OpaqueToken, TokenKind},
-    },
+    access::scope,
+    api_keys::{self, ApiKey, ApiKeyId, NewApiKey},
     db::Access,
+    error::Error,
     http::{
         AppState,
-        error::{ApiError, FieldError},
+        auth::Authorized,
         extract::{ApiPath, ApiQuery, ValidJson},
-        pagination::{Page, PageParams, PageRequest},
+        pagination::PageParams,
     },
+    page::{Page, PageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -46,12 +44,12 @@ pub async fn list_api_keys(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::ApiKeysRead>,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<Json<Page<ApiKey>>, ApiError> {
+) -> Result<Json<Page<ApiKey>>, Error> {
     let page = PageRequest::try_from(params)?;
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let rows = store::list(&mut tx, page).await?;
+    let keys = api_keys::list(&mut tx, &principal, page).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_rows(rows, page, |k| k.id.as_uuid())))
+    Ok(Json(keys))
 }
 
 #[derive(Deserialize, Validate, ToSchema)]
@@ -90,79 +88,20 @@ pub async fn create_api_key(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::ApiKeysWrite>,
     ValidJson(body): ValidJson<CreateApiKey>,
-) -> Result<Response, ApiError> {
-    let scopes = parse_scopes(&body.scopes)?;
-    if !scopes.is_subset_of(principal.scopes()) {
-        let extra: Vec<_> = scopes
-            .iter()
-            .filter(|s| !principal.scopes().contains(*s))
-            .map(Scope::as_str)
-            .collect();
-        return Err(ApiError::forbidden(
-            "scope_escalation",
-            format!(
-                "you cannot grant scopes you do not hold: {}",
-                extra.join(" ")
-            ),
-        ));
-    }
-    if body
-        .expires_at
-        .is_some_and(|at| at <= OffsetDateTime::now_utc())
-    {
-        return Err(ApiError::invalid("expires_at", "must be in the future"));
-    }
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::invalid("name", "must be 1-100 characters"));
-    }
-
-    let token = OpaqueToken::generate(TokenKind::ApiKey, principal.tenant_id());
+) -> Result<Response, Error> {
+    let new = NewApiKey {
+        name: body.name,
+        scopes: api_keys::parse_scopes(&body.scopes)?,
+        expires_at: body.expires_at,
+    };
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let api_key = store::insert(
-        &mut tx,
-        store::NewApiKey {
-            tenant_id: principal.tenant_id(),
-            id: ApiKeyId::from_uuid(token.id),
-            name,
-            hint: &token.hint(),
-            secret_hash: &state.auth.hasher.hash(&token),
-            scopes,
-            created_by: &principal.actor().to_string(),
-            expires_at: body.expires_at,
-        },
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &principal,
-        AuditEvent::new("api_key.created", "api_key", api_key.id)
-            .data(serde_json::json!({"scopes": api_key.scopes})),
-    )
-    .await?;
+    let created = api_keys::create(&mut tx, &principal, &state.auth.hasher, new).await?;
     tx.commit().await?;
-    let key = token.encode().expose_secret().to_owned();
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { api_key, key })).into_response())
-}
-
-fn parse_scopes(names: &[String]) -> Result<Scopes, ApiError> {
-    let mut errors = Vec::new();
-    let scopes = names
-        .iter()
-        .enumerate()
-        .filter_map(|(i, name)| match name.parse::<Scope>() {
-            Ok(scope) => Some(scope),
-            Err(e) => {
-                errors.push(FieldError::new(format!("scopes[{i}]"), e.to_string()));
-                None
-            }
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(scopes)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
+    let body = CreatedApiKey {
+        api_key: created.api_key,
+        key: created.secret.expose_secret().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// One API key (without its secret).
@@ -176,11 +115,9 @@ pub async fn get_api_key(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::ApiKeysRead>,
     ApiPath(id): ApiPath<ApiKeyId>,
-) -> Result<Json<ApiKey>, ApiError> {
+) -> Result<Json<ApiKey>, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let key = store::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("API key"))?;
+    let key = api_keys::get(&mut tx, &principal, id).await?;
     tx.commit().await?;
     Ok(Json(key))
 }
@@ -196,17 +133,9 @@ pub async fn revoke_api_key(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::ApiKeysWrite>,
     ApiPath(id): ApiPath<ApiKeyId>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    store::revoke(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("API key"))?;
-    audit::record(
-        &mut tx,
-        &principal,
-        AuditEvent::new("api_key.revoked", "api_key", id),
-    )
-    .await?;
+    api_keys::revoke(&mut tx, &principal, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,20 +6,24 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{NewProduct, Product, ProductChanges, ProductId, Sku, store};
 use crate::{
-    audit::{self, AuditEvent},
-    auth::{Authorized, scope},
-    catalog::{Currency, Name},
+    access::scope,
+    catalog::{
+        Currency, Name,
+        products::{self, NewProduct, Product, ProductChanges, ProductId, Sku},
+    },
     db::Access,
+    error::Error,
     http::{
         AppState,
-        error::ApiError,
+        auth::Authorized,
         etag::{Preconditions, with_etag},
         extract::{ApiPath, ApiQuery, ValidJson},
         idempotency::{self, IdempotencyKey},
-        pagination::{Page, PageParams, PageRequest},
+        pagination::PageParams,
+        problem::Problem,
     },
+    page::{Page, PageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,12 +43,12 @@ pub async fn list_products(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::CatalogRead>,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<Json<Page<Product>>, ApiError> {
+) -> Result<Json<Page<Product>>, Error> {
     let page = PageRequest::try_from(params)?;
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let rows = store::list(&mut tx, page).await?;
+    let products = products::list(&mut tx, &principal, page).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_rows(rows, page, |p| p.id.as_uuid())))
+    Ok(Json(products))
 }
 
 #[derive(Serialize, Deserialize, Validate, ToSchema)]
@@ -70,7 +74,7 @@ pub struct CreateProduct {
 }
 
 impl CreateProduct {
-    fn parse(self) -> Result<NewProduct, ApiError> {
+    fn parse(self) -> Result<NewProduct, Error> {
         Ok(NewProduct {
             sku: Sku::parse(&self.sku)?,
             name: Name::parse(&self.name)?,
@@ -89,7 +93,7 @@ impl CreateProduct {
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 201, description = "Created", body = Product, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
-        (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_product(
@@ -97,7 +101,7 @@ pub async fn create_product(
     Authorized(principal, ..): Authorized<scope::CatalogWrite>,
     key: IdempotencyKey,
     ValidJson(body): ValidJson<CreateProduct>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let key = key.bind("POST /v1/products", &body);
     let new = body.parse()?;
     idempotency::run(
@@ -107,14 +111,7 @@ pub async fn create_product(
         StatusCode::CREATED,
         |tx, principal| {
             Box::pin(async move {
-                let product = store::insert(tx, principal.tenant_id(), &new).await?;
-                audit::record(
-                    tx,
-                    principal,
-                    AuditEvent::new("product.created", "product", product.id)
-                        .data(serde_json::json!({"sku": product.sku})),
-                )
-                .await?;
+                let product = products::create(tx, principal, new).await?;
                 Ok((product.version, product))
             })
         },
@@ -137,11 +134,9 @@ pub async fn get_product(
     Authorized(principal, ..): Authorized<scope::CatalogRead>,
     ApiPath(id): ApiPath<ProductId>,
     preconditions: Preconditions,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let product = store::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("product"))?;
+    let product = products::get(&mut tx, &principal, id).await?;
     tx.commit().await?;
     Ok(preconditions.read_response(product.version, product))
 }
@@ -166,7 +161,7 @@ pub struct UpdateProduct {
 }
 
 impl UpdateProduct {
-    fn parse(self) -> Result<ProductChanges, ApiError> {
+    fn parse(self) -> Result<ProductChanges, Error> {
         Ok(ProductChanges {
             sku: self.sku.as_deref().map(Sku::parse).transpose()?,
             name: self.name.as_deref().map(Name::parse).transpose()?,
@@ -186,8 +181,8 @@ impl UpdateProduct {
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 200, description = "The updated product", body = Product, headers(("ETag" = String))),
-        (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_product(
@@ -196,28 +191,11 @@ pub async fn update_product(
     ApiPath(id): ApiPath<ProductId>,
     preconditions: Preconditions,
     ValidJson(body): ValidJson<UpdateProduct>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let changes = body.parse()?;
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let current = store::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("product"))?;
-    preconditions.check_write(current.version)?;
-    let changes = changes.against(&current);
-    let fields = changes.fields();
-    let product = if fields.is_empty() {
-        current
-    } else {
-        let updated = store::update(&mut tx, id, &changes).await?;
-        audit::record(
-            &mut tx,
-            &principal,
-            AuditEvent::new("product.updated", "product", updated.id)
-                .data(serde_json::json!({"sku": updated.sku, "changed": fields})),
-        )
-        .await?;
-        updated
-    };
+    let product =
+        products::update(&mut tx, &principal, id, &preconditions.expected(), changes).await?;
     tx.commit().await?;
     Ok(with_etag(product.version, product))
 }
@@ -230,7 +208,7 @@ pub async fn update_product(
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_product(
@@ -238,20 +216,9 @@ pub async fn delete_product(
     Authorized(principal, ..): Authorized<scope::CatalogWrite>,
     ApiPath(id): ApiPath<ProductId>,
     preconditions: Preconditions,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let current = store::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("product"))?;
-    preconditions.check_write(current.version)?;
-    store::soft_delete(&mut tx, id).await?;
-    audit::record(
-        &mut tx,
-        &principal,
-        AuditEvent::new("product.deleted", "product", id)
-            .data(serde_json::json!({"sku": current.sku})),
-    )
-    .await?;
+    products::delete(&mut tx, &principal, id, &preconditions.expected()).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::http::error::ApiError;
+use crate::error::Error;
 
 pub const MIN_LENGTH: usize = 12;
 pub const MAX_LENGTH: usize = 128;
@@ -27,11 +27,11 @@ impl Passwords {
         })
     }
 
-    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
             .context("password hashing task")?
-            .map_err(ApiError::Internal)
+            .map_err(Error::internal)
     }
 
     /// Verifies `password` against `hash`, or against the dummy hash when there is no user,
@@ -40,7 +40,7 @@ impl Passwords {
         &self,
         password: SecretString,
         hash: Option<String>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
         let matches = tokio::task::spawn_blocking(move || {
@@ -76,10 +76,10 @@ pub fn generate() -> SecretString {
 }
 
 /// Checks a chosen password's length (NIST 800-63B: length, not composition rules).
-pub fn validate(field: &str, password: &str) -> Result<(), ApiError> {
+pub fn validate(field: &str, password: &str) -> Result<(), Error> {
     let length = password.chars().count();
     if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("must be {MIN_LENGTH}-{MAX_LENGTH} characters"),
         ));

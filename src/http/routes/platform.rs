@@ -1,4 +1,4 @@
-//! `/v1/platform/tenants`.
+//! `/v1/platform/tenants`: the operator API (the operator token, never a tenant credential).
 
 use axum::{
     Json,
@@ -12,19 +12,19 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{
-    Operator,
-    tenants::{self, CreatedTenant, NewTenant, TenantChanges},
-};
 use crate::{
+    access::Operator,
+    error::Error,
     http::{
         AppState,
-        error::ApiError,
         etag::{Preconditions, with_etag},
         extract::{ApiPath, ApiQuery, ValidJson},
-        pagination::{Page, PageParams, PageRequest},
+        pagination::PageParams,
+        problem::Problem,
     },
-    tenancy::{Plan, Tenant, TenantId, TenantStatus, store},
+    page::{Page, PageRequest},
+    platform::{self, CreatedTenant, NewTenant, TenantChanges},
+    tenancy::{Plan, Tenant, TenantId, TenantStatus},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,26 +55,26 @@ pub struct CreateTenant {
     security(("operator" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedTenant),
-        (status = 409, description = "Slug taken (`slug_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Slug taken (`slug_taken`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_tenant(
     State(state): State<AppState>,
-    _: Operator,
+    operator: Operator,
     ValidJson(body): ValidJson<CreateTenant>,
-) -> Result<Response, ApiError> {
-    let created = tenants::create(
-        &state.db,
+) -> Result<Response, Error> {
+    let new = NewTenant::parse(
         &state.auth.passwords,
-        NewTenant {
-            slug: body.slug,
-            name: body.name,
-            plan: body.plan,
-            owner_email: body.owner_email,
-            owner_password: body.owner_password,
-        },
+        &body.slug,
+        &body.name,
+        body.plan,
+        &body.owner_email,
+        body.owner_password,
     )
     .await?;
+    let mut tx = state.db.platform().await?;
+    let created = platform::create_tenant(&mut tx, &operator, new).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -87,14 +87,14 @@ pub async fn create_tenant(
 )]
 pub async fn list_tenants(
     State(state): State<AppState>,
-    _: Operator,
+    operator: Operator,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<Json<Page<Tenant>>, ApiError> {
+) -> Result<Json<Page<Tenant>>, Error> {
     let page = PageRequest::try_from(params)?;
     let mut tx = state.db.platform().await?;
-    let rows = store::list(&mut tx, page).await?;
+    let tenants = platform::list_tenants(&mut tx, &operator, page).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_rows(rows, page, |t| t.id.as_uuid())))
+    Ok(Json(tenants))
 }
 
 /// One tenant.
@@ -106,14 +106,12 @@ pub async fn list_tenants(
 )]
 pub async fn get_tenant(
     State(state): State<AppState>,
-    _: Operator,
+    operator: Operator,
     ApiPath(id): ApiPath<TenantId>,
     preconditions: Preconditions,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut tx = state.db.platform().await?;
-    let tenant = store::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
+    let tenant = platform::get_tenant(&mut tx, &operator, id).await?;
     tx.commit().await?;
     Ok(preconditions.read_response(tenant.version, tenant))
 }
@@ -136,21 +134,24 @@ pub struct UpdateTenant {
     security(("operator" = [])),
     responses(
         (status = 200, description = "The updated tenant", body = Tenant, headers(("ETag" = String))),
-        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_tenant(
     State(state): State<AppState>,
-    _: Operator,
+    operator: Operator,
     ApiPath(id): ApiPath<TenantId>,
     preconditions: Preconditions,
     ValidJson(body): ValidJson<UpdateTenant>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let changes = TenantChanges {
         name: body.name,
         plan: body.plan,
         status: body.status,
     };
-    let tenant = tenants::update(&state.db, id, changes, &preconditions).await?;
+    let mut tx = state.db.platform().await?;
+    let tenant =
+        platform::update_tenant(&mut tx, &operator, id, &preconditions.expected(), changes).await?;
+    tx.commit().await?;
     Ok(with_etag(tenant.version, tenant))
 }

@@ -12,18 +12,20 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{Email, User, UserId, UserStatus, store};
 use crate::{
-    audit::{self, AuditEvent},
-    auth::{Authorized, Principal, Role, password, scope, session},
-    db::{Access, TenantTx},
+    access::{Role, scope},
+    db::Access,
+    error::Error,
     http::{
         AppState,
-        error::ApiError,
+        auth::Authorized,
         etag::{Preconditions, with_etag},
         extract::{ApiPath, ApiQuery, ValidJson},
-        pagination::{Page, PageParams, PageRequest},
+        pagination::PageParams,
+        problem::Problem,
     },
+    page::{Page, PageRequest},
+    users::{self, NewUser, User, UserChanges, UserId, UserStatus},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -43,12 +45,12 @@ pub async fn list_users(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::UsersRead>,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<Json<Page<User>>, ApiError> {
+) -> Result<Json<Page<User>>, Error> {
     let page = PageRequest::try_from(params)?;
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let rows = store::list(&mut tx, page).await?;
+    let users = users::list(&mut tx, &principal, page).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_rows(rows, page, |u| u.id.as_uuid())))
+    Ok(Json(users))
 }
 
 #[derive(Deserialize, Validate, ToSchema)]
@@ -79,44 +81,33 @@ pub struct CreatedUser {
     security(("bearer" = ["users:write"]), ("api_key" = ["users:write"])),
     responses(
         (status = 201, description = "Created", body = CreatedUser),
-        (status = 409, description = "Email already used in this tenant (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already used in this tenant (`email_taken`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_user(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::UsersWrite>,
     ValidJson(body): ValidJson<CreateUser>,
-) -> Result<Response, ApiError> {
-    let email = Email::parse(&body.email)?;
-    ensure_may_grant(&principal, body.role)?;
-    let (password, generated) = match body.password {
-        Some(given) => {
-            password::validate("password", given.expose_secret())?;
-            (given, false)
-        }
-        None => (password::generate(), true),
-    };
-    let shown = generated.then(|| password.expose_secret().to_owned());
-    let hash = state.auth.passwords.hash(password).await?;
-
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let user = store::insert(&mut tx, principal.tenant_id(), &email, body.role, &hash).await?;
-    audit::record(
-        &mut tx,
-        &principal,
-        AuditEvent::new("user.created", "user", user.id)
-            .data(serde_json::json!({"role": user.role})),
+) -> Result<Response, Error> {
+    let new = NewUser::parse(
+        &state.auth.passwords,
+        &body.email,
+        "email",
+        body.role,
+        body.password,
+        "password",
     )
     .await?;
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    let created = users::create(&mut tx, &principal, new).await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedUser {
-            user,
-            password: shown,
-        }),
-    )
-        .into_response())
+    let body = CreatedUser {
+        user: created.user,
+        password: created
+            .generated_password
+            .map(|password| password.expose_secret().to_owned()),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// One user.
@@ -134,11 +125,9 @@ pub async fn get_user(
     Authorized(principal, ..): Authorized<scope::UsersRead>,
     ApiPath(id): ApiPath<UserId>,
     preconditions: Preconditions,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let user = store::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
+    let user = users::get(&mut tx, &principal, id).await?;
     tx.commit().await?;
     Ok(preconditions.read_response(user.version, user))
 }
@@ -159,8 +148,8 @@ pub struct UpdateUser {
     security(("bearer" = ["users:write"]), ("api_key" = ["users:write"])),
     responses(
         (status = 200, description = "The updated user", body = User, headers(("ETag" = String))),
-        (status = 409, description = "The tenant would lose its last owner (`last_owner`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant would lose its last owner (`last_owner`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_user(
@@ -169,17 +158,13 @@ pub async fn update_user(
     ApiPath(id): ApiPath<UserId>,
     preconditions: Preconditions,
     ValidJson(body): ValidJson<UpdateUser>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
+    let changes = UserChanges {
+        role: body.role,
+        status: body.status,
+    };
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let user = change_user(
-        &mut tx,
-        &principal,
-        id,
-        &preconditions,
-        body.role,
-        body.status,
-    )
-    .await?;
+    let user = users::update(&mut tx, &principal, id, &preconditions.expected(), changes).await?;
     tx.commit().await?;
     Ok(with_etag(user.version, user))
 }
@@ -196,77 +181,9 @@ pub async fn deactivate_user(
     Authorized(principal, ..): Authorized<scope::UsersWrite>,
     ApiPath(id): ApiPath<UserId>,
     preconditions: Preconditions,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    change_user(
-        &mut tx,
-        &principal,
-        id,
-        &preconditions,
-        None,
-        Some(UserStatus::Deactivated),
-    )
-    .await?;
+    users::deactivate(&mut tx, &principal, id, &preconditions.expected()).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn change_user(
-    tx: &mut TenantTx,
-    principal: &Principal,
-    id: UserId,
-    preconditions: &Preconditions,
-    role: Option<Role>,
-    status: Option<UserStatus>,
-) -> Result<User, ApiError> {
-    if principal.user_id() == Some(id) {
-        return Err(ApiError::forbidden(
-            "cannot_modify_self",
-            "you cannot change your own role or status",
-        ));
-    }
-    // Lock owners first, then the user, in every writer: one lock order, no deadlock.
-    let owners = store::lock_active_owners(tx).await?;
-    let current = store::find_for_update(tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    preconditions.check_write(current.version)?;
-    ensure_may_grant(principal, current.role)?;
-    let role = role.unwrap_or(current.role);
-    let status = status.unwrap_or(current.status);
-    ensure_may_grant(principal, role)?;
-    if role == current.role && status == current.status {
-        return Ok(current);
-    }
-    let stays_owner = role == Role::Owner && status == UserStatus::Active;
-    if owners.contains(&id) && !stays_owner && owners.len() == 1 {
-        return Err(ApiError::conflict(
-            "last_owner",
-            "the tenant must keep at least one active owner",
-        ));
-    }
-    let user = store::update(tx, id, role, status).await?;
-    if status == UserStatus::Deactivated && current.status == UserStatus::Active {
-        session::revoke_user_sessions(tx, id, "user_deactivated").await?;
-    }
-    let data = serde_json::json!({"role": user.role, "status": user.status});
-    audit::record(
-        tx,
-        principal,
-        AuditEvent::new("user.updated", "user", user.id).data(data),
-    )
-    .await?;
-    Ok(user)
-}
-
-/// A caller may grant (or touch a holder of) a role only when they hold all its scopes.
-fn ensure_may_grant(principal: &Principal, role: Role) -> Result<(), ApiError> {
-    if role.scopes().is_subset_of(principal.scopes()) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "role_escalation",
-            format!("the `{}` role has scopes you do not hold", role.as_str()),
-        ))
-    }
 }

@@ -1,4 +1,4 @@
-//! `/v1/auth/*`, `/v1/me` and `/.well-known/jwks.json`.
+//! `/v1/auth/*` (login, refresh, logout), `/v1/me` and `/.well-known/jwks.json`.
 
 use axum::{Json, extract::State, http::StatusCode};
 use secrecy::SecretString;
@@ -7,15 +7,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{
-    Actor, Principal,
-    session::{self, TokenPair},
-};
 use crate::{
+    access::Principal,
+    auth::{
+        caller::{self, Me},
+        login::{self, TokenPair},
+    },
     db::Access,
-    http::{AppState, error::ApiError, extract::ValidJson},
-    tenancy::{Tenant, store as tenants},
-    users::{User, store as users},
+    error::Error,
+    http::{AppState, extract::ValidJson},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,8 +51,8 @@ pub struct LoginRequest {
 pub async fn login(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<LoginRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
-    session::login(
+) -> Result<Json<TokenPair>, Error> {
+    login::login(
         &state.db,
         &state.auth,
         &body.tenant,
@@ -81,8 +81,8 @@ pub struct RefreshRequest {
 pub async fn refresh(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<RefreshRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
-    session::refresh(&state.db, &state.auth, &body.refresh_token)
+) -> Result<Json<TokenPair>, Error> {
+    login::refresh(&state.db, &state.auth, &body.refresh_token)
         .await
         .map(Json)
 }
@@ -97,24 +97,11 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<StatusCode, ApiError> {
-    session::logout(&state.db, &principal).await?;
+) -> Result<StatusCode, Error> {
+    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
+    login::logout(&mut tx, &principal).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Me {
-    pub tenant: Tenant,
-    /// `user`, `api_key` or `service`.
-    #[schema(example = "user")]
-    pub actor_type: &'static str,
-    #[schema(example = "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69")]
-    pub actor_id: String,
-    /// The scopes this credential holds now.
-    #[schema(example = json!(["tenant:read", "users:read"]))]
-    pub scopes: Vec<String>,
-    /// The signed-in user, for a login session.
-    pub user: Option<User>,
 }
 
 /// Who the calling credential is: tenant, actor and scopes.
@@ -126,28 +113,11 @@ pub struct Me {
 pub async fn get_me(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Me>, ApiError> {
+) -> Result<Json<Me>, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let tenant = tenants::find(&mut tx, principal.tenant_id())
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
-    let user = match principal.user_id() {
-        Some(id) => users::find(&mut tx, id).await?,
-        None => None,
-    };
+    let me = caller::me(&mut tx, &principal).await?;
     tx.commit().await?;
-    let (actor_type, actor_id) = match principal.actor() {
-        Actor::User(id) => ("user", id.to_string()),
-        Actor::ApiKey(id) => ("api_key", id.to_string()),
-        Actor::Service(name) => ("service", name.clone()),
-    };
-    Ok(Json(Me {
-        tenant,
-        actor_type,
-        actor_id,
-        scopes: principal.scopes().to_vec(),
-        user,
-    }))
+    Ok(Json(me))
 }
 
 #[derive(Serialize, ToSchema)]

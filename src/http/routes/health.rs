@@ -8,7 +8,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{AppState, error::ApiError};
+use crate::{
+    error::Error,
+    http::{AppState, problem::Problem},
+};
+
+/// When a load balancer should ask again after a failed readiness check.
+const READY_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,17 +41,17 @@ pub async fn live() -> Json<Health> {
     get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, body = Health),
-        (status = 503, description = "Postgres is unreachable", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres is unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, Error> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => Ok(Json(Health { status: "ok" })),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed");
-            Err(ApiError::Unavailable("the database"))
+            Err(Error::unavailable("the database", READY_RETRY_AFTER))
         }
-        Err(_) => Err(ApiError::Unavailable("the database")),
+        Err(_) => Err(Error::unavailable("the database", READY_RETRY_AFTER)),
     }
 }
 

@@ -1,21 +1,25 @@
 //! `GET/PATCH /v1/tenant`: the authenticated tenant's own profile.
 
-use axum::response::Response;
+use axum::{extract::State, response::Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{Tenant, parse_name, store};
 use crate::{
-    audit::{self, AuditEvent},
-    auth::{Authorized, scope},
+    access::scope,
     db::Access,
+    error::Error,
     http::{
         AppState,
-        error::ApiError,
+        auth::Authorized,
         etag::{Preconditions, with_etag},
         extract::ValidJson,
+        problem::Problem,
+    },
+    tenancy::{
+        Tenant,
+        profile::{self, ProfileChanges},
     },
 };
 
@@ -33,14 +37,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn get_tenant(
-    state: axum::extract::State<AppState>,
+    State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::TenantRead>,
     preconditions: Preconditions,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let tenant = store::find(&mut tx, principal.tenant_id())
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
+    let tenant = profile::get(&mut tx, &principal).await?;
     tx.commit().await?;
     Ok(preconditions.read_response(tenant.version, tenant))
 }
@@ -61,35 +63,18 @@ pub struct UpdateTenant {
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "The updated tenant", body = Tenant, headers(("ETag" = String))),
-        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_tenant(
-    state: axum::extract::State<AppState>,
+    State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::TenantWrite>,
     preconditions: Preconditions,
     ValidJson(body): ValidJson<UpdateTenant>,
-) -> Result<Response, ApiError> {
-    let name = body.name.as_deref().map(parse_name).transpose()?;
+) -> Result<Response, Error> {
+    let changes = ProfileChanges { name: body.name };
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let current = store::find_for_update(&mut tx, principal.tenant_id())
-        .await?
-        .ok_or(ApiError::NotFound("tenant"))?;
-    preconditions.check_write(current.version)?;
-    let updated = match name {
-        Some(name) if name != current.name => {
-            let updated = store::rename(&mut tx, principal.tenant_id(), &name).await?;
-            audit::record(
-                &mut tx,
-                &principal,
-                AuditEvent::new("tenant.updated", "tenant", updated.id)
-                    .data(serde_json::json!({"name": name})),
-            )
-            .await?;
-            updated
-        }
-        _ => current,
-    };
+    let tenant = profile::update(&mut tx, &principal, &preconditions.expected(), changes).await?;
     tx.commit().await?;
-    Ok(with_etag(updated.version, updated))
+    Ok(with_etag(tenant.version, tenant))
 }

@@ -1,7 +1,5 @@
 //! `/v1/orders`: place, list, read (now or as of a version), history, and transitions.
 
-use std::collections::HashSet;
-
 use axum::{
     Json,
     extract::State,
@@ -15,24 +13,25 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use validator::Validate;
 
-use super::{
-    OrderView,
-    aggregate::{Command, Order, OrderStatus},
-    commands::{self, Requested},
-    store,
-};
 use crate::{
-    auth::{Authorized, Principal, scope},
-    db::{Access, TenantTx},
-    events,
+    access::{Principal, scope},
+    db::Access,
+    error::Error,
+    events::StoredEvent,
     http::{
         AppState,
-        error::{ApiError, Problem},
+        auth::Authorized,
         etag::Preconditions,
         extract::{ApiPath, ApiQuery, ValidJson},
         idempotency::{self, IdempotencyKey},
-        pagination::{Page, PageParams, PageRequest},
+        problem::Problem,
     },
+    id::{CustomerId, OrderId, ProductId},
+    orders::{
+        self, NewOrder, Order, OrderStatus, OrderView, Requested, Transition,
+        queries::{self, Expand, Filter},
+    },
+    page::{Page, PageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -54,7 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     "items": [{"product_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a70", "quantity": 2}]
 }))]
 pub struct PlaceOrder {
-    pub customer_id: Uuid,
+    pub customer_id: CustomerId,
     #[validate(length(min = 1, max = 100, message = "must list 1-100 items"), nested)]
     pub items: Vec<OrderItemRequest>,
 }
@@ -62,7 +61,7 @@ pub struct PlaceOrder {
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     #[validate(range(min = 1, max = 10000, message = "must be 1-10000"))]
     #[schema(example = 2)]
     pub quantity: i32,
@@ -86,15 +85,8 @@ pub async fn place_order(
     Authorized(principal, ..): Authorized<scope::OrdersWrite>,
     key: IdempotencyKey,
     ValidJson(body): ValidJson<PlaceOrder>,
-) -> Result<Response, ApiError> {
-    let mut seen = HashSet::new();
-    if let Some(index) = body.items.iter().position(|i| !seen.insert(i.product_id)) {
-        return Err(ApiError::invalid(
-            &format!("items[{index}].product_id"),
-            "each product may appear once; set its quantity",
-        ));
-    }
-    let requested: Vec<Requested> = body
+) -> Result<Response, Error> {
+    let requested = body
         .items
         .iter()
         .map(|i| Requested {
@@ -102,8 +94,8 @@ pub async fn place_order(
             quantity: i.quantity,
         })
         .collect();
+    let new = NewOrder::parse(body.customer_id, requested)?;
     let key = key.bind("POST /v1/orders", &body);
-    let customer_id = body.customer_id;
     idempotency::run(
         &state,
         &principal,
@@ -111,7 +103,7 @@ pub async fn place_order(
         StatusCode::CREATED,
         |tx, principal| {
             Box::pin(async move {
-                let order = commands::place(tx, principal, customer_id, &requested).await?;
+                let order = orders::place(tx, principal, new).await?;
                 Ok(versioned(&order))
             })
         },
@@ -123,7 +115,7 @@ pub async fn place_order(
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
     pub status: Option<OrderStatus>,
-    pub customer_id: Option<Uuid>,
+    pub customer_id: Option<CustomerId>,
     /// Orders created at or after this time (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime)]
@@ -152,40 +144,19 @@ pub async fn list_orders(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::OrdersRead>,
     ApiQuery(query): ApiQuery<ListOrdersQuery>,
-) -> Result<Json<Page<OrderView>>, ApiError> {
+) -> Result<Json<Page<OrderView>>, Error> {
     let expand = Expand::parse(query.expand.as_deref())?;
-    let page = PageRequest::try_from(PageParams {
-        limit: query.limit,
-        cursor: query.cursor,
-    })?;
-    let filter = store::Filter {
+    let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+    let filter = Filter {
         status: query.status,
         customer_id: query.customer_id,
         created_from: query.created_from,
         created_to: query.created_to,
     };
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let rows = store::list(&mut tx, &filter, page.before, page.fetch_limit()).await?;
-    let mut views = with_lines(&mut tx, rows).await?;
-    expand.apply(&mut tx, &mut views).await?;
+    let orders = queries::list(&mut tx, &principal, &filter, page, expand).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_rows(views, page, |o| o.id)))
-}
-
-/// Views of summary rows with their items, loaded for all of them in one query.
-async fn with_lines(
-    tx: &mut TenantTx,
-    rows: Vec<store::SummaryRow>,
-) -> Result<Vec<OrderView>, sqlx::Error> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut lines = store::lines_of(tx, &ids).await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let items = lines.remove(&row.id).unwrap_or_default();
-            OrderView::from_summary(row, &items)
-        })
-        .collect())
+    Ok(Json(orders))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -202,7 +173,7 @@ pub struct GetOrderQuery {
 /// `as_of_version` (rebuilt from its events).
 #[utoipa::path(
     get, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = Uuid, Path, description = "Order id"), GetOrderQuery),
+    params(("id" = OrderId, Path, description = "Order id"), GetOrderQuery),
     security(("bearer" = ["orders:read"]), ("api_key" = ["orders:read"])),
     responses(
         (status = 200, description = "The order", body = OrderView, headers(("ETag" = String))),
@@ -212,41 +183,16 @@ pub struct GetOrderQuery {
 pub async fn get_order(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::OrdersRead>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(id): ApiPath<OrderId>,
     ApiQuery(query): ApiQuery<GetOrderQuery>,
     preconditions: Preconditions,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let expand = Expand::parse(query.expand.as_deref())?;
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let mut view = match query.as_of_version {
-        Some(version) if version < 1 => {
-            return Err(ApiError::bad_request(
-                "invalid_version",
-                "as_of_version must be at least 1",
-            ));
-        }
-        Some(version) => {
-            let order = commands::load(&mut tx, id, Some(version))
-                .await?
-                .ok_or(ApiError::NotFound("order"))?;
-            if order.version < version {
-                return Err(ApiError::NotFound("order version"));
-            }
-            OrderView::from(&order)
-        }
-        None => {
-            let row = store::find(&mut tx, id)
-                .await?
-                .ok_or(ApiError::NotFound("order"))?;
-            with_lines(&mut tx, vec![row])
-                .await?
-                .pop()
-                .ok_or(ApiError::NotFound("order"))?
-        }
+    let view = match query.as_of_version {
+        Some(version) => queries::get_as_of(&mut tx, &principal, id, version, expand).await?,
+        None => queries::get(&mut tx, &principal, id, expand).await?,
     };
-    expand
-        .apply(&mut tx, std::slice::from_mut(&mut view))
-        .await?;
     tx.commit().await?;
     if query.as_of_version.is_some() {
         return Ok(Json(view).into_response());
@@ -273,6 +219,19 @@ pub struct OrderEventView {
     pub occurred_at: OffsetDateTime,
 }
 
+impl From<StoredEvent> for OrderEventView {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            version: e.version,
+            event_type: e.event_type,
+            data: e.data,
+            metadata: e.metadata,
+            occurred_at: e.occurred_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"items": [{
     "event_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a71",
@@ -291,32 +250,19 @@ pub struct OrderHistory {
 /// The order's full history, oldest first.
 #[utoipa::path(
     get, path = "/v1/orders/{id}/events", tag = "orders",
-    params(("id" = Uuid, Path, description = "Order id")),
+    params(("id" = OrderId, Path, description = "Order id")),
     security(("bearer" = ["orders:read"]), ("api_key" = ["orders:read"])),
     responses((status = 200, description = "The events", body = OrderHistory))
 )]
 pub async fn list_order_events(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::OrdersRead>,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<OrderHistory>, ApiError> {
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Json<OrderHistory>, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let stored = events::load(&mut tx, id, None).await?;
+    let stored = queries::history(&mut tx, &principal, id).await?;
     tx.commit().await?;
-    if stored.is_empty() {
-        return Err(ApiError::NotFound("order"));
-    }
-    let items = stored
-        .into_iter()
-        .map(|e| OrderEventView {
-            event_id: e.event_id,
-            version: e.version,
-            event_type: e.event_type,
-            data: e.data,
-            metadata: e.metadata,
-            occurred_at: e.occurred_at,
-        })
-        .collect();
+    let items = stored.into_iter().map(OrderEventView::from).collect();
     Ok(Json(OrderHistory { items }))
 }
 
@@ -349,11 +295,11 @@ async fn transition(
     state: &AppState,
     principal: &Principal,
     key: IdempotencyKey,
-    id: Uuid,
+    id: OrderId,
     name: &str,
     body: &impl Serialize,
-    command: Command,
-) -> Result<Response, ApiError> {
+    transition: Transition,
+) -> Result<Response, Error> {
     let key = key.bind(&format!("POST /v1/orders/{id}/{name}"), body);
     idempotency::run(
         state,
@@ -362,7 +308,7 @@ async fn transition(
         StatusCode::OK,
         move |tx, principal| {
             Box::pin(async move {
-                let order = commands::execute(tx, principal, id, command).await?;
+                let order = orders::transition(tx, principal, id, transition).await?;
                 Ok(versioned(&order))
             })
         },
@@ -379,7 +325,7 @@ macro_rules! transition_route {
         #[doc = $doc]
         #[utoipa::path(
             post, path = $path, tag = "orders",
-            params(("id" = Uuid, Path, description = "Order id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+            params(("id" = OrderId, Path, description = "Order id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
             request_body = $body,
             security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
             responses(
@@ -391,9 +337,9 @@ macro_rules! transition_route {
             State(state): State<AppState>,
             Authorized(principal, ..): Authorized<scope::OrdersWrite>,
             key: IdempotencyKey,
-            ApiPath(id): ApiPath<Uuid>,
+            ApiPath(id): ApiPath<OrderId>,
             ValidJson($b): ValidJson<$body>,
-        ) -> Result<Response, ApiError> {
+        ) -> Result<Response, Error> {
             let command = $command;
             transition(&state, &principal, key, id, $name, &$b, command).await
         }
@@ -406,7 +352,7 @@ transition_route!(
     "confirm",
     Empty,
     "Confirms a pending order.",
-    |_body| Command::Confirm
+    |_body| Transition::Confirm
 );
 transition_route!(
     pay_order,
@@ -414,7 +360,7 @@ transition_route!(
     "pay",
     PayOrder,
     "Records the payment of a confirmed order; the amount must equal the total.",
-    |body| Command::Pay {
+    |body| Transition::Pay {
         amount_cents: body.amount_cents,
         reference: body.reference.clone()
     }
@@ -425,7 +371,7 @@ transition_route!(
     "ship",
     Empty,
     "Ships a paid order.",
-    |_body| Command::Ship
+    |_body| Transition::Ship
 );
 transition_route!(
     deliver_order,
@@ -433,7 +379,7 @@ transition_route!(
     "deliver",
     Empty,
     "Marks a shipped order delivered.",
-    |_body| Command::Deliver
+    |_body| Transition::Deliver
 );
 transition_route!(
     cancel_order,
@@ -441,67 +387,7 @@ transition_route!(
     "cancel",
     CancelOrder,
     "Cancels an order that has not shipped, releasing its reserved stock.",
-    |body| Command::Cancel {
+    |body| Transition::Cancel {
         reason: body.reason.clone()
     }
 );
-
-/// What `expand` asked for.
-#[derive(Debug, Default, Clone, Copy)]
-struct Expand {
-    customer: bool,
-    products: bool,
-}
-
-impl Expand {
-    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
-        let mut expand = Self::default();
-        for part in value
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            match part {
-                "customer" => expand.customer = true,
-                "items.product" => expand.products = true,
-                other => {
-                    return Err(ApiError::bad_request(
-                        "invalid_expand",
-                        format!("cannot expand {other:?}; use customer, items.product"),
-                    ));
-                }
-            }
-        }
-        Ok(expand)
-    }
-
-    /// Embeds related records: one query per kind, whatever the number of orders.
-    async fn apply(self, tx: &mut TenantTx, views: &mut [OrderView]) -> Result<(), ApiError> {
-        if self.customer {
-            let ids: Vec<Uuid> = views
-                .iter()
-                .map(|v| v.customer_id)
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let customers = store::customers(tx, &ids).await?;
-            for view in views.iter_mut() {
-                view.customer = customers.get(&view.customer_id).cloned();
-            }
-        }
-        if self.products {
-            let ids: Vec<Uuid> = views
-                .iter()
-                .flat_map(|v| v.items.iter().map(|i| i.product_id))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let products = store::products(tx, &ids).await?;
-            for item in views.iter_mut().flat_map(|v| v.items.iter_mut()) {
-                item.product = products.get(&item.product_id).cloned();
-            }
-        }
-        Ok(())
-    }
-}

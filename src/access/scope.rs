@@ -1,10 +1,10 @@
-//! Scopes, roles, and the role → scope map of `policies/roles.toml`.
+//! Scopes: the permissions a credential carries, as a bit set.
 //!
-//! A route declares the scope it needs in its signature with [`super::Authorized`] and one
-//! of the marker types below (`Authorized<scope::UsersWrite>`), so the requirement is part
-//! of the handler's type and cannot be forgotten in its body.
+//! Each scope also has a marker type (`scope::UsersWrite`) so a transport can name a
+//! requirement in a type — the HTTP handlers' `Authorized<scope::UsersWrite>` — and have it
+//! checked before the handler's body runs.
 
-use std::{collections::BTreeMap, fmt, str::FromStr, sync::LazyLock};
+use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -97,6 +97,15 @@ impl Scopes {
         Scopes(self.0 & other.0)
     }
 
+    /// The scopes of `self` that `other` lacks.
+    pub fn difference(self, other: Scopes) -> Scopes {
+        Scopes(self.0 & !other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Scope> {
         Scope::ALL
             .iter()
@@ -125,132 +134,9 @@ impl FromIterator<Scope> for Scopes {
     }
 }
 
-/// A tenant user's role.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    sqlx::Type,
-)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-#[schema(example = "member")]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-    Viewer,
-    Billing,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Member => "member",
-            Role::Viewer => "viewer",
-            Role::Billing => "billing",
-        }
-    }
-
-    pub const ALL: &'static [Role] = &[
-        Role::Owner,
-        Role::Admin,
-        Role::Member,
-        Role::Viewer,
-        Role::Billing,
-    ];
-
-    /// The scopes this role grants, from `policies/roles.toml`.
-    pub fn scopes(self) -> Scopes {
-        ROLE_MAP.get(&self).copied().unwrap_or_default()
-    }
-}
-
-const ROLES_TOML: &str = include_str!("../../policies/roles.toml");
-
-static ROLE_MAP: LazyLock<BTreeMap<Role, Scopes>> =
-    LazyLock::new(|| load_role_map(ROLES_TOML).unwrap_or_default());
-
-/// Validates `policies/roles.toml` (called at start-up, so a bad file stops the server).
-pub fn validate_role_map() -> anyhow::Result<()> {
-    load_role_map(ROLES_TOML).map(drop)
-}
-
-fn load_role_map(source: &str) -> anyhow::Result<BTreeMap<Role, Scopes>> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        roles: BTreeMap<Role, RoleEntry>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RoleEntry {
-        scopes: Vec<String>,
-    }
-    let file: File =
-        toml::from_str(source).map_err(|e| anyhow::anyhow!("policies/roles.toml: {e}"))?;
-    let mut map = BTreeMap::new();
-    for role in Role::ALL {
-        let entry = file
-            .roles
-            .get(role)
-            .ok_or_else(|| anyhow::anyhow!("policies/roles.toml: role {role:?} missing"))?;
-        let scopes = entry
-            .scopes
-            .iter()
-            .map(|s| s.parse::<Scope>())
-            .collect::<Result<Scopes, _>>()
-            .map_err(|e| anyhow::anyhow!("policies/roles.toml: {e}"))?;
-        map.insert(*role, scopes);
-    }
-    Ok(map)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_shipped_role_map_is_valid_and_owner_has_everything() {
-        validate_role_map().expect("policies/roles.toml is valid");
-        assert_eq!(Role::Owner.scopes(), Scope::ALL.iter().copied().collect());
-    }
-
-    #[test]
-    fn roles_form_the_expected_hierarchy() {
-        assert!(Role::Admin.scopes().is_subset_of(Role::Owner.scopes()));
-        assert!(
-            !Role::Owner.scopes().is_subset_of(Role::Admin.scopes()),
-            "an admin must not be able to mint an owner"
-        );
-        assert!(Role::Member.scopes().is_subset_of(Role::Admin.scopes()));
-        assert!(
-            !Role::Member.scopes().contains(Scope::UsersWrite),
-            "a member must not manage users"
-        );
-        assert!(
-            Role::Viewer
-                .scopes()
-                .iter()
-                .all(|s| s.as_str().ends_with(":read") || s == Scope::RealtimeSubscribe)
-        );
-    }
-
-    #[test]
-    fn unknown_scope_in_the_file_is_refused() {
-        let bad = ROLES_TOML.replacen("\"tenant:read\"", "\"tenant:reed\"", 1);
-        assert!(load_role_map(&bad).is_err());
-    }
 
     #[test]
     fn claims_round_trip_and_unknown_scopes_fail() {
@@ -258,5 +144,13 @@ mod tests {
         assert!(scopes.contains(Scope::OrdersRead) && scopes.contains(Scope::UsersWrite));
         assert_eq!(Scopes::parse_claim(&scopes.to_claim()).unwrap(), scopes);
         assert!(Scopes::parse_claim("orders:read root").is_err());
+    }
+
+    #[test]
+    fn difference_is_what_the_other_set_lacks() {
+        let mine = Scopes::parse_claim("orders:read users:read").unwrap();
+        let wanted = Scopes::parse_claim("orders:read users:write").unwrap();
+        assert_eq!(wanted.difference(mine).to_claim(), "users:write");
+        assert!(mine.difference(mine).is_empty());
     }
 }

@@ -15,7 +15,8 @@ use utoipa::{
     },
 };
 
-use crate::http::error::{FieldError, Problem};
+use super::problem::Problem;
+use crate::error::FieldError;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -6,20 +6,24 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use validator::Validate;
 
-use super::{Customer, CustomerChanges, CustomerId, NewCustomer, store};
 use crate::{
-    audit::{self, AuditEvent},
-    auth::{Authorized, scope},
-    catalog::Name,
+    access::scope,
+    catalog::{
+        Name,
+        customers::{self, Customer, CustomerChanges, CustomerId, NewCustomer},
+    },
     db::Access,
+    error::Error,
     http::{
         AppState,
-        error::ApiError,
+        auth::Authorized,
         etag::{Preconditions, with_etag},
         extract::{ApiPath, ApiQuery, ValidJson},
         idempotency::{self, IdempotencyKey},
-        pagination::{Page, PageParams, PageRequest},
+        pagination::PageParams,
+        problem::Problem,
     },
+    page::{Page, PageRequest},
     users::Email,
 };
 
@@ -40,12 +44,12 @@ pub async fn list_customers(
     State(state): State<AppState>,
     Authorized(principal, ..): Authorized<scope::CatalogRead>,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<Json<Page<Customer>>, ApiError> {
+) -> Result<Json<Page<Customer>>, Error> {
     let page = PageRequest::try_from(params)?;
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let rows = store::list(&mut tx, page).await?;
+    let customers = customers::list(&mut tx, &principal, page).await?;
     tx.commit().await?;
-    Ok(Json(Page::from_rows(rows, page, |c| c.id.as_uuid())))
+    Ok(Json(customers))
 }
 
 #[derive(Serialize, Deserialize, Validate, ToSchema)]
@@ -60,7 +64,7 @@ pub struct CreateCustomer {
 }
 
 impl CreateCustomer {
-    fn parse(self) -> Result<NewCustomer, ApiError> {
+    fn parse(self) -> Result<NewCustomer, Error> {
         Ok(NewCustomer {
             email: Email::parse(&self.email)?,
             name: Name::parse(&self.name)?,
@@ -76,7 +80,7 @@ impl CreateCustomer {
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 201, description = "Created", body = Customer, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
-        (status = 409, description = "A customer already has this email (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A customer already has this email (`email_taken`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_customer(
@@ -84,7 +88,7 @@ pub async fn create_customer(
     Authorized(principal, ..): Authorized<scope::CatalogWrite>,
     key: IdempotencyKey,
     ValidJson(body): ValidJson<CreateCustomer>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let key = key.bind("POST /v1/customers", &body);
     let new = body.parse()?;
     idempotency::run(
@@ -94,13 +98,7 @@ pub async fn create_customer(
         StatusCode::CREATED,
         |tx, principal| {
             Box::pin(async move {
-                let customer = store::insert(tx, principal.tenant_id(), &new).await?;
-                audit::record(
-                    tx,
-                    principal,
-                    AuditEvent::new("customer.created", "customer", customer.id),
-                )
-                .await?;
+                let customer = customers::create(tx, principal, new).await?;
                 Ok((customer.version, customer))
             })
         },
@@ -123,11 +121,9 @@ pub async fn get_customer(
     Authorized(principal, ..): Authorized<scope::CatalogRead>,
     ApiPath(id): ApiPath<CustomerId>,
     preconditions: Preconditions,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let customer = store::find(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
+    let customer = customers::get(&mut tx, &principal, id).await?;
     tx.commit().await?;
     Ok(preconditions.read_response(customer.version, customer))
 }
@@ -143,7 +139,7 @@ pub struct UpdateCustomer {
 }
 
 impl UpdateCustomer {
-    fn parse(self) -> Result<CustomerChanges, ApiError> {
+    fn parse(self) -> Result<CustomerChanges, Error> {
         Ok(CustomerChanges {
             email: self.email.as_deref().map(Email::parse).transpose()?,
             name: self.name.as_deref().map(Name::parse).transpose()?,
@@ -160,8 +156,8 @@ impl UpdateCustomer {
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 200, description = "The updated customer", body = Customer, headers(("ETag" = String))),
-        (status = 409, description = "A customer already has this email (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` is stale", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A customer already has this email (`email_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_customer(
@@ -170,28 +166,11 @@ pub async fn update_customer(
     ApiPath(id): ApiPath<CustomerId>,
     preconditions: Preconditions,
     ValidJson(body): ValidJson<UpdateCustomer>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let changes = body.parse()?;
     let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let current = store::find_for_update(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
-    preconditions.check_write(current.version)?;
-    let changes = changes.against(&current);
-    let fields = changes.fields();
-    let customer = if fields.is_empty() {
-        current
-    } else {
-        let updated = store::update(&mut tx, id, &changes).await?;
-        audit::record(
-            &mut tx,
-            &principal,
-            AuditEvent::new("customer.updated", "customer", updated.id)
-                .data(serde_json::json!({"changed": fields})),
-        )
-        .await?;
-        updated
-    };
+    let customer =
+        customers::update(&mut tx, &principal, id, &preconditions.expected(), changes).await?;
     tx.commit().await?;
     Ok(with_etag(customer.version, customer))
 }

@@ -1,0 +1,418 @@
+//! The application's one error type, free of any transport.
+//!
+//! Every operation reports failure as an [`Error`]: its [`ErrorKind`] says what went wrong in
+//! terms any caller understands, its [`code`](Error::code) is the stable machine-readable name
+//! clients switch on, its message is for people, [`fields`](Error::fields) names each
+//! offending input field, and [`retry_after`](Error::retry_after) hints when trying again may
+//! succeed. Each transport renders it in its own vocabulary: `http` as an RFC 9457 problem
+//! (status from the kind), `cli` as a message and an exit code.
+//!
+//! An internal error keeps its cause for the log and never shows it to a client.
+//!
+//! Database failures are translated here, in one place: constraint violations become the
+//! conflict or validation error their constraint name says ([`constraint_error`]), an
+//! exhausted pool is `Unavailable`, anything else is `Internal`.
+
+use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What kind of failure an [`Error`] is. Transports map kinds, never codes, to their own
+/// vocabulary (HTTP statuses, exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is not in a shape this operation reads (HTTP 400).
+    Malformed,
+    /// Well-formed input that fails validation, or that the current state cannot accept
+    /// (HTTP 422).
+    Invalid,
+    /// No credential, or one that does not verify (HTTP 401).
+    Unauthenticated,
+    /// A verified caller that may not do this (HTTP 403).
+    Forbidden,
+    /// No such resource, as far as the caller may know (HTTP 404).
+    NotFound,
+    /// The request conflicts with the current state (HTTP 409).
+    Conflict,
+    /// The resource changed since the version the caller expected (HTTP 412).
+    VersionMismatch,
+    /// The input's media type is not one this operation reads (HTTP 415).
+    UnsupportedMediaType,
+    /// The input is larger than allowed (HTTP 413).
+    TooLarge,
+    /// A dependency is down; trying again later may work (HTTP 503).
+    Unavailable,
+    /// A bug or an unexpected failure (HTTP 500).
+    Internal,
+}
+
+/// One invalid field of an input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"field": "items[0].quantity", "message": "must be 1-10000"}))]
+pub struct FieldError {
+    /// Path of the field in the input, e.g. `email` or `scopes[1]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A failed operation. Build one with the constructors, which keep kind and code in step.
+/// Cheap to clone (the cause is shared), so one outcome can be handed to several readers.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    code: &'static str,
+    message: Cow<'static, str>,
+    fields: Vec<FieldError>,
+    retry_after: Option<Duration>,
+    cause: Option<Arc<anyhow::Error>>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// Input in the wrong shape (a bad cursor, an unknown `expand`, malformed JSON).
+    pub fn malformed(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Malformed, code, message)
+    }
+
+    /// Fields that failed validation (`validation_failed`).
+    pub fn validation(fields: Vec<FieldError>) -> Self {
+        Self {
+            fields,
+            ..Self::new(
+                ErrorKind::Invalid,
+                "validation_failed",
+                "the request failed validation; see `errors`",
+            )
+        }
+    }
+
+    /// A single field that failed validation.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A well-formed input the current state cannot accept, with its own code.
+    pub fn unprocessable(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Invalid, code, message)
+    }
+
+    /// No credential, or one that does not verify; `why` tells the caller which.
+    pub fn unauthenticated(why: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Unauthenticated,
+            "unauthenticated",
+            format!("authentication required: {why}"),
+        )
+    }
+
+    /// A failed login, saying nothing about which part was wrong.
+    pub fn invalid_credentials() -> Self {
+        Self::new(
+            ErrorKind::Unauthenticated,
+            "invalid_credentials",
+            "invalid credentials",
+        )
+    }
+
+    /// The caller's tenant is suspended: every credential of it is refused.
+    pub fn tenant_suspended() -> Self {
+        Self::new(ErrorKind::Forbidden, "tenant_suspended", "tenant suspended")
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Forbidden, code, message)
+    }
+
+    /// `what` (a resource name) does not exist for this caller.
+    pub fn not_found(what: &'static str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+
+    /// The resource moved on from the version the caller expected.
+    pub fn version_mismatch() -> Self {
+        Self::new(
+            ErrorKind::VersionMismatch,
+            "precondition_failed",
+            "the resource changed since the version given in If-Match",
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorKind::UnsupportedMediaType,
+            "unsupported_media_type",
+            "unsupported media type",
+        )
+    }
+
+    pub fn too_large() -> Self {
+        Self::new(
+            ErrorKind::TooLarge,
+            "payload_too_large",
+            "request body too large",
+        )
+    }
+
+    /// `what` (a dependency) is down; worth retrying after `retry_after`.
+    pub fn unavailable(what: &'static str, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorKind::Unavailable,
+                "service_unavailable",
+                format!("{what} is temporarily unavailable; retry shortly"),
+            )
+        }
+    }
+
+    /// An unexpected failure. `cause` is logged by the transport, never shown to a client.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self {
+            cause: Some(Arc::new(cause.into())),
+            ..Self::new(
+                ErrorKind::Internal,
+                "internal_error",
+                "an internal error occurred; quote the request_id when reporting it",
+            )
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The stable machine-readable code (`slug_taken`, `order_is_shipped`, …).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// What happened, for people. For an internal error, a fixed text without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The offending input fields (validation failures only).
+    pub fn fields(&self) -> &[FieldError] {
+        &self.fields
+    }
+
+    /// When retrying may succeed, if the failure is expected to pass.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The cause of an internal error, for the log.
+    pub fn cause(&self) -> Option<&anyhow::Error> {
+        self.cause.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            // `{:#}` prints the whole context chain (for logs and the CLI, never a client).
+            Some(cause) => write!(f, "{cause:#}"),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(cause: anyhow::Error) -> Self {
+        Self::internal(cause)
+    }
+}
+
+/// How long a client should wait before retrying when the database is unreachable.
+const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Database failures: constraint violations become the conflict or validation error their
+/// constraint names say (one declarative table, [`constraint_error`]); an unreachable or
+/// exhausted pool is `Unavailable`; anything else is internal, its cause logged, never shown.
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                Self::unavailable("the database", DATABASE_RETRY_AFTER)
+            }
+            // Deadlock or serialization failure: the transaction was rolled back whole, and
+            // the same request may simply be retried.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                tracing::warn!(error = %error, "transaction aborted by a concurrent one");
+                Self::conflict(
+                    "concurrent_modification",
+                    "the request collided with a concurrent one and changed nothing; retry it",
+                )
+            }
+            sqlx::Error::Database(db) => match db.constraint().and_then(constraint_error) {
+                Some(mapped) => mapped,
+                None => Self::internal(error),
+            },
+            _ => Self::internal(error),
+        }
+    }
+}
+
+/// Constraint name → client error. A violation of a constraint not listed here is a bug
+/// (the operation should have prevented it) and surfaces as an internal error. Constraint
+/// names are part of the API: renaming one in a migration changes what clients see.
+fn constraint_error(constraint: &str) -> Option<Error> {
+    Some(match constraint {
+        "tenants_slug_key" => {
+            Error::conflict("slug_taken", "a tenant with this slug already exists")
+        }
+        "users_email_key" => Error::conflict(
+            "email_taken",
+            "a user with this email already exists in this tenant",
+        ),
+        "tenants_slug_format" => {
+            Error::invalid("slug", "must be 3-63 lowercase letters, digits or hyphens")
+        }
+        "tenants_name_length" => Error::invalid("name", "must be 1-200 characters"),
+        "api_keys_name_length" => Error::invalid("name", "must be 1-100 characters"),
+        "products_sku_key" => Error::conflict(
+            "sku_taken",
+            "a product with this SKU already exists in this tenant",
+        ),
+        "customers_email_key" => Error::conflict(
+            "email_taken",
+            "a customer with this email already exists in this tenant",
+        ),
+        // Only a concurrent stock movement gets here: requests are validated first.
+        "products_stock_nonnegative" => {
+            Error::conflict("insufficient_stock", "not enough stock for this change")
+        }
+        "products_sku_format" => Error::invalid(
+            "sku",
+            "must be 1-64 letters, digits, dots, underscores or hyphens",
+        ),
+        "products_name_length" | "customers_name_length" => {
+            Error::invalid("name", "must be 1-200 characters")
+        }
+        "products_price_nonnegative" => Error::invalid("price_cents", "must be zero or more"),
+        "products_currency_format" => {
+            Error::invalid("currency", "must be an ISO 4217 code such as EUR")
+        }
+        // Two writers appended the same stream version: the later one lost the race.
+        "domain_events_pkey" => Error::conflict(
+            "concurrent_modification",
+            "the resource was changed by a concurrent request; reload and retry",
+        ),
+        _ => return None,
+    })
+}
+
+/// `validator` failures, each with the path of its field (`items[0].quantity`).
+impl From<validator::ValidationErrors> for Error {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let mut fields = Vec::new();
+        collect_validation_errors(&errors, "", &mut fields);
+        fields.sort_by(|a, b| a.field.cmp(&b.field));
+        Self::validation(fields)
+    }
+}
+
+fn collect_validation_errors(
+    errors: &validator::ValidationErrors,
+    prefix: &str,
+    out: &mut Vec<FieldError>,
+) {
+    use validator::ValidationErrorsKind as Kind;
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            Kind::Field(list) => out.extend(list.iter().map(|e| {
+                let message = e
+                    .message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| format!("failed check `{}`", e.code));
+                FieldError::new(path.clone(), message)
+            })),
+            Kind::Struct(inner) => collect_validation_errors(inner, &path, out),
+            Kind::List(items) => {
+                for (index, inner) in items {
+                    collect_validation_errors(inner, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_keep_kind_and_code_in_step() {
+        assert_eq!(Error::not_found("order").kind(), ErrorKind::NotFound);
+        assert_eq!(Error::not_found("order").message(), "order not found");
+        assert_eq!(Error::version_mismatch().code(), "precondition_failed");
+        let invalid = Error::invalid("email", "must be a valid email address");
+        assert_eq!(
+            (invalid.kind(), invalid.code()),
+            (ErrorKind::Invalid, "validation_failed")
+        );
+        assert_eq!(invalid.fields()[0].field, "email");
+    }
+
+    #[test]
+    fn an_internal_error_keeps_its_cause_out_of_its_message() {
+        let error = Error::internal(anyhow::anyhow!("connection reset by the secret host"));
+        assert!(!error.message().contains("secret"));
+        assert!(
+            error.to_string().contains("secret"),
+            "the log sees the cause"
+        );
+    }
+
+    #[test]
+    fn an_unavailable_database_hints_when_to_retry() {
+        let error = Error::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert_eq!(error.retry_after(), Some(DATABASE_RETRY_AFTER));
+    }
+}

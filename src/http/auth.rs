@@ -1,0 +1,128 @@
+//! Authentication as a layer, and the extractors handlers build on it.
+//!
+//! [`authenticate`] runs for every request, early in the middleware stack: it reads the
+//! tenant credential (`Authorization: Bearer <credential>` or `X-API-Key: <key>`), has
+//! `auth` verify it, records the tenant on the request span, and leaves the outcome in the
+//! request extensions. The layers inside it — where per-tenant quotas, rate limits and
+//! metering sit — can therefore see the [`Principal`] of every authenticated request.
+//! The layer refuses nothing itself: a route that needs a principal asks for one with the
+//! [`Principal`] or [`Authorized`] extractor, which answers the stored failure (401 or 403);
+//! routes that need none (health, login, the operator API) never look.
+//!
+//! The operator API takes a different credential, checked by the [`Operator`] extractor.
+
+use std::marker::PhantomData;
+
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    http::{HeaderMap, header, request::Parts},
+    middleware::Next,
+    response::Response,
+};
+
+use super::AppState;
+use crate::{
+    access::{Operator, Principal, RequiredScope},
+    auth,
+    error::Error,
+};
+
+/// What [`authenticate`] concluded about a request's tenant credential.
+#[derive(Clone)]
+struct Authentication(Result<Principal, Error>);
+
+/// The authentication layer: verifies the request's tenant credential, if any, and leaves
+/// the outcome for the layers and extractors inside it.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let outcome = match credential(request.headers()) {
+        Ok(presented) => auth::authenticate(&state.db, &state.auth, presented).await,
+        Err(refused) => Err(refused),
+    };
+    if let Ok(principal) = &outcome {
+        tracing::Span::current()
+            .record("tenant_id", tracing::field::display(principal.tenant_id()));
+    }
+    request.extensions_mut().insert(Authentication(outcome));
+    next.run(request).await
+}
+
+/// `X-API-Key: <key>` or `Authorization: Bearer <credential>`.
+fn credential(headers: &HeaderMap) -> Result<&str, Error> {
+    if let Some(key) = headers.get("x-api-key") {
+        return key
+            .to_str()
+            .map(str::trim)
+            .map_err(|_| Error::unauthenticated("malformed X-API-Key header"));
+    }
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            Error::unauthenticated("send `Authorization: Bearer <token>` or `X-API-Key: <key>`")
+        })?
+        .to_str()
+        .map_err(|_| Error::unauthenticated("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(Error::unauthenticated(
+            "the Authorization scheme must be Bearer",
+        )),
+    }
+}
+
+/// The verified caller, or the refusal the authentication layer recorded.
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        match parts.extensions.get::<Authentication>() {
+            Some(Authentication(outcome)) => outcome.clone(),
+            None => Err(Error::internal(anyhow::anyhow!(
+                "the authentication layer is not in the middleware stack"
+            ))),
+        }
+    }
+}
+
+/// A principal that holds the scope `S` — the route's declared requirement, checked
+/// before the body is read. (The application function checks it again: it serves other
+/// transports too.)
+pub struct Authorized<S: RequiredScope>(pub Principal, pub PhantomData<S>);
+
+impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authorized<S> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Error> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require(S::SCOPE)?;
+        Ok(Self(principal, PhantomData))
+    }
+}
+
+/// The operator, from `Authorization: Bearer <operator token>`.
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        match presented {
+            Some(token) => state.operator.verify(token),
+            None => Err(Error::unauthenticated(
+                "send `Authorization: Bearer <operator token>`",
+            )),
+        }
+    }
+}

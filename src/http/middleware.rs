@@ -1,0 +1,98 @@
+//! Per-request telemetry: the request id, the request span, and the request metrics.
+//!
+//! Each request runs in a span carrying its request id, method, route template (never the
+//! raw path, which holds ids) and, once authenticated, its tenant id. Metrics are labelled
+//! by method, route template and status — never by raw path (unbounded cardinality, and
+//! paths carry ids). Credentials never reach the logs: the sensitive headers are marked so
+//! in the stack (`super::app`).
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    body::Body,
+    extract::{MatchedPath, Request},
+    http::{HeaderValue, Response},
+    middleware::Next,
+};
+use tracing::{Span, field};
+
+use crate::observability;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Gives every request an id: the client's `X-Request-Id` when it is short and printable
+/// (so clients can correlate), otherwise a fresh UUIDv7. The id is set on the request (for
+/// the trace span and problem bodies), made the correlation id of the work (for audit and
+/// domain events), and echoed on the response.
+pub async fn request_id(mut request: Request, next: Next) -> axum::response::Response {
+    let given = request.headers().get(REQUEST_ID_HEADER).filter(|v| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    });
+    let value = match given {
+        Some(value) => value.clone(),
+        None => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .expect("a UUID is a valid header value"),
+    };
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, value.clone());
+    let id = value.to_str().unwrap_or_default().to_owned();
+    let mut response = observability::with_request_id(id, next.run(request)).await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    response
+}
+
+pub fn make_request_span(request: &Request<Body>) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = %request.method(),
+        route,
+        tenant_id = field::Empty,
+        status = field::Empty,
+    )
+}
+
+pub fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
+    span.record("status", response.status().as_u16());
+    tracing::info!(
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        status = response.status().as_u16(),
+        "request finished"
+    );
+}
+
+/// Counts each request and records its latency, by method, route template and status.
+pub async fn track_requests(request: Request, next: Next) -> axum::response::Response {
+    let start = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
+}

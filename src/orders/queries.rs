@@ -1,0 +1,277 @@
+//! The read side: orders as they are now (from the read models), as they were at a version
+//! (replayed from their events), lists with filters, an order's history, and `expand`.
+//!
+//! Related rows are batch-loaded with `= any($1)` — the lines of a page in one statement,
+//! and, through the catalog's own loaders, its customers and products in one each — so a
+//! page costs the same number of statements whatever its size.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{FromRow, PgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    ItemView, OrderView,
+    aggregate::{Line, OrderStatus},
+    stream,
+};
+use crate::{
+    access::{Principal, Scope},
+    catalog::{customers, products},
+    db::TenantTx,
+    error::Error,
+    events::{self, StoredEvent},
+    id::{CustomerId, OrderId, ProductId},
+    page::{Page, PageRequest},
+};
+
+/// What `expand` asked to embed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Expand {
+    customer: bool,
+    products: bool,
+}
+
+impl Expand {
+    /// Parses `customer,items.product` (either, both, or nothing).
+    pub fn parse(value: Option<&str>) -> Result<Self, Error> {
+        let mut expand = Self::default();
+        for part in value
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match part {
+                "customer" => expand.customer = true,
+                "items.product" => expand.products = true,
+                other => {
+                    return Err(Error::malformed(
+                        "invalid_expand",
+                        format!("cannot expand {other:?}; use customer, items.product"),
+                    ));
+                }
+            }
+        }
+        Ok(expand)
+    }
+
+    /// Embeds related records: one query per kind, whatever the number of orders.
+    async fn apply(self, tx: &mut TenantTx, views: &mut [OrderView]) -> Result<(), Error> {
+        if self.customer {
+            let ids = distinct(views.iter().map(|v| v.customer_id));
+            let customers = customers::load(tx, &ids).await?;
+            for view in views.iter_mut() {
+                view.customer = customers.get(&view.customer_id).cloned();
+            }
+        }
+        if self.products {
+            let ids = distinct(
+                views
+                    .iter()
+                    .flat_map(|v| v.items.iter().map(|i| i.product_id)),
+            );
+            let products = products::load(tx, &ids).await?;
+            for item in views.iter_mut().flat_map(|v| v.items.iter_mut()) {
+                item.product = products.get(&item.product_id).cloned();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn distinct<T: Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> Vec<T> {
+    ids.collect::<HashSet<_>>().into_iter().collect()
+}
+
+/// One order as it is now, from the read model (its `version` is its `ETag`).
+pub async fn get(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: OrderId,
+    expand: Expand,
+) -> Result<OrderView, Error> {
+    principal.require(Scope::OrdersRead)?;
+    let row = find(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("order"))?;
+    let mut views = with_lines(tx, vec![row]).await?;
+    expand.apply(tx, &mut views).await?;
+    views.pop().ok_or_else(|| Error::not_found("order"))
+}
+
+/// One order as it was after `version` events, rebuilt from its stream.
+pub async fn get_as_of(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: OrderId,
+    version: i32,
+    expand: Expand,
+) -> Result<OrderView, Error> {
+    principal.require(Scope::OrdersRead)?;
+    if version < 1 {
+        return Err(Error::malformed(
+            "invalid_version",
+            "as_of_version must be at least 1",
+        ));
+    }
+    let order = stream::load(tx, id, Some(version))
+        .await?
+        .ok_or_else(|| Error::not_found("order"))?;
+    if order.version < version {
+        return Err(Error::not_found("order version"));
+    }
+    let mut view = OrderView::from(&order);
+    expand.apply(tx, std::slice::from_mut(&mut view)).await?;
+    Ok(view)
+}
+
+/// List filters; all optional.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub status: Option<OrderStatus>,
+    pub customer_id: Option<CustomerId>,
+    pub created_from: Option<OffsetDateTime>,
+    pub created_to: Option<OffsetDateTime>,
+}
+
+/// Orders, newest first, filtered, a page at a time.
+pub async fn list(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    filter: &Filter,
+    page: PageRequest,
+    expand: Expand,
+) -> Result<Page<OrderView>, Error> {
+    principal.require(Scope::OrdersRead)?;
+    let rows = list_summaries(tx, filter, page.before, page.fetch_limit()).await?;
+    let mut views = with_lines(tx, rows).await?;
+    expand.apply(tx, &mut views).await?;
+    Ok(Page::from_rows(views, page, |o| o.id.as_uuid()))
+}
+
+/// An order's full history, oldest first.
+pub async fn history(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: OrderId,
+) -> Result<Vec<StoredEvent>, Error> {
+    principal.require(Scope::OrdersRead)?;
+    let stored = events::load(tx, id.as_uuid(), None).await?;
+    if stored.is_empty() {
+        return Err(Error::not_found("order"));
+    }
+    Ok(stored)
+}
+
+#[derive(Debug, Clone, FromRow)]
+struct SummaryRow {
+    id: OrderId,
+    customer_id: CustomerId,
+    status: OrderStatus,
+    currency: String,
+    total_cents: i64,
+    payment_reference: Option<String>,
+    cancel_reason: Option<String>,
+    version: i32,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl SummaryRow {
+    fn into_view(self, lines: &[Line]) -> OrderView {
+        OrderView {
+            id: self.id,
+            customer_id: self.customer_id,
+            status: self.status,
+            total_cents: self.total_cents,
+            currency: self.currency,
+            items: lines.iter().map(ItemView::from).collect(),
+            payment_reference: self.payment_reference,
+            cancel_reason: self.cancel_reason,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            customer: None,
+        }
+    }
+}
+
+/// Views of summary rows with their items, loaded for all of them in one query.
+async fn with_lines(
+    conn: &mut PgConnection,
+    rows: Vec<SummaryRow>,
+) -> Result<Vec<OrderView>, sqlx::Error> {
+    let ids: Vec<OrderId> = rows.iter().map(|r| r.id).collect();
+    let mut lines = lines_of(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let items = lines.remove(&row.id).unwrap_or_default();
+            row.into_view(&items)
+        })
+        .collect())
+}
+
+const SUMMARY: &str = "id, customer_id, status, currency, total_cents, payment_reference, cancel_reason, version, created_at, updated_at";
+
+#[tracing::instrument(skip_all)]
+async fn find(conn: &mut PgConnection, id: OrderId) -> Result<Option<SummaryRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {SUMMARY} from order_summaries where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of summaries, newest first (ids are UUIDv7, so id order is creation order).
+#[tracing::instrument(skip_all)]
+async fn list_summaries(
+    conn: &mut PgConnection,
+    filter: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {SUMMARY} from order_summaries
+         where ($1::text is null or status = $1)
+           and ($2::uuid is null or customer_id = $2)
+           and ($3::timestamptz is null or created_at >= $3)
+           and ($4::timestamptz is null or created_at < $4)
+           and ($5::uuid is null or id < $5)
+         order by id desc limit $6"
+    ))
+    .bind(filter.status)
+    .bind(filter.customer_id)
+    .bind(filter.created_from)
+    .bind(filter.created_to)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The lines of many orders in one statement.
+#[tracing::instrument(skip_all)]
+async fn lines_of(
+    conn: &mut PgConnection,
+    order_ids: &[OrderId],
+) -> Result<HashMap<OrderId, Vec<Line>>, sqlx::Error> {
+    let rows: Vec<(OrderId, ProductId, i32, i64)> = sqlx::query_as(
+        "select order_id, product_id, quantity, unit_price_cents from order_items where order_id = any($1) order by order_id, line",
+    )
+    .bind(order_ids)
+    .fetch_all(conn)
+    .await?;
+    let mut lines: HashMap<OrderId, Vec<Line>> = HashMap::new();
+    for (order_id, product_id, quantity, unit_price_cents) in rows {
+        lines.entry(order_id).or_default().push(Line {
+            product_id,
+            quantity,
+            unit_price_cents,
+        });
+    }
+    Ok(lines)
+}
