@@ -1,4 +1,5 @@
-//! Integration tests: the real server on port 0 against the real Postgres.
+//! Integration tests: the real server on port 0 against the real Postgres (and one test,
+//! `architecture`, that reads `src/` itself).
 //! Each test creates its own tenants; RLS keeps them apart, so tests run in parallel.
 //!
 //! A folder per resource (`auth`, `users`, `api_keys`, `platform`, `catalog`, `orders`),
@@ -9,6 +10,7 @@
 mod helpers;
 
 mod api_keys;
+mod architecture;
 mod auth;
 mod bootstrap;
 mod catalog;
