@@ -16,13 +16,13 @@ use crate::{
     access::Scopes,
     auth::{self, jwt::JwtKeys},
     config::Config,
-    db::{self, Db},
+    db::{self, Db, table},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
     platform::{self, NewTenant},
     startup::Application,
-    tenancy::{Plan, store as tenants},
+    tenancy::{Plan, Tenant},
     users::password::Passwords,
 };
 
@@ -203,7 +203,7 @@ async fn resolve_tenant(db: &Db, reference: &str) -> Result<TenantId, Error> {
         .await?
         .ok_or_else(no_such_tenant)?;
     let mut tx = db.platform().await?;
-    let tenant = tenants::find(&mut tx, id).await?;
+    let tenant = table::find::<Tenant>(&mut tx, id).await?;
     tx.commit().await?;
     tenant.map(|t| t.id).ok_or_else(no_such_tenant)
 }

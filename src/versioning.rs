@@ -17,6 +17,7 @@ use sqlx::PgConnection;
 
 use crate::{
     audit::{self, AuditEvent, Author},
+    db::table::{self, Table},
     error::Error,
 };
 
@@ -47,19 +48,10 @@ impl ExpectedVersion {
 
 /// What one kind of change does to its resource: the steps of [`update`] that differ.
 pub trait Change: Sized + Send {
-    type Resource: Versioned + Send;
+    type Resource: Table<Id = Self::Id> + Versioned;
     type Id: Copy + Display + Send + Sync;
     /// The change once checked against the resource: what is written and audited.
     type Checked: Send + Sync;
-    /// The resource's name: "not found" messages say it.
-    const RESOURCE: &'static str;
-
-    /// Reads the resource and locks its row for the rest of the transaction; `None` when the
-    /// caller cannot see it.
-    fn lock(
-        conn: &mut PgConnection,
-        id: Self::Id,
-    ) -> impl Future<Output = Result<Option<Self::Resource>, sqlx::Error>> + Send;
 
     /// The part of this change that differs from `current`, `None` when nothing would
     /// change. The resource's rules refuse here, before anything is written.
@@ -86,9 +78,9 @@ pub async fn update<C: Change>(
     expected: &ExpectedVersion,
     change: C,
 ) -> Result<C::Resource, Error> {
-    let current = C::lock(conn, id)
+    let current = table::lock::<C::Resource>(conn, id)
         .await?
-        .ok_or_else(|| Error::not_found(C::RESOURCE))?;
+        .ok_or_else(|| Error::not_found(C::Resource::NAME))?;
     expected.check(current.version())?;
     let Some(checked) = change.against(&current)? else {
         return Ok(current);

@@ -16,7 +16,10 @@ use crate::{
     access::{Grant, Principal, Scope, Scopes},
     audit::{self, AuditEvent},
     auth::token::{OpaqueToken, TokenHasher, TokenKind},
-    db::TenantTx,
+    db::{
+        TenantTx,
+        table::{self, Table},
+    },
     error::{Error, FieldError},
     page::{Page, PageRequest},
 };
@@ -43,6 +46,17 @@ pub struct ApiKey {
     pub created_at: OffsetDateTime,
 }
 
+impl Table for ApiKey {
+    type Id = ApiKeyId;
+    const NAME: &'static str = "API key";
+    const TABLE: &'static str = "api_keys";
+    const COLUMNS: &'static str = store::COLUMNS;
+
+    fn id(&self) -> uuid::Uuid {
+        self.id.as_uuid()
+    }
+}
+
 /// API keys of the tenant, newest first (revoked ones included, marked `revoked_at`).
 pub async fn list(
     tx: &mut TenantTx,
@@ -50,16 +64,13 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<ApiKey>, Error> {
     principal.require(Scope::ApiKeysRead)?;
-    let rows = store::list(tx, page).await?;
-    Ok(Page::from_rows(rows, page, |k| k.id.as_uuid()))
+    table::page(tx, page).await
 }
 
 /// One API key (never its secret).
 pub async fn get(tx: &mut TenantTx, principal: &Principal, id: ApiKeyId) -> Result<ApiKey, Error> {
     principal.require(Scope::ApiKeysRead)?;
-    store::find(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("API key"))
+    table::get(tx, id).await
 }
 
 /// An API key to create. The scopes are parsed at the edge ([`parse_scopes`]); the rest is

@@ -4,9 +4,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::{ApiKey, ApiKeyId};
-use crate::{access::Scopes, id::TenantId, page::PageRequest};
+use crate::{access::Scopes, id::TenantId};
 
-const COLUMNS: &str = "id, name, hint, scopes, created_by, expires_at, revoked_at, created_at";
+pub const COLUMNS: &str = "id, name, hint, scopes, created_by, expires_at, revoked_at, created_at";
 
 pub struct NewApiKey<'a> {
     pub tenant_id: TenantId,
@@ -34,25 +34,6 @@ pub async fn insert(conn: &mut PgConnection, key: NewApiKey<'_>) -> Result<ApiKe
     .bind(key.created_by)
     .bind(key.expires_at)
     .fetch_one(conn)
-    .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn find(conn: &mut PgConnection, id: ApiKeyId) -> Result<Option<ApiKey>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from api_keys where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<ApiKey>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from api_keys where ($1::uuid is null or id < $1) order by id desc limit $2"
-    ))
-    .bind(page.before)
-    .bind(page.fetch_limit())
-    .fetch_all(conn)
     .await
 }
 

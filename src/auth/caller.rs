@@ -6,10 +6,10 @@ use utoipa::ToSchema;
 
 use crate::{
     access::{Actor, Principal},
-    db::TenantTx,
+    db::{TenantTx, table},
     error::Error,
-    tenancy::{Tenant, store as tenants},
-    users::{User, store as users},
+    tenancy::Tenant,
+    users::User,
 };
 
 /// The caller, as `GET /v1/me` shows it.
@@ -30,11 +30,9 @@ pub struct Me {
 
 /// Describes the caller. Needs no scope: every credential may see itself.
 pub async fn me(tx: &mut TenantTx, principal: &Principal) -> Result<Me, Error> {
-    let tenant = tenants::find(tx, principal.tenant_id())
-        .await?
-        .ok_or_else(|| Error::not_found("tenant"))?;
+    let tenant: Tenant = table::get(tx, principal.tenant_id()).await?;
     let user = match principal.user_id() {
-        Some(id) => users::find(tx, id).await?,
+        Some(id) => table::find::<User>(tx, id).await?,
         None => None,
     };
     let (actor_type, actor_id) = match principal.actor() {

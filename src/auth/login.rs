@@ -19,10 +19,10 @@ use super::{
 use crate::{
     access::{Actor, Principal},
     audit::{self, AuditEvent},
-    db::{Access, Db, TenantTx},
+    db::{Access, Db, TenantTx, table},
     error::Error,
     id::{SessionId, TenantId},
-    tenancy::{TenantStatus, store as tenants},
+    tenancy::{Tenant, TenantStatus},
     users::{
         Email, UserStatus,
         sessions::{self, NewRefreshToken},
@@ -67,7 +67,9 @@ pub async fn login(
             let mut tx =
                 TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadOnly).await?;
             let user = users::find_for_login(&mut tx, &email).await?;
-            let status = tenants::find(&mut tx, tenant_id).await?.map(|t| t.status);
+            let status = table::find::<Tenant>(&mut tx, tenant_id)
+                .await?
+                .map(|t| t.status);
             tx.commit().await?;
             user.map(|u| (u, status))
         }

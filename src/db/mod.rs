@@ -19,6 +19,7 @@
 //! tenant context too.
 
 mod bootstrap;
+pub mod table;
 
 pub use bootstrap::{bootstrap, connect_options};
 
@@ -113,6 +114,48 @@ impl Db {
             .bind(reference)
             .fetch_one(&self.request)
             .await
+    }
+
+    /// Runs `work` in a read-only transaction of the principal's tenant and commits it.
+    pub async fn read<T, E: From<sqlx::Error>>(
+        &self,
+        principal: &Principal,
+        work: impl AsyncFnOnce(&mut TenantTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.run(principal, Access::ReadOnly, work).await
+    }
+
+    /// Runs `work` in a transaction of the principal's tenant and commits it: nothing is
+    /// acknowledged before it is committed, and nothing is committed after a failure.
+    pub async fn write<T, E: From<sqlx::Error>>(
+        &self,
+        principal: &Principal,
+        work: impl AsyncFnOnce(&mut TenantTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.run(principal, Access::ReadWrite, work).await
+    }
+
+    async fn run<T, E: From<sqlx::Error>>(
+        &self,
+        principal: &Principal,
+        access: Access,
+        work: impl AsyncFnOnce(&mut TenantTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = self.tenant(principal, access).await?;
+        let value = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Runs `work` in a transaction of the platform role and commits it.
+    pub async fn platform_write<T, E: From<sqlx::Error>>(
+        &self,
+        work: impl AsyncFnOnce(&mut PlatformTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = self.platform().await?;
+        let value = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
     }
 
     pub async fn platform(&self) -> Result<PlatformTx, sqlx::Error> {

@@ -7,8 +7,6 @@
 //! `ETag`, marked `Idempotent-Replayed: true`; the same key with another request is 422
 //! `idempotency_key_reused`.
 
-use std::{future::Future, pin::Pin};
-
 use axum::{
     Json,
     extract::FromRequestParts,
@@ -79,29 +77,20 @@ fn fingerprint(request: &str, body: &impl Serialize) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
-/// What a command produced: the resource's version (its `ETag`) and its representation.
-pub type Versioned<T> = (i64, T);
-
-/// An application function run inside the transaction that also claims the key.
-pub type Work<'t, T> = Pin<Box<dyn Future<Output = Result<Versioned<T>, Error>> + Send + 't>>;
-
 /// Runs a POST command that the client may retry under an `Idempotency-Key`: claims the
-/// key, runs the command, stores its answer and commits — one transaction. Answers
-/// `status` with the body and its `ETag`.
-pub async fn run<T, F>(
+/// key, runs the command, stores its answer and commits — one transaction. `work` returns
+/// the resource's version (its `ETag`) and its representation; the answer is `status`
+/// with the body and its `ETag`.
+pub async fn run<T: Serialize>(
     state: &AppState,
     principal: &Principal,
     key: Option<BoundKey>,
     status: StatusCode,
-    work: F,
-) -> Result<Response, Error>
-where
-    T: Serialize,
-    F: for<'t> FnOnce(&'t mut TenantTx, &'t Principal) -> Work<'t, T>,
-{
+    work: impl AsyncFnOnce(&mut TenantTx) -> Result<(i64, T), Error>,
+) -> Result<Response, Error> {
     let mut tx = state.db.tenant(principal, Access::ReadWrite).await?;
     let Some(BoundKey { key, fingerprint }) = key else {
-        let (version, value) = work(&mut tx, principal).await?;
+        let (version, value) = work(&mut tx).await?;
         tx.commit().await?;
         return Ok((status, with_etag(version, value)).into_response());
     };
@@ -110,7 +99,7 @@ where
         tx.commit().await?;
         return Ok(replay(answer));
     }
-    let (version, value) = work(&mut tx, principal).await?;
+    let (version, value) = work(&mut tx).await?;
     let answer = StoredAnswer {
         status: status.as_u16(),
         body: serde_json::to_value(&value).map_err(anyhow::Error::from)?,

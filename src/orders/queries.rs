@@ -85,31 +85,31 @@ fn distinct<T: Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> Vec<T> {
     ids.collect::<HashSet<_>>().into_iter().collect()
 }
 
-/// One order as it is now, from the read model (its `version` is its `ETag`).
+/// One order: as it is now, from the read model (its `version` is its `ETag`), or, with
+/// `as_of`, as it was after that many events, rebuilt from its stream.
 pub async fn get(
     tx: &mut TenantTx,
     principal: &Principal,
     id: OrderId,
+    as_of: Option<i32>,
     expand: Expand,
 ) -> Result<OrderView, Error> {
     principal.require(Scope::OrdersRead)?;
-    let row = find(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("order"))?;
-    let mut views = with_lines(tx, vec![row]).await?;
-    expand.apply(tx, &mut views).await?;
-    views.pop().ok_or_else(|| Error::not_found("order"))
+    let mut view = match as_of {
+        Some(version) => as_of_version(tx, id, version).await?,
+        None => {
+            let row = find(tx, id)
+                .await?
+                .ok_or_else(|| Error::not_found("order"))?;
+            let mut views = with_lines(tx, vec![row]).await?;
+            views.pop().ok_or_else(|| Error::not_found("order"))?
+        }
+    };
+    expand.apply(tx, std::slice::from_mut(&mut view)).await?;
+    Ok(view)
 }
 
-/// One order as it was after `version` events, rebuilt from its stream.
-pub async fn get_as_of(
-    tx: &mut TenantTx,
-    principal: &Principal,
-    id: OrderId,
-    version: i32,
-    expand: Expand,
-) -> Result<OrderView, Error> {
-    principal.require(Scope::OrdersRead)?;
+async fn as_of_version(tx: &mut TenantTx, id: OrderId, version: i32) -> Result<OrderView, Error> {
     if version < 1 {
         return Err(Error::malformed(
             "invalid_version",
@@ -122,9 +122,7 @@ pub async fn get_as_of(
     if order.version < version {
         return Err(Error::not_found("order version"));
     }
-    let mut view = OrderView::from(&order);
-    expand.apply(tx, std::slice::from_mut(&mut view)).await?;
-    Ok(view)
+    Ok(OrderView::from(&order))
 }
 
 /// List filters; all optional.

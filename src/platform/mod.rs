@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::{
     access::{Operator, Role},
     audit::{self, AuditEvent, Author},
-    db::PlatformTx,
+    db::{PlatformTx, table},
     error::Error,
     id::{TenantId, UserId},
     page::{Page, PageRequest},
@@ -116,15 +116,12 @@ pub async fn list_tenants(
     _: &Operator,
     page: PageRequest,
 ) -> Result<Page<Tenant>, Error> {
-    let rows = tenants::list(tx, page).await?;
-    Ok(Page::from_rows(rows, page, |t| t.id.as_uuid()))
+    table::page(tx, page).await
 }
 
 /// One tenant.
 pub async fn get_tenant(tx: &mut PlatformTx, _: &Operator, id: TenantId) -> Result<Tenant, Error> {
-    tenants::find(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("tenant"))
+    table::get(tx, id).await
 }
 
 /// What the operator may change about a tenant; `None` keeps a field as it is.
@@ -165,11 +162,6 @@ impl Change for TenantChanges {
     type Resource = Tenant;
     type Id = TenantId;
     type Checked = Resolved;
-    const RESOURCE: &'static str = "tenant";
-
-    async fn lock(conn: &mut PgConnection, id: TenantId) -> Result<Option<Tenant>, sqlx::Error> {
-        tenants::find_for_update(conn, id).await
-    }
 
     fn against(self, current: &Tenant) -> Result<Option<Resolved>, Error> {
         let resolved = Resolved {

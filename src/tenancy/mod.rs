@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 pub use crate::id::TenantId;
-use crate::{error::Error, versioning::Versioned};
+use crate::{db::table::Table, error::Error, versioning::Versioned};
 
 /// A tenant's URL-safe unique handle: 3-63 lowercase letters, digits and inner hyphens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -88,6 +88,17 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl Table for Tenant {
+    type Id = TenantId;
+    const NAME: &'static str = "tenant";
+    const TABLE: &'static str = "tenants";
+    const COLUMNS: &'static str = store::COLUMNS;
+
+    fn id(&self) -> uuid::Uuid {
+        self.id.as_uuid()
+    }
 }
 
 impl Versioned for Tenant {

@@ -6,7 +6,7 @@ use super::{Tenant, TenantId, parse_name, store};
 use crate::{
     access::{Principal, Scope},
     audit::AuditEvent,
-    db::TenantTx,
+    db::{TenantTx, table},
     error::Error,
     versioning::{self, Change, ExpectedVersion},
 };
@@ -14,9 +14,7 @@ use crate::{
 /// The tenant of the calling credential.
 pub async fn get(tx: &mut TenantTx, principal: &Principal) -> Result<Tenant, Error> {
     principal.require(Scope::TenantRead)?;
-    store::find(tx, principal.tenant_id())
-        .await?
-        .ok_or_else(|| Error::not_found("tenant"))
+    table::get(tx, principal.tenant_id()).await
 }
 
 /// What a tenant may change about itself. Plan and status are the operator's.
@@ -50,11 +48,6 @@ impl Change for ProfileChanges {
     type Resource = Tenant;
     type Id = TenantId;
     type Checked = String;
-    const RESOURCE: &'static str = "tenant";
-
-    async fn lock(conn: &mut PgConnection, id: TenantId) -> Result<Option<Tenant>, sqlx::Error> {
-        store::find_for_update(conn, id).await
-    }
 
     /// The new name, when it differs.
     fn against(self, current: &Tenant) -> Result<Option<String>, Error> {

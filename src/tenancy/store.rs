@@ -4,31 +4,8 @@
 use sqlx::PgConnection;
 
 use super::{Plan, Slug, Tenant, TenantId, TenantStatus};
-use crate::page::PageRequest;
 
-const COLUMNS: &str = "id, slug, name, plan, status, version, created_at, updated_at";
-
-#[tracing::instrument(skip_all)]
-pub async fn find(conn: &mut PgConnection, id: TenantId) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from tenants where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// Locks the row for a read-modify-write.
-#[tracing::instrument(skip_all)]
-pub async fn find_for_update(
-    conn: &mut PgConnection,
-    id: TenantId,
-) -> Result<Option<Tenant>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from tenants where id = $1 for update"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
+pub const COLUMNS: &str = "id, slug, name, plan, status, version, created_at, updated_at";
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
@@ -82,16 +59,5 @@ pub async fn update_admin(
     .bind(plan)
     .bind(status)
     .fetch_one(conn)
-    .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<Tenant>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from tenants where ($1::uuid is null or id < $1) order by id desc limit $2"
-    ))
-    .bind(page.before)
-    .bind(page.fetch_limit())
-    .fetch_all(conn)
     .await
 }

@@ -24,7 +24,10 @@ pub use crate::id::UserId;
 use crate::{
     access::{Grant, Principal, Role, Scope},
     audit::{self, AuditEvent},
-    db::TenantTx,
+    db::{
+        TenantTx,
+        table::{self, Table},
+    },
     error::Error,
     page::{Page, PageRequest},
     versioning::{self, Change, ExpectedVersion, Versioned},
@@ -74,6 +77,17 @@ pub struct User {
     pub updated_at: OffsetDateTime,
 }
 
+impl Table for User {
+    type Id = UserId;
+    const NAME: &'static str = "user";
+    const TABLE: &'static str = "users";
+    const COLUMNS: &'static str = store::COLUMNS;
+
+    fn id(&self) -> uuid::Uuid {
+        self.id.as_uuid()
+    }
+}
+
 impl Versioned for User {
     fn version(&self) -> i64 {
         self.version
@@ -87,16 +101,13 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<User>, Error> {
     principal.require(Scope::UsersRead)?;
-    let rows = store::list(tx, page).await?;
-    Ok(Page::from_rows(rows, page, |u| u.id.as_uuid()))
+    table::page(tx, page).await
 }
 
 /// One user.
 pub async fn get(tx: &mut TenantTx, principal: &Principal, id: UserId) -> Result<User, Error> {
     principal.require(Scope::UsersRead)?;
-    store::find(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("user"))
+    table::get(tx, id).await
 }
 
 /// A user to create, parsed and with its password already hashed — argon2 takes tens of
@@ -249,11 +260,6 @@ impl Change for UserChange<'_> {
     type Resource = User;
     type Id = UserId;
     type Checked = Resolved;
-    const RESOURCE: &'static str = "user";
-
-    async fn lock(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
-        store::find_for_update(conn, id).await
-    }
 
     fn against(self, current: &User) -> Result<Option<Resolved>, Error> {
         self.by.ensure_may_grant(Grant::Role(current.role))?;

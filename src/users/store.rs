@@ -3,9 +3,9 @@
 use sqlx::PgConnection;
 
 use super::{Email, User, UserId, UserStatus};
-use crate::{access::Role, id::TenantId, page::PageRequest};
+use crate::{access::Role, id::TenantId};
 
-const COLUMNS: &str = "id, email, role, status, version, created_at, updated_at";
+pub const COLUMNS: &str = "id, email, role, status, version, created_at, updated_at";
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
@@ -27,27 +27,6 @@ pub async fn insert(
     .await
 }
 
-#[tracing::instrument(skip_all)]
-pub async fn find(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from users where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn find_for_update(
-    conn: &mut PgConnection,
-    id: UserId,
-) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from users where id = $1 for update"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
 /// The user a login names, with what verifying the password needs.
 #[derive(Debug, sqlx::FromRow)]
 pub struct LoginUser {
@@ -66,17 +45,6 @@ pub async fn find_for_login(
         .bind(email.as_str())
         .fetch_optional(conn)
         .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from users where ($1::uuid is null or id < $1) order by id desc limit $2"
-    ))
-    .bind(page.before)
-    .bind(page.fetch_limit())
-    .fetch_all(conn)
-    .await
 }
 
 #[tracing::instrument(skip_all)]

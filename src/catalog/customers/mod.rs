@@ -18,7 +18,10 @@ pub use crate::id::CustomerId;
 use crate::{
     access::{Principal, Scope},
     audit::{self, AuditEvent},
-    db::TenantTx,
+    db::{
+        TenantTx,
+        table::{self, Table},
+    },
     error::Error,
     page::{Page, PageRequest},
     users::Email,
@@ -40,6 +43,17 @@ pub struct Customer {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl Table for Customer {
+    type Id = CustomerId;
+    const NAME: &'static str = "customer";
+    const TABLE: &'static str = "customers";
+    const COLUMNS: &'static str = store::COLUMNS;
+
+    fn id(&self) -> uuid::Uuid {
+        self.id.as_uuid()
+    }
 }
 
 impl Versioned for Customer {
@@ -83,8 +97,7 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<Customer>, Error> {
     principal.require(Scope::CatalogRead)?;
-    let rows = store::list(tx, page).await?;
-    Ok(Page::from_rows(rows, page, |c| c.id.as_uuid()))
+    table::page(tx, page).await
 }
 
 /// One customer.
@@ -94,9 +107,7 @@ pub async fn get(
     id: CustomerId,
 ) -> Result<Customer, Error> {
     principal.require(Scope::CatalogRead)?;
-    store::find(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("customer"))
+    table::get(tx, id).await
 }
 
 /// Adds a customer.
@@ -132,14 +143,6 @@ impl Change for CustomerChanges {
     type Resource = Customer;
     type Id = CustomerId;
     type Checked = Self;
-    const RESOURCE: &'static str = "customer";
-
-    async fn lock(
-        conn: &mut PgConnection,
-        id: CustomerId,
-    ) -> Result<Option<Customer>, sqlx::Error> {
-        store::find_for_update(conn, id).await
-    }
 
     fn against(self, current: &Customer) -> Result<Option<Self>, Error> {
         let changes = Self {
@@ -167,7 +170,7 @@ impl Change for CustomerChanges {
 
 /// Whether the tenant has this customer.
 pub async fn exists(conn: &mut PgConnection, id: CustomerId) -> Result<bool, sqlx::Error> {
-    Ok(store::find(conn, id).await?.is_some())
+    Ok(table::find::<Customer>(conn, id).await?.is_some())
 }
 
 /// Customers by id, in one statement.
@@ -175,6 +178,6 @@ pub async fn load(
     conn: &mut PgConnection,
     ids: &[CustomerId],
 ) -> Result<HashMap<CustomerId, Customer>, sqlx::Error> {
-    let rows = store::find_many(conn, ids).await?;
+    let rows = table::find_many::<Customer>(conn, ids).await?;
     Ok(rows.into_iter().map(|c| (c.id, c)).collect())
 }

@@ -3,9 +3,9 @@
 use sqlx::PgConnection;
 
 use super::{Customer, CustomerChanges, CustomerId, NewCustomer};
-use crate::{id::TenantId, page::PageRequest};
+use crate::id::TenantId;
 
-const COLUMNS: &str = "id, email, name, version, created_at, updated_at";
+pub const COLUMNS: &str = "id, email, name, version, created_at, updated_at";
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
@@ -21,45 +21,6 @@ pub async fn insert(
     .bind(customer.email.as_str())
     .bind(customer.name.as_str())
     .fetch_one(conn)
-    .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn find(
-    conn: &mut PgConnection,
-    id: CustomerId,
-) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from customers where id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// Locks the row for a read-modify-write.
-#[tracing::instrument(skip_all)]
-pub async fn find_for_update(
-    conn: &mut PgConnection,
-    id: CustomerId,
-) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from customers where id = $1 for update"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn list(
-    conn: &mut PgConnection,
-    page: PageRequest,
-) -> Result<Vec<Customer>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from customers where ($1::uuid is null or id < $1) order by id desc limit $2"
-    ))
-    .bind(page.before)
-    .bind(page.fetch_limit())
-    .fetch_all(conn)
     .await
 }
 
@@ -81,19 +42,5 @@ pub async fn update(
     .bind(changes.email.as_ref().map(|email| email.as_str()))
     .bind(changes.name.as_ref().map(|name| name.as_str()))
     .fetch_one(conn)
-    .await
-}
-
-/// Customers by id.
-#[tracing::instrument(skip_all)]
-pub async fn find_many(
-    conn: &mut PgConnection,
-    ids: &[CustomerId],
-) -> Result<Vec<Customer>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from customers where id = any($1)"
-    ))
-    .bind(ids)
-    .fetch_all(conn)
     .await
 }

@@ -19,7 +19,10 @@ pub use crate::id::ProductId;
 use crate::{
     access::{Principal, Scope},
     audit::{self, AuditEvent},
-    db::TenantTx,
+    db::{
+        TenantTx,
+        table::{self, Table},
+    },
     error::Error,
     page::{Page, PageRequest},
     versioning::{self, Change, ExpectedVersion, Versioned},
@@ -82,6 +85,19 @@ pub struct Product {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
+impl Table for Product {
+    type Id = ProductId;
+    const NAME: &'static str = "product";
+    const TABLE: &'static str = "products";
+    const COLUMNS: &'static str = store::COLUMNS;
+    /// A deleted product is gone from the catalog.
+    const VISIBLE: &'static str = "deleted_at is null";
+
+    fn id(&self) -> uuid::Uuid {
+        self.id.as_uuid()
+    }
+}
+
 impl Versioned for Product {
     fn version(&self) -> i64 {
         self.version
@@ -131,8 +147,7 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<Product>, Error> {
     principal.require(Scope::CatalogRead)?;
-    let rows = store::list(tx, page).await?;
-    Ok(Page::from_rows(rows, page, |p| p.id.as_uuid()))
+    table::page(tx, page).await
 }
 
 /// One live product.
@@ -142,9 +157,7 @@ pub async fn get(
     id: ProductId,
 ) -> Result<Product, Error> {
     principal.require(Scope::CatalogRead)?;
-    store::find(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("product"))
+    table::get(tx, id).await
 }
 
 /// Adds a product to the catalog.
@@ -195,11 +208,6 @@ impl Change for ProductChanges {
     type Resource = Product;
     type Id = ProductId;
     type Checked = Self;
-    const RESOURCE: &'static str = "product";
-
-    async fn lock(conn: &mut PgConnection, id: ProductId) -> Result<Option<Product>, sqlx::Error> {
-        store::find_for_update(conn, id).await
-    }
 
     fn against(self, current: &Product) -> Result<Option<Self>, Error> {
         let changes = Self {
@@ -235,11 +243,6 @@ impl Change for Deletion {
     type Id = ProductId;
     /// The SKU it had, for the audit trail.
     type Checked = String;
-    const RESOURCE: &'static str = "product";
-
-    async fn lock(conn: &mut PgConnection, id: ProductId) -> Result<Option<Product>, sqlx::Error> {
-        store::find_for_update(conn, id).await
-    }
 
     fn against(self, current: &Product) -> Result<Option<String>, Error> {
         Ok(Some(current.sku.clone()))
@@ -299,7 +302,7 @@ pub async fn load(
     conn: &mut PgConnection,
     ids: &[ProductId],
 ) -> Result<HashMap<ProductId, Product>, sqlx::Error> {
-    let rows = store::find_many(conn, ids).await?;
+    let rows = store::find_many_with_deleted(conn, ids).await?;
     Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 

@@ -5,9 +5,9 @@
 use sqlx::PgConnection;
 
 use super::{NewProduct, Priced, Product, ProductChanges, ProductId};
-use crate::{id::TenantId, page::PageRequest};
+use crate::id::TenantId;
 
-const COLUMNS: &str =
+pub const COLUMNS: &str =
     "id, sku, name, price_cents, currency, stock, version, created_at, updated_at, deleted_at";
 
 #[tracing::instrument(skip_all)]
@@ -28,43 +28,6 @@ pub async fn insert(
     .bind(product.currency)
     .bind(product.stock)
     .fetch_one(conn)
-    .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn find(conn: &mut PgConnection, id: ProductId) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from products where id = $1 and deleted_at is null"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
-/// Locks the row for a read-modify-write.
-#[tracing::instrument(skip_all)]
-pub async fn find_for_update(
-    conn: &mut PgConnection,
-    id: ProductId,
-) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from products where id = $1 and deleted_at is null for update"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, page: PageRequest) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from products
-         where deleted_at is null and ($1::uuid is null or id < $1)
-         order by id desc limit $2"
-    ))
-    .bind(page.before)
-    .bind(page.fetch_limit())
-    .fetch_all(conn)
     .await
 }
 
@@ -151,7 +114,7 @@ pub async fn move_stock(
 
 /// Products by id, deleted ones included.
 #[tracing::instrument(skip_all)]
-pub async fn find_many(
+pub async fn find_many_with_deleted(
     conn: &mut PgConnection,
     ids: &[ProductId],
 ) -> Result<Vec<Product>, sqlx::Error> {

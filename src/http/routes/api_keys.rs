@@ -16,7 +16,6 @@ use validator::Validate;
 use crate::{
     access::scope,
     api_keys::{self, ApiKey, ApiKeyId, NewApiKey},
-    db::Access,
     error::Error,
     http::{
         AppState,
@@ -46,9 +45,12 @@ pub async fn list_api_keys(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<ApiKey>>, Error> {
     let page = PageRequest::try_from(params)?;
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let keys = api_keys::list(&mut tx, &principal, page).await?;
-    tx.commit().await?;
+    let keys = state
+        .db
+        .read(&principal, async |tx| {
+            api_keys::list(tx, &principal, page).await
+        })
+        .await?;
     Ok(Json(keys))
 }
 
@@ -94,9 +96,12 @@ pub async fn create_api_key(
         scopes: api_keys::parse_scopes(&body.scopes)?,
         expires_at: body.expires_at,
     };
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let created = api_keys::create(&mut tx, &principal, &state.auth.hasher, new).await?;
-    tx.commit().await?;
+    let created = state
+        .db
+        .write(&principal, async |tx| {
+            api_keys::create(tx, &principal, &state.auth.hasher, new).await
+        })
+        .await?;
     let body = CreatedApiKey {
         api_key: created.api_key,
         key: created.secret.expose_secret().to_owned(),
@@ -116,9 +121,12 @@ pub async fn get_api_key(
     Authorized(principal, ..): Authorized<scope::ApiKeysRead>,
     ApiPath(id): ApiPath<ApiKeyId>,
 ) -> Result<Json<ApiKey>, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let key = api_keys::get(&mut tx, &principal, id).await?;
-    tx.commit().await?;
+    let key = state
+        .db
+        .read(&principal, async |tx| {
+            api_keys::get(tx, &principal, id).await
+        })
+        .await?;
     Ok(Json(key))
 }
 
@@ -134,8 +142,11 @@ pub async fn revoke_api_key(
     Authorized(principal, ..): Authorized<scope::ApiKeysWrite>,
     ApiPath(id): ApiPath<ApiKeyId>,
 ) -> Result<StatusCode, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    api_keys::revoke(&mut tx, &principal, id).await?;
-    tx.commit().await?;
+    state
+        .db
+        .write(&principal, async |tx| {
+            api_keys::revoke(tx, &principal, id).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

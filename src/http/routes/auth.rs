@@ -13,7 +13,6 @@ use crate::{
         caller::{self, Me},
         login::{self, TokenPair},
     },
-    db::Access,
     error::Error,
     http::{AppState, extract::ValidJson},
 };
@@ -98,9 +97,10 @@ pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<StatusCode, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    login::logout(&mut tx, &principal).await?;
-    tx.commit().await?;
+    state
+        .db
+        .write(&principal, async |tx| login::logout(tx, &principal).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -114,9 +114,10 @@ pub async fn get_me(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Me>, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let me = caller::me(&mut tx, &principal).await?;
-    tx.commit().await?;
+    let me = state
+        .db
+        .read(&principal, async |tx| caller::me(tx, &principal).await)
+        .await?;
     Ok(Json(me))
 }
 

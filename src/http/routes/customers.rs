@@ -12,7 +12,6 @@ use crate::{
         Name,
         customers::{self, Customer, CustomerChanges, CustomerId, NewCustomer},
     },
-    db::Access,
     error::Error,
     http::{
         AppState,
@@ -46,9 +45,12 @@ pub async fn list_customers(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<Customer>>, Error> {
     let page = PageRequest::try_from(params)?;
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let customers = customers::list(&mut tx, &principal, page).await?;
-    tx.commit().await?;
+    let customers = state
+        .db
+        .read(&principal, async |tx| {
+            customers::list(tx, &principal, page).await
+        })
+        .await?;
     Ok(Json(customers))
 }
 
@@ -91,18 +93,10 @@ pub async fn create_customer(
 ) -> Result<Response, Error> {
     let key = key.bind("POST /v1/customers", &body);
     let new = body.parse()?;
-    idempotency::run(
-        &state,
-        &principal,
-        key,
-        StatusCode::CREATED,
-        |tx, principal| {
-            Box::pin(async move {
-                let customer = customers::create(tx, principal, new).await?;
-                Ok((customer.version, customer))
-            })
-        },
-    )
+    idempotency::run(&state, &principal, key, StatusCode::CREATED, async |tx| {
+        let customer = customers::create(tx, &principal, new).await?;
+        Ok((customer.version, customer))
+    })
     .await
 }
 
@@ -122,9 +116,12 @@ pub async fn get_customer(
     ApiPath(id): ApiPath<CustomerId>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let customer = customers::get(&mut tx, &principal, id).await?;
-    tx.commit().await?;
+    let customer = state
+        .db
+        .read(&principal, async |tx| {
+            customers::get(tx, &principal, id).await
+        })
+        .await?;
     Ok(preconditions.read_response(customer.version, customer))
 }
 
@@ -168,9 +165,11 @@ pub async fn update_customer(
     ValidJson(body): ValidJson<UpdateCustomer>,
 ) -> Result<Response, Error> {
     let changes = body.parse()?;
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let customer =
-        customers::update(&mut tx, &principal, id, &preconditions.expected(), changes).await?;
-    tx.commit().await?;
+    let customer = state
+        .db
+        .write(&principal, async |tx| {
+            customers::update(tx, &principal, id, &preconditions.expected(), changes).await
+        })
+        .await?;
     Ok(with_etag(customer.version, customer))
 }

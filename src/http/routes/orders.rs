@@ -15,7 +15,6 @@ use validator::Validate;
 
 use crate::{
     access::{Principal, scope},
-    db::Access,
     error::Error,
     events::StoredEvent,
     http::{
@@ -96,18 +95,10 @@ pub async fn place_order(
         .collect();
     let new = NewOrder::parse(body.customer_id, requested)?;
     let key = key.bind("POST /v1/orders", &body);
-    idempotency::run(
-        &state,
-        &principal,
-        key,
-        StatusCode::CREATED,
-        |tx, principal| {
-            Box::pin(async move {
-                let order = orders::place(tx, principal, new).await?;
-                Ok(versioned(&order))
-            })
-        },
-    )
+    idempotency::run(&state, &principal, key, StatusCode::CREATED, async |tx| {
+        let order = orders::place(tx, &principal, new).await?;
+        Ok(versioned(&order))
+    })
     .await
 }
 
@@ -153,9 +144,12 @@ pub async fn list_orders(
         created_from: query.created_from,
         created_to: query.created_to,
     };
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let orders = queries::list(&mut tx, &principal, &filter, page, expand).await?;
-    tx.commit().await?;
+    let orders = state
+        .db
+        .read(&principal, async |tx| {
+            queries::list(tx, &principal, &filter, page, expand).await
+        })
+        .await?;
     Ok(Json(orders))
 }
 
@@ -188,16 +182,18 @@ pub async fn get_order(
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
     let expand = Expand::parse(query.expand.as_deref())?;
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let view = match query.as_of_version {
-        Some(version) => queries::get_as_of(&mut tx, &principal, id, version, expand).await?,
-        None => queries::get(&mut tx, &principal, id, expand).await?,
-    };
-    tx.commit().await?;
-    if query.as_of_version.is_some() {
-        return Ok(Json(view).into_response());
+    let as_of = query.as_of_version;
+    let view = state
+        .db
+        .read(&principal, async |tx| {
+            queries::get(tx, &principal, id, as_of, expand).await
+        })
+        .await?;
+    match as_of {
+        // A past version is not the resource's current representation: no ETag.
+        Some(_) => Ok(Json(view).into_response()),
+        None => Ok(preconditions.read_response(i64::from(view.version), view)),
     }
-    Ok(preconditions.read_response(i64::from(view.version), view))
 }
 
 /// One event of an order's history.
@@ -259,9 +255,12 @@ pub async fn list_order_events(
     Authorized(principal, ..): Authorized<scope::OrdersRead>,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Json<OrderHistory>, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let stored = queries::history(&mut tx, &principal, id).await?;
-    tx.commit().await?;
+    let stored = state
+        .db
+        .read(&principal, async |tx| {
+            queries::history(tx, &principal, id).await
+        })
+        .await?;
     let items = stored.into_iter().map(OrderEventView::from).collect();
     Ok(Json(OrderHistory { items }))
 }
@@ -301,18 +300,10 @@ async fn transition(
     transition: Transition,
 ) -> Result<Response, Error> {
     let key = key.bind(&format!("POST /v1/orders/{id}/{name}"), body);
-    idempotency::run(
-        state,
-        principal,
-        key,
-        StatusCode::OK,
-        move |tx, principal| {
-            Box::pin(async move {
-                let order = orders::transition(tx, principal, id, transition).await?;
-                Ok(versioned(&order))
-            })
-        },
-    )
+    idempotency::run(state, principal, key, StatusCode::OK, async move |tx| {
+        let order = orders::transition(tx, principal, id, transition).await?;
+        Ok(versioned(&order))
+    })
     .await
 }
 

@@ -72,9 +72,10 @@ pub async fn create_tenant(
         body.owner_password,
     )
     .await?;
-    let mut tx = state.db.platform().await?;
-    let created = platform::create_tenant(&mut tx, &operator, new).await?;
-    tx.commit().await?;
+    let created = state
+        .db
+        .platform_write(async |tx| platform::create_tenant(tx, &operator, new).await)
+        .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -91,9 +92,10 @@ pub async fn list_tenants(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<Tenant>>, Error> {
     let page = PageRequest::try_from(params)?;
-    let mut tx = state.db.platform().await?;
-    let tenants = platform::list_tenants(&mut tx, &operator, page).await?;
-    tx.commit().await?;
+    let tenants = state
+        .db
+        .platform_write(async |tx| platform::list_tenants(tx, &operator, page).await)
+        .await?;
     Ok(Json(tenants))
 }
 
@@ -110,9 +112,10 @@ pub async fn get_tenant(
     ApiPath(id): ApiPath<TenantId>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let mut tx = state.db.platform().await?;
-    let tenant = platform::get_tenant(&mut tx, &operator, id).await?;
-    tx.commit().await?;
+    let tenant = state
+        .db
+        .platform_write(async |tx| platform::get_tenant(tx, &operator, id).await)
+        .await?;
     Ok(preconditions.read_response(tenant.version, tenant))
 }
 
@@ -149,9 +152,11 @@ pub async fn update_tenant(
         plan: body.plan,
         status: body.status,
     };
-    let mut tx = state.db.platform().await?;
-    let tenant =
-        platform::update_tenant(&mut tx, &operator, id, &preconditions.expected(), changes).await?;
-    tx.commit().await?;
+    let tenant = state
+        .db
+        .platform_write(async |tx| {
+            platform::update_tenant(tx, &operator, id, &preconditions.expected(), changes).await
+        })
+        .await?;
     Ok(with_etag(tenant.version, tenant))
 }

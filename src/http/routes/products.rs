@@ -12,7 +12,6 @@ use crate::{
         Currency, Name,
         products::{self, NewProduct, Product, ProductChanges, ProductId, Sku},
     },
-    db::Access,
     error::Error,
     http::{
         AppState,
@@ -45,9 +44,12 @@ pub async fn list_products(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<Product>>, Error> {
     let page = PageRequest::try_from(params)?;
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let products = products::list(&mut tx, &principal, page).await?;
-    tx.commit().await?;
+    let products = state
+        .db
+        .read(&principal, async |tx| {
+            products::list(tx, &principal, page).await
+        })
+        .await?;
     Ok(Json(products))
 }
 
@@ -104,18 +106,10 @@ pub async fn create_product(
 ) -> Result<Response, Error> {
     let key = key.bind("POST /v1/products", &body);
     let new = body.parse()?;
-    idempotency::run(
-        &state,
-        &principal,
-        key,
-        StatusCode::CREATED,
-        |tx, principal| {
-            Box::pin(async move {
-                let product = products::create(tx, principal, new).await?;
-                Ok((product.version, product))
-            })
-        },
-    )
+    idempotency::run(&state, &principal, key, StatusCode::CREATED, async |tx| {
+        let product = products::create(tx, &principal, new).await?;
+        Ok((product.version, product))
+    })
     .await
 }
 
@@ -135,9 +129,12 @@ pub async fn get_product(
     ApiPath(id): ApiPath<ProductId>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let product = products::get(&mut tx, &principal, id).await?;
-    tx.commit().await?;
+    let product = state
+        .db
+        .read(&principal, async |tx| {
+            products::get(tx, &principal, id).await
+        })
+        .await?;
     Ok(preconditions.read_response(product.version, product))
 }
 
@@ -193,10 +190,12 @@ pub async fn update_product(
     ValidJson(body): ValidJson<UpdateProduct>,
 ) -> Result<Response, Error> {
     let changes = body.parse()?;
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let product =
-        products::update(&mut tx, &principal, id, &preconditions.expected(), changes).await?;
-    tx.commit().await?;
+    let product = state
+        .db
+        .write(&principal, async |tx| {
+            products::update(tx, &principal, id, &preconditions.expected(), changes).await
+        })
+        .await?;
     Ok(with_etag(product.version, product))
 }
 
@@ -217,8 +216,11 @@ pub async fn delete_product(
     ApiPath(id): ApiPath<ProductId>,
     preconditions: Preconditions,
 ) -> Result<StatusCode, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    products::delete(&mut tx, &principal, id, &preconditions.expected()).await?;
-    tx.commit().await?;
+    state
+        .db
+        .write(&principal, async |tx| {
+            products::delete(tx, &principal, id, &preconditions.expected()).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,6 @@ use validator::Validate;
 
 use crate::{
     access::scope,
-    db::Access,
     error::Error,
     http::{
         AppState,
@@ -41,9 +40,10 @@ pub async fn get_tenant(
     Authorized(principal, ..): Authorized<scope::TenantRead>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let tenant = profile::get(&mut tx, &principal).await?;
-    tx.commit().await?;
+    let tenant = state
+        .db
+        .read(&principal, async |tx| profile::get(tx, &principal).await)
+        .await?;
     Ok(preconditions.read_response(tenant.version, tenant))
 }
 
@@ -73,8 +73,11 @@ pub async fn update_tenant(
     ValidJson(body): ValidJson<UpdateTenant>,
 ) -> Result<Response, Error> {
     let changes = ProfileChanges { name: body.name };
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let tenant = profile::update(&mut tx, &principal, &preconditions.expected(), changes).await?;
-    tx.commit().await?;
+    let tenant = state
+        .db
+        .write(&principal, async |tx| {
+            profile::update(tx, &principal, &preconditions.expected(), changes).await
+        })
+        .await?;
     Ok(with_etag(tenant.version, tenant))
 }

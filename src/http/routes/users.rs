@@ -14,7 +14,6 @@ use validator::Validate;
 
 use crate::{
     access::{Role, scope},
-    db::Access,
     error::Error,
     http::{
         AppState,
@@ -47,9 +46,12 @@ pub async fn list_users(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<User>>, Error> {
     let page = PageRequest::try_from(params)?;
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let users = users::list(&mut tx, &principal, page).await?;
-    tx.commit().await?;
+    let users = state
+        .db
+        .read(&principal, async |tx| {
+            users::list(tx, &principal, page).await
+        })
+        .await?;
     Ok(Json(users))
 }
 
@@ -98,9 +100,12 @@ pub async fn create_user(
         "password",
     )
     .await?;
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let created = users::create(&mut tx, &principal, new).await?;
-    tx.commit().await?;
+    let created = state
+        .db
+        .write(&principal, async |tx| {
+            users::create(tx, &principal, new).await
+        })
+        .await?;
     let body = CreatedUser {
         user: created.user,
         password: created
@@ -126,9 +131,10 @@ pub async fn get_user(
     ApiPath(id): ApiPath<UserId>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
-    let user = users::get(&mut tx, &principal, id).await?;
-    tx.commit().await?;
+    let user = state
+        .db
+        .read(&principal, async |tx| users::get(tx, &principal, id).await)
+        .await?;
     Ok(preconditions.read_response(user.version, user))
 }
 
@@ -163,9 +169,12 @@ pub async fn update_user(
         role: body.role,
         status: body.status,
     };
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    let user = users::update(&mut tx, &principal, id, &preconditions.expected(), changes).await?;
-    tx.commit().await?;
+    let user = state
+        .db
+        .write(&principal, async |tx| {
+            users::update(tx, &principal, id, &preconditions.expected(), changes).await
+        })
+        .await?;
     Ok(with_etag(user.version, user))
 }
 
@@ -182,8 +191,11 @@ pub async fn deactivate_user(
     ApiPath(id): ApiPath<UserId>,
     preconditions: Preconditions,
 ) -> Result<StatusCode, Error> {
-    let mut tx = state.db.tenant(&principal, Access::ReadWrite).await?;
-    users::deactivate(&mut tx, &principal, id, &preconditions.expected()).await?;
-    tx.commit().await?;
+    state
+        .db
+        .write(&principal, async |tx| {
+            users::deactivate(tx, &principal, id, &preconditions.expected()).await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
