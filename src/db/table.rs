@@ -37,18 +37,23 @@ pub trait Table: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
     fn id(&self) -> Uuid;
 }
 
-/// One row by id; `None` when the transaction cannot see it.
-#[tracing::instrument(skip_all, fields(table = T::TABLE))]
-pub async fn find<T: Table>(conn: &mut PgConnection, id: T::Id) -> Result<Option<T>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {} from {} where id = $1 and {}",
+/// `select` of a table's visible rows that meet `condition`, then `rest` (order, lock).
+fn select<T: Table>(condition: &str, rest: &str) -> String {
+    format!(
+        "select {} from {} where {condition} and {} {rest}",
         T::COLUMNS,
         T::TABLE,
         T::VISIBLE
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    )
+}
+
+/// One row by id; `None` when the transaction cannot see it.
+#[tracing::instrument(skip_all, fields(table = T::TABLE))]
+pub async fn find<T: Table>(conn: &mut PgConnection, id: T::Id) -> Result<Option<T>, sqlx::Error> {
+    sqlx::query_as(&select::<T>("id = $1", ""))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// One row by id, or a "not found" error naming the resource.
@@ -61,15 +66,10 @@ pub async fn get<T: Table>(conn: &mut PgConnection, id: T::Id) -> Result<T, Erro
 /// One row by id, locked until the transaction ends (for a read-modify-write).
 #[tracing::instrument(skip_all, fields(table = T::TABLE))]
 pub async fn lock<T: Table>(conn: &mut PgConnection, id: T::Id) -> Result<Option<T>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {} from {} where id = $1 and {} for update",
-        T::COLUMNS,
-        T::TABLE,
-        T::VISIBLE
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&select::<T>("id = $1", "for update"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The rows among `ids`, in one statement.
@@ -78,15 +78,10 @@ pub async fn find_many<T: Table>(
     conn: &mut PgConnection,
     ids: &[T::Id],
 ) -> Result<Vec<T>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {} from {} where id = any($1) and {}",
-        T::COLUMNS,
-        T::TABLE,
-        T::VISIBLE
-    ))
-    .bind(ids)
-    .fetch_all(conn)
-    .await
+    sqlx::query_as(&select::<T>("id = any($1)", ""))
+        .bind(ids)
+        .fetch_all(conn)
+        .await
 }
 
 /// A page of rows, newest first (ids are UUIDv7, so id order is creation order). The
@@ -96,27 +91,17 @@ pub async fn find_many<T: Table>(
 pub async fn page<T: Table>(conn: &mut PgConnection, page: PageRequest) -> Result<Page<T>, Error> {
     let rows = match page.before {
         Some(before) => {
-            sqlx::query_as(&format!(
-                "select {} from {} where id < $1 and {} order by id desc limit $2",
-                T::COLUMNS,
-                T::TABLE,
-                T::VISIBLE
-            ))
-            .bind(before)
-            .bind(page.fetch_limit())
-            .fetch_all(conn)
-            .await?
+            sqlx::query_as(&select::<T>("id < $1", "order by id desc limit $2"))
+                .bind(before)
+                .bind(page.fetch_limit())
+                .fetch_all(conn)
+                .await?
         }
         None => {
-            sqlx::query_as(&format!(
-                "select {} from {} where {} order by id desc limit $1",
-                T::COLUMNS,
-                T::TABLE,
-                T::VISIBLE
-            ))
-            .bind(page.fetch_limit())
-            .fetch_all(conn)
-            .await?
+            sqlx::query_as(&select::<T>("true", "order by id desc limit $1"))
+                .bind(page.fetch_limit())
+                .fetch_all(conn)
+                .await?
         }
     };
     Ok(Page::from_rows(rows, page, T::id))

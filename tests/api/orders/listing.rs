@@ -197,3 +197,46 @@ async fn orders_are_listed_newest_first_filtered_paged_and_expanded() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn an_order_embeds_a_product_deleted_since_with_its_deletion_time() {
+    // Arrange: an order for a product that is then deleted from the catalog
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let customer = app.create_customer(&tenant).await;
+    let mug = product_with(&app, &tenant, 1250, "EUR", 5).await;
+    let order = place_ok(&app, &tenant, &customer, &[(&mug, 1)]).await;
+    let deleted = app
+        .delete(&format!("/v1/products/{}", id(&mug)), &tenant.token)
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    // Act
+    let path = format!("/v1/orders/{}?expand=items.product", id(&order));
+    let expanded = expect_json(app.get(&path, &tenant.token).await, StatusCode::OK).await;
+
+    // Assert: the catalog no longer shows it, the order still does, marked deleted
+    expect_problem(
+        app.get(&format!("/v1/products/{}", id(&mug)), &tenant.token)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let product = &expanded["items"][0]["product"];
+    assert_eq!(product["id"], mug["id"], "GET {path}: {expanded}");
+    assert_eq!(product["sku"], mug["sku"], "GET {path}: {expanded}");
+    assert!(
+        product["deleted_at"].is_string(),
+        "a deleted product carries deleted_at: {expanded}"
+    );
+    let listed = expect_json(app.get("/v1/products", &tenant.token).await, StatusCode::OK).await;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.get("deleted_at").is_none()),
+        "live products never show deleted_at: {listed}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::json;
-use tenantry::{access::Scope, tenancy::TenantId};
+use tenantry::access::Scope;
 
 use crate::helpers::{
     OPERATOR_TOKEN, PASSWORD, TestApp, expect_json, expect_problem, get_with_api_key_header,
@@ -29,21 +29,6 @@ async fn set_status(app: &TestApp, id: impl std::fmt::Display, status: &str) {
     assert_eq!(
         tenant["status"], status,
         "the operator set the status to {status}: {tenant}"
-    );
-}
-
-async fn set_tenant_status(app: &TestApp, tenant_id: TenantId, status: &str) {
-    let response = app
-        .patch(
-            &format!("/v1/platform/tenants/{tenant_id}"),
-            OPERATOR_TOKEN,
-            json!({"status": status}),
-        )
-        .await;
-    let tenant = expect_json(response, StatusCode::OK).await;
-    assert_eq!(
-        tenant["status"], status,
-        "the operator API reports the new status"
     );
 }
 
@@ -179,7 +164,7 @@ async fn every_credential_of_a_suspended_tenant_is_forbidden_until_reactivated()
     }
 
     // Act
-    set_tenant_status(&app, tenant.id, "suspended").await;
+    set_status(&app, tenant.id, "suspended").await;
 
     // Assert
     for (name, credential) in credentials {
@@ -217,7 +202,7 @@ async fn every_credential_of_a_suspended_tenant_is_forbidden_until_reactivated()
     );
 
     // Act: reactivate
-    set_tenant_status(&app, tenant.id, "active").await;
+    set_status(&app, tenant.id, "active").await;
 
     // Assert: the same credentials work again
     for (name, credential) in credentials {
