@@ -144,9 +144,10 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 owner_password.map(SecretString::from),
             )
             .await?;
-            let mut tx = db.platform().await?;
-            let created = platform::create_tenant(&mut tx, &auth::console_operator(), new).await?;
-            tx.commit().await?;
+            let operator = auth::console_operator();
+            let created = db
+                .in_platform(async |tx| platform::create_tenant(tx, &operator, new).await)
+                .await?;
             if json {
                 let json = serde_json::to_string_pretty(&created).map_err(anyhow::Error::from)?;
                 println!("{json}");
@@ -202,16 +203,16 @@ async fn resolve_tenant(db: &Db, reference: &str) -> Result<TenantId, Error> {
         .resolve_tenant(reference)
         .await?
         .ok_or_else(no_such_tenant)?;
-    let mut tx = db.platform().await?;
-    let tenant = table::find::<Tenant>(&mut tx, id).await?;
-    tx.commit().await?;
+    let tenant = db
+        .in_platform(async |tx| table::find::<Tenant>(tx, id).await)
+        .await?;
     tenant.map(|t| t.id).ok_or_else(no_such_tenant)
 }
 
 /// Prints a failure on stderr — its message, code, fields and retry hint — and returns the
 /// exit status its kind calls for.
 pub fn report(error: &Error) -> ExitCode {
-    eprintln!("error: {error} [{}]", error.code());
+    eprintln!("error: {error} ({})", error.code());
     for field in error.fields() {
         eprintln!("  {}: {}", field.field, field.message);
     }

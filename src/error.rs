@@ -98,11 +98,7 @@ impl Error {
     pub fn validation(fields: Vec<FieldError>) -> Self {
         Self {
             fields,
-            ..Self::new(
-                ErrorKind::Invalid,
-                "validation_failed",
-                "the request failed validation; see `errors`",
-            )
+            ..Self::new(ErrorKind::Invalid, "validation_failed", "invalid input")
         }
     }
 
@@ -161,7 +157,7 @@ impl Error {
         Self::new(
             ErrorKind::VersionMismatch,
             "precondition_failed",
-            "the resource changed since the version given in If-Match",
+            "the resource changed since the version you expected",
         )
     }
 

@@ -94,6 +94,8 @@ impl Db {
             .map(drop)
     }
 
+    /// Opens a transaction that sees the principal's tenant and nothing else — the door.
+    /// The caller commits it; [`Db::read`] and [`Db::write`] do both for a unit of work.
     pub async fn tenant(
         &self,
         principal: &Principal,
@@ -147,8 +149,9 @@ impl Db {
         Ok(value)
     }
 
-    /// Runs `work` in a transaction of the platform role and commits it.
-    pub async fn platform_write<T, E: From<sqlx::Error>>(
+    /// Runs `work` in a transaction of the platform role (the operator's work across
+    /// tenants) and commits it.
+    pub async fn in_platform<T, E: From<sqlx::Error>>(
         &self,
         work: impl AsyncFnOnce(&mut PlatformTx) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -158,6 +161,7 @@ impl Db {
         Ok(value)
     }
 
+    /// Opens a transaction of the platform role; the caller commits it.
     pub async fn platform(&self) -> Result<PlatformTx, sqlx::Error> {
         Ok(PlatformTx {
             tx: self.platform.begin().await?,

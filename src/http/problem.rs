@@ -113,7 +113,17 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
-        let mut problem = Problem::new(status(self.kind()), self.code(), self.message());
+        // Say it in HTTP's terms where the application's words are transport-neutral.
+        let detail = match self.kind() {
+            ErrorKind::Invalid if !self.fields().is_empty() => {
+                "the request failed validation; see `errors`"
+            }
+            ErrorKind::VersionMismatch => {
+                "the resource changed since the version given in If-Match"
+            }
+            _ => self.message(),
+        };
+        let mut problem = Problem::new(status(self.kind()), self.code(), detail);
         problem.errors = self.fields().to_vec();
         let mut response = problem.into_response();
         let headers = response.headers_mut();

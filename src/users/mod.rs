@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use validator::ValidateEmail;
 
+use crate::id::TenantId;
 pub use crate::id::UserId;
 use crate::{
     access::{Grant, Principal, Role, Scope},
@@ -188,7 +189,7 @@ pub async fn create(
 /// own, or the new tenant's when the operator creates its owner).
 pub(crate) async fn insert(
     conn: &mut PgConnection,
-    tenant_id: crate::id::TenantId,
+    tenant_id: TenantId,
     new: &NewUser,
 ) -> Result<User, Error> {
     Ok(store::insert(conn, tenant_id, &new.email, new.role, &new.password_hash).await?)

@@ -74,7 +74,7 @@ pub async fn create_tenant(
     .await?;
     let created = state
         .db
-        .platform_write(async |tx| platform::create_tenant(tx, &operator, new).await)
+        .in_platform(async |tx| platform::create_tenant(tx, &operator, new).await)
         .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -94,7 +94,7 @@ pub async fn list_tenants(
     let page = PageRequest::try_from(params)?;
     let tenants = state
         .db
-        .platform_write(async |tx| platform::list_tenants(tx, &operator, page).await)
+        .in_platform(async |tx| platform::list_tenants(tx, &operator, page).await)
         .await?;
     Ok(Json(tenants))
 }
@@ -114,7 +114,7 @@ pub async fn get_tenant(
 ) -> Result<Response, Error> {
     let tenant = state
         .db
-        .platform_write(async |tx| platform::get_tenant(tx, &operator, id).await)
+        .in_platform(async |tx| platform::get_tenant(tx, &operator, id).await)
         .await?;
     Ok(preconditions.read_response(tenant.version, tenant))
 }
@@ -154,7 +154,7 @@ pub async fn update_tenant(
     };
     let tenant = state
         .db
-        .platform_write(async |tx| {
+        .in_platform(async |tx| {
             platform::update_tenant(tx, &operator, id, &preconditions.expected(), changes).await
         })
         .await?;
