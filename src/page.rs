@@ -76,14 +76,6 @@ impl<T> Page<T> {
             next_cursor,
         }
     }
-
-    /// The same page with each item converted.
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
-        }
-    }
 }
 
 #[cfg(test)]

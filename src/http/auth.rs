@@ -29,7 +29,12 @@ use crate::{
 
 /// What [`authenticate`] concluded about a request's tenant credential.
 #[derive(Clone)]
-struct Authentication(Result<Principal, Error>);
+enum Authentication {
+    /// No credential was sent (health checks, login): nothing to verify, nothing to build.
+    Anonymous,
+    Verified(Principal),
+    Refused(Error),
+}
 
 /// The authentication layer: verifies the request's tenant credential, if any, and leaves
 /// the outcome for the layers and extractors inside it.
@@ -39,33 +44,37 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let outcome = match credential(request.headers()) {
-        Ok(presented) => auth::authenticate(&state.db, &state.auth, presented).await,
-        Err(refused) => Err(refused),
+        None => Authentication::Anonymous,
+        Some(Err(refused)) => Authentication::Refused(refused),
+        Some(Ok(presented)) => match auth::authenticate(&state.db, &state.auth, presented).await {
+            Ok(principal) => {
+                tracing::Span::current()
+                    .record("tenant_id", tracing::field::display(principal.tenant_id()));
+                Authentication::Verified(principal)
+            }
+            Err(refused) => Authentication::Refused(refused),
+        },
     };
-    if let Ok(principal) = &outcome {
-        tracing::Span::current()
-            .record("tenant_id", tracing::field::display(principal.tenant_id()));
-    }
-    request.extensions_mut().insert(Authentication(outcome));
+    request.extensions_mut().insert(outcome);
     next.run(request).await
 }
 
-/// `X-API-Key: <key>` or `Authorization: Bearer <credential>`.
-fn credential(headers: &HeaderMap) -> Result<&str, Error> {
+/// `X-API-Key: <key>` or `Authorization: Bearer <credential>`; `None` when neither header
+/// was sent.
+fn credential(headers: &HeaderMap) -> Option<Result<&str, Error>> {
     if let Some(key) = headers.get("x-api-key") {
-        return key
-            .to_str()
-            .map(str::trim)
-            .map_err(|_| Error::unauthenticated("malformed X-API-Key header"));
+        return Some(
+            key.to_str()
+                .map(str::trim)
+                .map_err(|_| Error::unauthenticated("malformed X-API-Key header")),
+        );
     }
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            Error::unauthenticated("send `Authorization: Bearer <token>` or `X-API-Key: <key>`")
-        })?
-        .to_str()
-        .map_err(|_| Error::unauthenticated("malformed Authorization header"))?;
-    match value.split_once(' ') {
+    let Ok(value) = headers.get(header::AUTHORIZATION)?.to_str() else {
+        return Some(Err(Error::unauthenticated(
+            "malformed Authorization header",
+        )));
+    };
+    Some(match value.split_once(' ') {
         Some((scheme, token))
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
         {
@@ -74,7 +83,7 @@ fn credential(headers: &HeaderMap) -> Result<&str, Error> {
         _ => Err(Error::unauthenticated(
             "the Authorization scheme must be Bearer",
         )),
-    }
+    })
 }
 
 /// The verified caller, or the refusal the authentication layer recorded.
@@ -83,7 +92,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         match parts.extensions.get::<Authentication>() {
-            Some(Authentication(outcome)) => outcome.clone(),
+            Some(Authentication::Verified(principal)) => Ok(principal.clone()),
+            Some(Authentication::Refused(refused)) => Err(refused.clone()),
+            Some(Authentication::Anonymous) => Err(Error::unauthenticated(
+                "send `Authorization: Bearer <token>` or `X-API-Key: <key>`",
+            )),
             None => Err(Error::internal(anyhow::anyhow!(
                 "the authentication layer is not in the middleware stack"
             ))),
