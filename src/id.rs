@@ -53,6 +53,17 @@ macro_rules! id_type {
     };
 }
 
+/// The least UUIDv7 minted at or after `at` (to the millisecond a UUIDv7 carries): every id
+/// minted from then on sorts at or above it, every id minted before sorts below. Turns a
+/// time bound into an id bound, so a time-filtered list can walk the id index it is sorted
+/// by. Times before 1970 map to the least v7 id, times past the 48-bit range to the greatest.
+pub fn v7_lower_bound(at: time::OffsetDateTime) -> uuid::Uuid {
+    const NANOS_PER_MILLI: i128 = 1_000_000;
+    let millis = (at.unix_timestamp_nanos() + NANOS_PER_MILLI - 1).div_euclid(NANOS_PER_MILLI);
+    let millis = u64::try_from(millis.clamp(0, (1 << 48) - 1)).unwrap_or_default();
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
 id_type!(
     /// Identifies a tenant.
     TenantId
@@ -81,3 +92,43 @@ id_type!(
     /// Identifies an order within a tenant (also its event stream's id).
     OrderId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::{Duration, OffsetDateTime};
+
+    #[test]
+    fn the_v7_lower_bound_of_a_time_splits_ids_minted_before_and_after_it() {
+        let before = uuid::Uuid::now_v7();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let at = OffsetDateTime::now_utc();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = uuid::Uuid::now_v7();
+        let bound = v7_lower_bound(at);
+        assert!(
+            before < bound,
+            "{before} was minted before {at}: below {bound}"
+        );
+        assert!(
+            after >= bound,
+            "{after} was minted after {at}: at or above {bound}"
+        );
+        assert_eq!(bound.get_version_num(), 7);
+    }
+
+    #[test]
+    fn the_v7_lower_bound_of_a_millisecond_is_its_first_id() {
+        let at = time::macros::datetime!(2026-12-01 10:00:00.005 UTC);
+        let bound = v7_lower_bound(at);
+        let millis = |id: uuid::Uuid| id.get_timestamp().map(|t| t.to_unix()).unwrap();
+        assert_eq!(millis(bound), (at.unix_timestamp() as u64, 5_000_000));
+        // A time inside a millisecond rounds up: ids of that millisecond may precede it.
+        let inside = v7_lower_bound(at + Duration::microseconds(1));
+        assert_eq!(millis(inside), (at.unix_timestamp() as u64, 6_000_000));
+        assert_eq!(
+            v7_lower_bound(OffsetDateTime::UNIX_EPOCH - Duration::days(1)),
+            v7_lower_bound(OffsetDateTime::UNIX_EPOCH)
+        );
+    }
+}

@@ -89,20 +89,22 @@ pub async fn find_many<T: Table>(
 /// catch-all, so the plan Postgres caches for it is always the index scan.
 #[tracing::instrument(skip_all, fields(table = T::TABLE))]
 pub async fn page<T: Table>(conn: &mut PgConnection, page: PageRequest) -> Result<Page<T>, Error> {
-    let rows = match page.before {
-        Some(before) => {
-            sqlx::query_as(&select::<T>("id < $1", "order by id desc limit $2"))
-                .bind(before)
-                .bind(page.fetch_limit())
-                .fetch_all(conn)
-                .await?
-        }
-        None => {
-            sqlx::query_as(&select::<T>("true", "order by id desc limit $1"))
-                .bind(page.fetch_limit())
-                .fetch_all(conn)
-                .await?
-        }
+    let statement = page_statement::<T>(page.before.is_some());
+    let query = sqlx::query_as(&statement);
+    let query = match page.before {
+        Some(before) => query.bind(before),
+        None => query,
     };
+    let rows = query.bind(page.fetch_limit()).fetch_all(conn).await?;
     Ok(Page::from_rows(rows, page, T::id))
+}
+
+/// The statement [`page`] sends: `$1` is the cursor when there is one, then the limit.
+/// Public so that a test can `EXPLAIN` exactly what is sent.
+pub fn page_statement<T: Table>(cursor: bool) -> String {
+    if cursor {
+        select::<T>("id < $1", "order by id desc limit $2")
+    } else {
+        select::<T>("true", "order by id desc limit $1")
+    }
 }

@@ -124,7 +124,11 @@ pub async fn place(
         lines,
         total_cents,
     };
-    let order = Order::placed(OrderId::new(), &event, events::now())
+    // The id first, then the time: listings turn `created_at` bounds into id bounds and
+    // rely on an id never being minted after its order's creation time
+    // (`queries::ID_MINTED_BEFORE_CREATION`).
+    let id = OrderId::new();
+    let order = Order::placed(id, &event, events::now())
         .ok_or_else(|| anyhow::anyhow!("a placed event makes an order"))?;
     record(tx, principal, Transition::PLACE, &order, &event).await?;
     Ok(order)

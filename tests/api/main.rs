@@ -22,6 +22,7 @@ mod idempotency;
 mod isolation;
 mod openapi;
 mod orders;
+mod plans;
 mod platform;
 mod rls;
 mod tenant_profile;
