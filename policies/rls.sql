@@ -1,7 +1,9 @@
 -- Row-level security: the wall between tenants (ARCHITECTURE.md, "The tenant wall").
 --
 -- Applied by `tenantry migrate` / `tenantry serve` after the migrations, in one
--- transaction, whenever this file or the schema version changed. It is idempotent.
+-- transaction with policies/grants.sql, whenever either file, the schema version or the
+-- role names changed. It is idempotent. :"platform_role" is this deployment's platform
+-- role (see policies/grants.sql).
 --
 -- Every table in `public` with a `tenant_id` column is enabled AND forced (so even the
 -- owner is filtered) and gets the same fail-closed policy: the row's tenant must equal the
@@ -39,19 +41,19 @@ create policy tenant_isolation on tenants
     using (id = (select nullif(current_setting('app.tenant_id', true), '')::uuid))
     with check (id = (select nullif(current_setting('app.tenant_id', true), '')::uuid));
 
--- The platform role (operator API, billing export) manages the tenant directory across
--- tenants. It still writes tenant data (the owner user, audit events) only under a tenant
--- context, through the tenant_isolation policies above.
+-- The platform role (operator API, billing export) reads and updates the tenant directory
+-- across tenants (it creates tenants only through create_tenant()). It still writes tenant
+-- data (audit events) only under a tenant context, through the tenant_isolation policies.
 drop policy if exists platform_directory on tenants;
-create policy platform_directory on tenants to tenantry_platform using (true) with check (true);
+create policy platform_directory on tenants to :"platform_role" using (true) with check (true);
 
 -- The committed-event feed reads every tenant's events as the platform role, then hands
 -- each subscriber only its own tenant's (src/events/feed.rs).
 drop policy if exists platform_feed on domain_events;
-create policy platform_feed on domain_events for select to tenantry_platform using (true);
+create policy platform_feed on domain_events for select to :"platform_role" using (true);
 
 -- Expired idempotency keys are purged across tenants by the platform role
 -- (src/idempotency.rs); it sees no key that is still live.
 drop policy if exists platform_expiry on idempotency_keys;
-create policy platform_expiry on idempotency_keys to tenantry_platform
+create policy platform_expiry on idempotency_keys to :"platform_role"
     using (expires_at <= now());

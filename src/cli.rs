@@ -164,13 +164,13 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
         }
         Command::Projections(ProjectionsCommand::Rebuild { tenant }) => {
             db::bootstrap(&config).await?;
-            let db = Db::connect(&config)?;
+            let mut owner = db::owner_connection(&config).await?;
             let orders = match tenant {
                 Some(tenant) => {
-                    let tenant_id = resolve_tenant(&db, &tenant).await?;
-                    projection::rebuild_tenant(&db, tenant_id).await?
+                    let tenant_id = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
+                    projection::rebuild_tenant(&mut owner, tenant_id).await?
                 }
-                None => projection::rebuild_all(&db).await?,
+                None => projection::rebuild_all(&mut owner).await?,
             };
             println!("rebuilt the read models of {orders} orders");
             Ok(())

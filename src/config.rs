@@ -50,12 +50,29 @@ pub struct Config {
     /// `DATABASE_URL`: the owner connection, used to create the database, roles and schema.
     /// Default `postgres://postgres@127.0.0.1:5432/tenantry`.
     pub database_url: SecretString,
-    /// `DATABASE_APP_PASSWORD`: password set on and used by the request role `tenantry_app`.
+    /// `DATABASE_APP_ROLE`: the request role's name. Default `<database>_app`, after the
+    /// database in `DATABASE_URL` (`tenantry_app` for the default `tenantry`): roles are
+    /// cluster-wide, so each database on a cluster gets roles of its own.
+    pub database_app_role: Option<String>,
+    /// `DATABASE_PLATFORM_ROLE`: the platform role's name. Default `<database>_platform`.
+    pub database_platform_role: Option<String>,
+    /// `DATABASE_APP_PASSWORD`: password set on and used by the request role.
     pub database_app_password: SecretString,
-    /// `DATABASE_PLATFORM_PASSWORD`: password of the platform role `tenantry_platform`.
+    /// `DATABASE_PLATFORM_PASSWORD`: password set on and used by the platform role.
     pub database_platform_password: SecretString,
     /// `DATABASE_MAX_CONNECTIONS`: size of the request pool. Default 20.
     pub database_max_connections: u32,
+    /// `DATABASE_STATEMENT_TIMEOUT`: the longest a statement of the request and platform
+    /// roles may run before Postgres cancels it (their `statement_timeout`). A request's own
+    /// transactions are also held to what is left of `TENANTRY_REQUEST_TIMEOUT`. Default `10s`.
+    pub database_statement_timeout: Duration,
+    /// `DATABASE_LOCK_TIMEOUT`: the longest a statement of those roles waits for a lock
+    /// (`lock_timeout`); the request is then refused with 409 `lock_timeout`. Default `5s`.
+    pub database_lock_timeout: Duration,
+    /// `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT`: a session of those roles idle inside an open
+    /// transaction this long is ended by Postgres, releasing its locks
+    /// (`idle_in_transaction_session_timeout`). Default `30s`.
+    pub database_idle_in_transaction_timeout: Duration,
     /// `JWT_ALGORITHM`: `HS256` (default) or `EdDSA`. Tokens of any other algorithm are
     /// refused, whatever their header says.
     pub jwt_algorithm: JwtAlgorithm,
@@ -116,11 +133,19 @@ impl Config {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/tenantry",
             ),
+            database_app_role: get("DATABASE_APP_ROLE"),
+            database_platform_role: get("DATABASE_PLATFORM_ROLE"),
             database_app_password: secret("DATABASE_APP_PASSWORD", DEV_DB_ROLE_PASSWORD),
             database_platform_password: secret("DATABASE_PLATFORM_PASSWORD", DEV_DB_ROLE_PASSWORD),
             database_max_connections: var("DATABASE_MAX_CONNECTIONS", "20")
                 .parse()
                 .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?,
+            database_statement_timeout: duration("DATABASE_STATEMENT_TIMEOUT", "10s")?,
+            database_lock_timeout: duration("DATABASE_LOCK_TIMEOUT", "5s")?,
+            database_idle_in_transaction_timeout: duration(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT",
+                "30s",
+            )?,
             jwt_algorithm: match var("JWT_ALGORITHM", "HS256").as_str() {
                 "HS256" => JwtAlgorithm::Hs256,
                 "EdDSA" => JwtAlgorithm::EdDsa,
@@ -166,6 +191,22 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        for (name, timeout) in [
+            (
+                "DATABASE_STATEMENT_TIMEOUT",
+                self.database_statement_timeout,
+            ),
+            ("DATABASE_LOCK_TIMEOUT", self.database_lock_timeout),
+            (
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT",
+                self.database_idle_in_transaction_timeout,
+            ),
+        ] {
+            // Postgres reads 0 as "no limit", and counts in milliseconds.
+            if timeout < Duration::from_millis(1) {
+                bail!("{name} must be at least 1ms");
+            }
         }
         if self.access_token_ttl.is_zero()
             || self.refresh_token_ttl.is_zero()

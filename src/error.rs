@@ -279,6 +279,26 @@ impl From<sqlx::Error> for Error {
                     "the request collided with a concurrent one and changed nothing; retry it",
                 )
             }
+            // `lock_timeout`: another transaction held a row this one needed for too long.
+            // Nothing was changed; the same request may well succeed in a moment.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
+                tracing::warn!(error = %error, "gave up waiting for a lock");
+                Self {
+                    retry_after: Some(DATABASE_RETRY_AFTER),
+                    ..Self::conflict(
+                        "lock_timeout",
+                        "the resource is locked by a concurrent request and nothing was changed; retry shortly",
+                    )
+                }
+            }
+            // `statement_timeout` (or the request's deadline): cancelled by the database.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+                tracing::warn!(error = %error, "statement cancelled: it ran too long");
+                Self {
+                    code: "statement_timeout",
+                    ..Self::unavailable("the database", DATABASE_RETRY_AFTER)
+                }
+            }
             sqlx::Error::Database(db) => match db.constraint().and_then(constraint_error) {
                 Some(mapped) => mapped,
                 None => Self::internal(error),

@@ -209,7 +209,7 @@ pub fn pgbench(
             "-p",
             &options.get_port().to_string(),
             "-U",
-            tenantry::db::APP_ROLE,
+            &tenantry::db::Roles::from_config(config).ok()?.app,
         ])
         .env("PGPASSWORD", tenantry::config::DEV_DB_ROLE_PASSWORD);
     for (name, value) in vars {

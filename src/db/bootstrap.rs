@@ -1,25 +1,42 @@
-//! Start-up bootstrap: create the database if missing, run the migrations (tables, roles,
-//! grants), apply the RLS policies, and set the login roles' passwords.
+//! Start-up bootstrap: create the database if missing, run the migrations, create this
+//! database's login roles, apply the RLS policies and the grants, and set the roles'
+//! passwords and limits.
 //!
 //! Safe when several instances start at once: everything runs under one advisory lock
 //! taken in the cluster's maintenance database, because both `CREATE DATABASE` and roles
 //! are cluster-wide and a lock taken inside the target database cannot guard its creation.
-//! Idempotent: a second run finds nothing to do. Policies are re-applied only when
-//! `policies/rls.sql` or the schema version changed, since `DROP/CREATE POLICY` takes
-//! exclusive locks that would stall live traffic.
+//! Idempotent: a second run finds nothing to do. Policies and grants are re-applied only
+//! when `policies/`, the schema version or the role names changed, since
+//! `DROP/CREATE POLICY` takes exclusive locks that would stall live traffic; and every
+//! statement that takes a lock here gives up after [`DDL_LOCK_TIMEOUT`] and is retried,
+//! rather than queueing behind a long transaction and stalling every query queued behind it.
+//!
+//! Role passwords never travel in clear text: the SCRAM-SHA-256 verifier is computed here
+//! and sent instead, so neither the server's statement log nor `pg_stat_activity` ever
+//! shows a password.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Executor, PgConnection, postgres::PgConnectOptions};
 
-use super::{APP_ROLE, PLATFORM_ROLE, parse_url};
+use super::{Roles, database_name, parse_url};
 use crate::config::Config;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const POLICIES: &str = include_str!("../../policies/rls.sql");
+const GRANTS: &str = include_str!("../../policies/grants.sql");
 /// `pg_advisory_lock` key: "tenantry" in ASCII.
 const BOOTSTRAP_LOCK: i64 = 0x74656e616e747279;
+/// The roles the first migrations created and granted to, whatever the database. Where
+/// this database's roles have other names, these lose every privilege here.
+const LEGACY_ROLES: [&str; 2] = ["tenantry_app", "tenantry_platform"];
+/// How long a bootstrap statement waits for a lock before giving up and retrying.
+const DDL_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times bootstrap tries when it cannot get its locks.
+const DDL_ATTEMPTS: u32 = 5;
 
 /// The owner connection options from `DATABASE_URL`.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -29,7 +46,8 @@ pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
 #[tracing::instrument(skip_all)]
 pub async fn bootstrap(config: &Config) -> anyhow::Result<()> {
     let target = connect_options(config)?;
-    let database = target.get_database().unwrap_or("postgres").to_owned();
+    let roles = Roles::from_config(config)?;
+    let database = database_name(&target);
 
     let mut maintenance = PgConnection::connect_with(&target.clone().database("postgres"))
         .await
@@ -38,7 +56,7 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<()> {
         .bind(BOOTSTRAP_LOCK)
         .execute(&mut maintenance)
         .await?;
-    let result = bootstrap_locked(config, &mut maintenance, &target, &database).await;
+    let result = bootstrap_locked(config, &roles, &mut maintenance, &target, &database).await;
     // Closing the session releases the lock even if the unlock fails.
     let _ = sqlx::query("select pg_advisory_unlock($1)")
         .bind(BOOTSTRAP_LOCK)
@@ -50,6 +68,7 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<()> {
 
 async fn bootstrap_locked(
     config: &Config,
+    roles: &Roles,
     maintenance: &mut PgConnection,
     target: &PgConnectOptions,
     database: &str,
@@ -70,44 +89,115 @@ async fn bootstrap_locked(
     let mut owner = PgConnection::connect_with(target)
         .await
         .context("connecting with DATABASE_URL")?;
-    MIGRATOR
-        .run(&mut owner)
-        .await
-        .context("running migrations")?;
-    apply_policies(&mut owner).await?;
-    for (role, password) in [
-        (APP_ROLE, config.database_app_password.expose_secret()),
-        (
-            PLATFORM_ROLE,
-            config.database_platform_password.expose_secret(),
-        ),
-    ] {
-        let statement = format!(
-            "alter role {} password {}",
-            quote_ident(role),
-            quote_literal(password)
-        );
-        owner
-            .execute(statement.as_str())
-            .await
-            .with_context(|| format!("setting the password of {role}"))?;
-    }
     owner
-        .execute(
-            format!(
-                "grant connect on database {} to {APP_ROLE}, {PLATFORM_ROLE}",
-                quote_ident(database)
-            )
-            .as_str(),
-        )
+        .execute(format!("set lock_timeout = {}", DDL_LOCK_TIMEOUT.as_millis()).as_str())
         .await?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let migrated = MIGRATOR.run(&mut owner).await.map_err(anyhow::Error::from);
+        if !pause_to_retry("running migrations", attempt, &migrated).await {
+            migrated.context("running migrations")?;
+            break;
+        }
+    }
+    create_roles(&mut owner, roles).await?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let applied = apply_policies(&mut owner, roles, database).await;
+        if !pause_to_retry("applying policies and grants", attempt, &applied).await {
+            applied?;
+            break;
+        }
+    }
+    configure_roles(&mut owner, config, roles, database).await?;
     owner.close().await?;
     Ok(())
 }
 
-async fn apply_policies(owner: &mut PgConnection) -> anyhow::Result<()> {
+/// Whether a failed step should run again: when it failed because a lock was held too
+/// long by someone else, and it has not used its attempts, this waits a growing pause and
+/// says yes. Success and any other failure say no.
+async fn pause_to_retry(what: &str, attempt: u32, result: &anyhow::Result<()>) -> bool {
+    match result {
+        Err(error) if attempt < DDL_ATTEMPTS && is_lock_timeout(error) => {
+            let pause = Duration::from_millis(500) * attempt;
+            tracing::warn!(what, attempt, ?pause, "a lock is held elsewhere; retrying");
+            tokio::time::sleep(pause).await;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn is_lock_timeout(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let database = match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(database)) => Some(database),
+            _ => match cause.downcast_ref::<sqlx::migrate::MigrateError>() {
+                Some(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(database))) => {
+                    Some(database)
+                }
+                _ => None,
+            },
+        };
+        database.is_some_and(|db| db.code().as_deref() == Some("55P03"))
+    })
+}
+
+/// Creates this database's login roles if missing: not superuser, no `BYPASSRLS`, no
+/// role or database creation, inheriting nothing. Another database's bootstrap may be
+/// creating the same names at once only if they were configured alike; both succeed.
+async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result<()> {
+    for role in [&roles.app, &roles.platform] {
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
+                .bind(role)
+                .fetch_one(&mut *owner)
+                .await?;
+        if exists {
+            continue;
+        }
+        tracing::info!(role, "creating role");
+        let created = owner
+            .execute(
+                format!(
+                    "create role {} login nosuperuser nocreatedb nocreaterole noinherit nobypassrls",
+                    quote_ident(role)
+                )
+                .as_str(),
+            )
+            .await;
+        match created {
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("42710" | "23505")) => {}
+            other => {
+                other.with_context(|| format!("creating role {role}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The policy and grant files with this deployment's names in place of their variables.
+fn policy_sql(roles: &Roles, database: &str) -> String {
+    let substitute = |sql: &str| {
+        sql.replace(":\"database\"", &quote_ident(database))
+            .replace(":\"app_role\"", &quote_ident(&roles.app))
+            .replace(":\"platform_role\"", &quote_ident(&roles.platform))
+    };
+    format!("{}\n{}", substitute(POLICIES), substitute(GRANTS))
+}
+
+async fn apply_policies(
+    owner: &mut PgConnection,
+    roles: &Roles,
+    database: &str,
+) -> anyhow::Result<()> {
     let schema_version = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let fingerprint = format!("{schema_version}:{:x}", Sha256::digest(POLICIES));
+    let sql = policy_sql(roles, database);
+    let fingerprint = format!("{schema_version}:{:x}", Sha256::digest(&sql));
 
     owner
         .execute("create table if not exists tenantry_policy_state (id int primary key check (id = 1), fingerprint text not null)")
@@ -119,17 +209,128 @@ async fn apply_policies(owner: &mut PgConnection) -> anyhow::Result<()> {
     if applied.as_deref() == Some(fingerprint.as_str()) {
         return Ok(());
     }
-    tracing::info!("applying row-level security policies");
+    tracing::info!("applying row-level security policies and grants");
     let mut tx = owner.begin().await?;
-    tx.execute(POLICIES)
+    tx.execute(sql.as_str())
         .await
-        .context("applying policies/rls.sql")?;
+        .context("applying policies/rls.sql and policies/grants.sql")?;
+    revoke_legacy_roles(&mut tx, roles, database).await?;
     sqlx::query("insert into tenantry_policy_state (id, fingerprint) values (1, $1) on conflict (id) do update set fingerprint = excluded.fingerprint")
         .bind(&fingerprint)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The first migrations granted to fixed role names, which every database on a cluster
+/// shared. Where this database's roles are named otherwise, those names keep nothing here.
+async fn revoke_legacy_roles(
+    conn: &mut PgConnection,
+    roles: &Roles,
+    database: &str,
+) -> anyhow::Result<()> {
+    for legacy in LEGACY_ROLES {
+        if legacy == roles.app || legacy == roles.platform {
+            continue;
+        }
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
+                .bind(legacy)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            continue;
+        }
+        let role = quote_ident(legacy);
+        conn.execute(
+            format!(
+                "revoke all on all tables in schema public from {role};
+                 revoke all on all sequences in schema public from {role};
+                 revoke all on all functions in schema public from {role};
+                 revoke all on schema public from {role};
+                 revoke all on database {} from {role};",
+                quote_ident(database)
+            )
+            .as_str(),
+        )
+        .await
+        .with_context(|| format!("revoking the privileges of {legacy}"))?;
+    }
+    Ok(())
+}
+
+/// Sets each role's password (as its SCRAM verifier) and its limits in this database.
+async fn configure_roles(
+    owner: &mut PgConnection,
+    config: &Config,
+    roles: &Roles,
+    database: &str,
+) -> anyhow::Result<()> {
+    let limits = [
+        ("statement_timeout", config.database_statement_timeout),
+        ("lock_timeout", config.database_lock_timeout),
+        (
+            "idle_in_transaction_session_timeout",
+            config.database_idle_in_transaction_timeout,
+        ),
+        // The server probes a connection whose peer went quiet, and checks during a long
+        // query that the client is still there, so a vanished instance's session (and its
+        // locks) does not outlive it by the kernel's default of hours.
+        ("tcp_keepalives_idle", Duration::from_secs(30)),
+        ("tcp_keepalives_interval", Duration::from_secs(10)),
+        ("client_connection_check_interval", Duration::from_secs(5)),
+    ];
+    for (role, password) in [
+        (&roles.app, config.database_app_password.expose_secret()),
+        (
+            &roles.platform,
+            config.database_platform_password.expose_secret(),
+        ),
+    ] {
+        owner
+            .execute(password_statement(role, password).as_str())
+            .await
+            .with_context(|| format!("setting the password of {role}"))?;
+        for (setting, value) in limits {
+            // `client_connection_check_interval` is new in Postgres 14.
+            let known: bool =
+                sqlx::query_scalar("select exists (select 1 from pg_settings where name = $1)")
+                    .bind(setting)
+                    .fetch_one(&mut *owner)
+                    .await?;
+            if !known {
+                continue;
+            }
+            let value = match setting {
+                "tcp_keepalives_idle" | "tcp_keepalives_interval" => value.as_secs(),
+                _ => u64::try_from(value.as_millis()).unwrap_or(u64::MAX),
+            };
+            owner
+                .execute(
+                    format!(
+                        "alter role {} in database {} set {setting} = {value}",
+                        quote_ident(role),
+                        quote_ident(database)
+                    )
+                    .as_str(),
+                )
+                .await
+                .with_context(|| format!("setting {setting} of {role}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `alter role … password '<SCRAM-SHA-256 verifier>'`: Postgres stores a verifier it is
+/// given as it is, so the password itself is never in the statement.
+fn password_statement(role: &str, password: &str) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    format!(
+        "alter role {} password {}",
+        quote_ident(role),
+        quote_literal(&verifier)
+    )
 }
 
 fn quote_ident(name: &str) -> String {
@@ -148,5 +349,31 @@ mod tests {
     fn quoting_doubles_the_quote_character() {
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn a_role_password_is_sent_as_its_scram_verifier_only() {
+        let statement = password_statement("tenantry_app", "correct horse battery staple");
+        assert!(
+            !statement.contains("correct horse"),
+            "the password must not be in {statement}"
+        );
+        assert!(
+            statement.starts_with("alter role \"tenantry_app\" password 'SCRAM-SHA-256$4096:"),
+            "{statement}"
+        );
+    }
+
+    #[test]
+    fn policies_and_grants_name_this_deployments_roles_and_no_other() {
+        let roles = Roles {
+            app: "staging_app".into(),
+            platform: "staging_platform".into(),
+        };
+        let sql = policy_sql(&roles, "staging");
+        assert!(!sql.contains(":\""), "every variable is substituted");
+        assert!(!sql.contains("tenantry_app") && !sql.contains("tenantry_platform"));
+        assert!(sql.contains("to \"staging_platform\""));
+        assert!(sql.contains("on database \"staging\""));
     }
 }

@@ -14,9 +14,25 @@
 //! alone, which must read a tenant's rows to verify the credential that names it. The
 //! architecture test (`tests/api/architecture.rs`) fails if any other module calls it.
 //!
-//! Cross-tenant work (the operator API) uses [`PlatformTx`] on a separate pool whose role,
-//! `tenantry_platform`, may manage the tenant directory but writes tenant rows only under a
-//! tenant context too.
+//! Cross-tenant work (the operator API, the committed-event feed, purges) uses
+//! [`PlatformTx`] on a separate pool whose role may read and update the tenant directory,
+//! create a tenant only through the narrow `create_tenant` database function, and writes
+//! tenant rows (audit events) only under a tenant context too. It cannot read users or
+//! their password hashes. Work that needs more — rebuilding read models, managing service
+//! tokens — runs from the command line as the database owner ([`owner_connection`]), never
+//! as a role the server holds.
+//!
+//! # Roles are per database
+//! Postgres roles are cluster-wide, so the two login roles are named after the database
+//! ([`Roles`]): a staging database on the same cluster has roles of its own, and its
+//! passwords open nothing else.
+//!
+//! # Nothing waits for ever
+//! Both roles run with `statement_timeout`, `lock_timeout` and
+//! `idle_in_transaction_session_timeout` (set on the role in this database at start-up),
+//! and a transaction opened under a deadline ([`with_deadline`], which the HTTP layer sets
+//! to the request's timeout) is held to what is left of it: a request that timed out, or
+//! whose client vanished, cannot keep a connection busy or hold row locks past its time.
 
 mod bootstrap;
 pub mod table;
@@ -24,26 +40,99 @@ pub mod table;
 pub use bootstrap::{bootstrap, connect_options};
 
 use std::{
+    future::Future,
     ops::{Deref, DerefMut},
     time::Duration,
 };
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction, postgres::PgPoolOptions};
+use sqlx::{
+    Connection, PgConnection, PgPool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::time::Instant;
 
 use crate::{access::Principal, config::Config, id::TenantId};
 
-/// The request role: every tenant request runs as this login role.
-pub const APP_ROLE: &str = "tenantry_app";
-/// The platform role: operator API and billing export.
-pub const PLATFORM_ROLE: &str = "tenantry_platform";
+/// The login roles of this database: the request role, which every tenant request runs as,
+/// and the platform role of the operator's cross-tenant work. Named after the database
+/// unless configured (`DATABASE_APP_ROLE`, `DATABASE_PLATFORM_ROLE`): `tenantry` has
+/// `tenantry_app` and `tenantry_platform`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles {
+    pub app: String,
+    pub platform: String,
+}
+
+impl Roles {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let database = database_name(&bootstrap::connect_options(config)?);
+        let name = |given: &Option<String>, suffix: &str| {
+            given
+                .clone()
+                .unwrap_or_else(|| format!("{database}_{suffix}"))
+        };
+        let roles = Self {
+            app: name(&config.database_app_role, "app"),
+            platform: name(&config.database_platform_role, "platform"),
+        };
+        for (variable, role) in [
+            ("DATABASE_APP_ROLE", &roles.app),
+            ("DATABASE_PLATFORM_ROLE", &roles.platform),
+        ] {
+            // Postgres truncates longer names silently, which could make two roles one.
+            if role.is_empty() || role.len() > 63 || role.contains('\0') {
+                bail!(
+                    "{variable}: the role name {role:?} must be 1-63 bytes; set {variable} \
+                     when the database name is long"
+                );
+            }
+        }
+        if roles.app == roles.platform {
+            bail!("DATABASE_APP_ROLE and DATABASE_PLATFORM_ROLE must differ");
+        }
+        Ok(roles)
+    }
+}
+
+/// The database a connection's options name (Postgres, like libpq, takes the user's name
+/// when none is given).
+pub fn database_name(options: &PgConnectOptions) -> String {
+    options
+        .get_database()
+        .unwrap_or(options.get_username())
+        .to_owned()
+}
+
+/// A connection as the database owner (`DATABASE_URL`), for the command line's work that no
+/// role the server holds may do: rebuilding read models, managing service tokens. Tables
+/// force row-level security on their owner too, so tenant rows are still reached under a
+/// tenant context (a superuser owner bypasses it, as superusers do).
+pub async fn owner_connection(config: &Config) -> anyhow::Result<PgConnection> {
+    PgConnection::connect_with(&bootstrap::connect_options(config)?)
+        .await
+        .context("connecting with DATABASE_URL")
+}
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` under a deadline: every transaction it opens is held to what is left of it
+/// (Postgres cancels a statement still running then), so work whose caller gave up — a
+/// request that timed out, a client that went away — frees its connection and its row
+/// locks at the deadline instead of running on.
+pub async fn with_deadline<F: Future>(deadline: Instant, work: F) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
 
 /// Handles to both pools; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     request: PgPool,
     platform: PgPool,
+    statement_timeout: Duration,
 }
 
 /// Whether a transaction may write. Reads run `READ ONLY`, so a bug in a GET handler cannot
@@ -59,6 +148,7 @@ impl Db {
     /// not fail while Postgres is briefly away; `/health/ready` reports it instead.
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
         let base = connect_options(config)?;
+        let roles = Roles::from_config(config)?;
         let pool = |role: &str, password: &str, size: u32| {
             PgPoolOptions::new()
                 .max_connections(size)
@@ -74,16 +164,34 @@ impl Db {
         };
         Ok(Self {
             request: pool(
-                APP_ROLE,
+                &roles.app,
                 config.database_app_password.expose_secret(),
                 config.database_max_connections,
             ),
             platform: pool(
-                PLATFORM_ROLE,
+                &roles.platform,
                 config.database_platform_password.expose_secret(),
                 4,
             ),
+            statement_timeout: config.database_statement_timeout,
         })
+    }
+
+    /// `begin` as sent: with `set local statement_timeout` to what is left of the current
+    /// deadline, if there is one and it is shorter than the roles' own limit.
+    fn begin_statement(&self, begin: &str) -> String {
+        let left = DEADLINE
+            .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
+            .ok()
+            .filter(|left| *left < self.statement_timeout);
+        match left {
+            // At least 1 ms: Postgres reads 0 as "no limit".
+            Some(left) => format!(
+                "{begin}; set local statement_timeout = {}",
+                left.as_millis().max(1)
+            ),
+            None => begin.to_owned(),
+        }
     }
 
     /// Readiness: can the request role reach the database?
@@ -101,7 +209,7 @@ impl Db {
         principal: &Principal,
         access: Access,
     ) -> Result<TenantTx, sqlx::Error> {
-        TenantTx::open(&self.request, principal.tenant_id(), access).await
+        TenantTx::open(self, principal.tenant_id(), access).await
     }
 
     /// The tenant a login or an operator names, by id or by slug: an id as given (it is
@@ -164,7 +272,10 @@ impl Db {
     /// Opens a transaction of the platform role; the caller commits it.
     pub async fn platform(&self) -> Result<PlatformTx, sqlx::Error> {
         Ok(PlatformTx {
-            tx: self.platform.begin().await?,
+            tx: self
+                .platform
+                .begin_with(self.begin_statement("begin"))
+                .await?,
         })
     }
 
@@ -181,16 +292,17 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
-    async fn open(pool: &PgPool, tenant_id: TenantId, access: Access) -> Result<Self, sqlx::Error> {
-        // BEGIN and the tenant setting travel as one simple query: one round trip, and the
-        // transaction never exists without its tenant. Formatting the id into SQL is safe:
-        // a `TenantId` is a UUID, and its text form is only hex digits and hyphens.
-        let begin = match access {
+    async fn open(db: &Db, tenant_id: TenantId, access: Access) -> Result<Self, sqlx::Error> {
+        // BEGIN, the deadline and the tenant setting travel as one simple query: one round
+        // trip, and the transaction never exists without its tenant. Formatting the id into
+        // SQL is safe: a `TenantId` is a UUID, and its text form is only hex digits and
+        // hyphens.
+        let begin = db.begin_statement(match access {
             Access::ReadOnly => "begin read only",
             Access::ReadWrite => "begin",
-        };
+        });
         let statement = format!("{begin}; select set_config('app.tenant_id', '{tenant_id}', true)");
-        let tx = pool.begin_with(statement).await?;
+        let tx = db.request.begin_with(statement).await?;
         Ok(Self { tx, tenant_id })
     }
 
@@ -202,7 +314,7 @@ impl TenantTx {
         tenant_id: TenantId,
         access: Access,
     ) -> Result<Self, sqlx::Error> {
-        Self::open(&db.request, tenant_id, access).await
+        Self::open(db, tenant_id, access).await
     }
 
     pub fn tenant_id(&self) -> TenantId {

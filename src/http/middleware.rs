@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use axum::{
     body::Body,
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     http::{HeaderValue, Response},
     middleware::Next,
 };
 use tracing::{Span, field};
 
-use crate::observability;
+use crate::{db, observability};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -95,4 +95,15 @@ pub async fn track_requests(request: Request, next: Next) -> axum::response::Res
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Holds the request's database work to the request timeout: a transaction it opens is told
+/// how long it has left, so when the timeout answers 408 Postgres also cancels whatever
+/// statement is still running and its locks go with it (`db::with_deadline`).
+pub async fn database_deadline(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    db::with_deadline(tokio::time::Instant::now() + timeout, next.run(request)).await
 }

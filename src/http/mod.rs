@@ -9,7 +9,8 @@
 //! 2. trace span per request (request id, method, route template, tenant id once known);
 //! 3. problem rendering: every error response leaves as problem+json with the request id;
 //! 4. metrics: count and latency by method, route template and status;
-//! 5. panic catcher, timeout, body-size limit;
+//! 5. panic catcher, timeout (which the request's database transactions are held to as
+//!    well), body-size limit;
 //! 6. authentication ([`auth::authenticate`]): the request's tenant credential verified
 //!    and its principal (or the refusal) left in the request extensions;
 //! 7. (to come, per request and tenant) rate limiting, then usage metering — they slot in
@@ -110,6 +111,10 @@ pub fn app(state: AppState, config: &Config) -> Router {
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    config.request_timeout,
+                    middleware::database_deadline,
                 ))
                 .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
                 .layer(axum::middleware::from_fn_with_state(

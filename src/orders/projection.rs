@@ -2,8 +2,9 @@
 //! [`project`], on both paths that write them:
 //! - **live**: each command projects in the transaction that appends its event, so a
 //!   client reads its own writes;
-//! - **rebuild** (`tenantry projections rebuild`): for each tenant, under that tenant's
-//!   context, the read models are emptied and every order stream replayed and projected.
+//! - **rebuild** (`tenantry projections rebuild`, as the database owner): for each tenant,
+//!   under that tenant's context, the read models are emptied and every order stream
+//!   replayed and projected.
 //!   The result must equal the live projection; a test checks it after a random mix of
 //!   commands.
 //!
@@ -15,14 +16,13 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use super::{
     aggregate::Order,
     stream::{self, OrderEvent, STREAM_TYPE},
 };
 use crate::{
-    db::Db,
     error::Error,
     events,
     id::{OrderId, ProductId, TenantId},
@@ -45,28 +45,36 @@ pub async fn project(
 }
 
 /// Rebuilds every tenant's order read models; returns the number of orders projected.
-pub async fn rebuild_all(db: &Db) -> Result<usize, Error> {
-    let mut tx = db.platform().await?;
+///
+/// `owner` is the database owner's connection (`tenantry projections rebuild`): no role
+/// the server holds may delete read models. Each tenant is rebuilt in its own transaction,
+/// under its own context, and every statement names the tenant too, so an owner that
+/// bypasses row-level security (a superuser) still touches that tenant alone.
+pub async fn rebuild_all(owner: &mut PgConnection) -> Result<usize, Error> {
     let tenants: Vec<TenantId> = sqlx::query_scalar("select id from tenants order by id")
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *owner)
         .await?;
-    tx.commit().await?;
     let mut total = 0;
     for tenant_id in tenants {
-        total += rebuild_tenant(db, tenant_id).await?;
+        total += rebuild_tenant(owner, tenant_id).await?;
     }
     Ok(total)
 }
 
-/// Rebuilds one tenant's order read models in one transaction; returns the number of
-/// orders projected.
-pub async fn rebuild_tenant(db: &Db, tenant_id: TenantId) -> Result<usize, Error> {
-    let mut tx = db.platform().await?;
-    tx.enter_tenant(tenant_id).await?;
-    sqlx::query("delete from order_items")
+/// Rebuilds one tenant's order read models in one transaction on the owner's connection
+/// (see [`rebuild_all`]); returns the number of orders projected.
+pub async fn rebuild_tenant(owner: &mut PgConnection, tenant_id: TenantId) -> Result<usize, Error> {
+    let mut tx = owner.begin().await?;
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant_id.to_string())
         .execute(&mut *tx)
         .await?;
-    sqlx::query("delete from order_summaries")
+    sqlx::query("delete from order_items where tenant_id = $1")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from order_summaries where tenant_id = $1")
+        .bind(tenant_id)
         .execute(&mut *tx)
         .await?;
     let stored = events::load_streams(&mut tx, tenant_id, STREAM_TYPE).await?;

@@ -1,8 +1,8 @@
 //! The operator's work across tenants: the tenant directory — create a tenant with its
 //! owner, list, read, rename, change plan, suspend and reactivate.
 //!
-//! Every operation takes the platform transaction (the `tenantry_platform` role's pool,
-//! never the request pool) and the [`Operator`], whom `auth` verifies from the operator
+//! Every operation takes the platform transaction (the platform role's pool, never the
+//! request pool) and the [`Operator`], whom `auth` verifies from the operator
 //! token (HTTP) or who runs the command line. Creating a tenant writes its owner under
 //! that tenant's RLS context, the same wall a tenant request meets. The HTTP API and
 //! `tenantry tenant create` both call [`create_tenant`], so both behave identically.
@@ -20,7 +20,7 @@ use crate::{
     id::{TenantId, UserId},
     page::{Page, PageRequest},
     tenancy::{Plan, Slug, Tenant, TenantStatus, parse_name, store as tenants},
-    users::{self, NewUser, password::Passwords},
+    users::{NewUser, password::Passwords},
     versioning::{self, Change, ExpectedVersion},
 };
 
@@ -87,9 +87,11 @@ pub async fn create_tenant(
     operator: &Operator,
     new: NewTenant,
 ) -> Result<CreatedTenant, Error> {
-    let tenant = tenants::insert(tx, TenantId::new(), &new.slug, &new.name, new.plan).await?;
-    tx.enter_tenant(tenant.id).await?;
-    let created = users::insert(tx, tenant.id, &new.owner).await?;
+    let (tenant_id, owner_id) = (TenantId::new(), UserId::new());
+    insert_tenant_with_owner(tx, tenant_id, &new, owner_id).await?;
+    // `create_tenant()` left the transaction in the new tenant's context, where its
+    // audit event belongs.
+    let tenant = table::get::<Tenant>(tx, tenant_id).await?;
     audit::record(
         tx,
         Author::operator(operator, tenant.id),
@@ -99,15 +101,39 @@ pub async fn create_tenant(
     Ok(CreatedTenant {
         tenant,
         owner: TenantOwner {
-            id: created.id,
-            email: created.email,
-            role: created.role,
+            id: owner_id,
+            email: new.owner.email().as_str().to_owned(),
+            role: new.owner.role(),
         },
         owner_password: new
             .owner
             .generated_password()
             .map(|password| password.expose_secret().to_owned()),
     })
+}
+
+/// Writes a tenant and its owner through `create_tenant()`, the narrow database function
+/// that is the platform role's only way to write a user: the role itself may neither read
+/// nor write users, so it can never see a password hash or add a user to a tenant that
+/// exists.
+#[tracing::instrument(skip_all)]
+async fn insert_tenant_with_owner(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    new: &NewTenant,
+    owner_id: UserId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select create_tenant($1, $2, $3, $4, $5, $6, $7)")
+        .bind(tenant_id)
+        .bind(new.slug.as_str())
+        .bind(&new.name)
+        .bind(new.plan)
+        .bind(owner_id)
+        .bind(new.owner.email().as_str())
+        .bind(new.owner.password_hash())
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// All tenants, newest first.

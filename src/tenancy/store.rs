@@ -3,28 +3,9 @@
 
 use sqlx::PgConnection;
 
-use super::{Plan, Slug, Tenant, TenantId, TenantStatus};
+use super::{Plan, Tenant, TenantId, TenantStatus};
 
 pub const COLUMNS: &str = "id, slug, name, plan, status, version, created_at, updated_at";
-
-#[tracing::instrument(skip_all)]
-pub async fn insert(
-    conn: &mut PgConnection,
-    id: TenantId,
-    slug: &Slug,
-    name: &str,
-    plan: Plan,
-) -> Result<Tenant, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "insert into tenants (id, slug, name, plan) values ($1, $2, $3, $4) returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(slug.as_str())
-    .bind(name)
-    .bind(plan)
-    .fetch_one(conn)
-    .await
-}
 
 #[tracing::instrument(skip_all)]
 pub async fn rename(

@@ -155,6 +155,19 @@ impl NewUser {
     pub fn generated_password(&self) -> Option<&SecretString> {
         self.generated_password.as_ref()
     }
+
+    pub fn email(&self) -> &Email {
+        &self.email
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The argon2 hash to store (never logged, never shown).
+    pub(crate) fn password_hash(&self) -> &str {
+        &self.password_hash
+    }
 }
 
 /// A created user, with the generated password when there was one (shown once).
@@ -185,9 +198,8 @@ pub async fn create(
     })
 }
 
-/// Inserts a user into the tenant whose context `conn`'s transaction is in (a tenant's
-/// own, or the new tenant's when the operator creates its owner).
-pub(crate) async fn insert(
+/// Inserts a user into the tenant whose context `conn`'s transaction is in.
+async fn insert(
     conn: &mut PgConnection,
     tenant_id: TenantId,
     new: &NewUser,

@@ -4,54 +4,11 @@
 use sqlx::{Connection, PgConnection};
 use tenantry::db::bootstrap;
 
-use crate::helpers::{database_url, test_config, unique};
-
-/// A fresh database name, dropped at the end even when an assertion fails.
-struct ScratchDatabase {
-    name: String,
-}
-
-impl ScratchDatabase {
-    fn new() -> Self {
-        Self {
-            name: unique("tenantry_scratch").replace('-', "_"),
-        }
-    }
-
-    fn url(&self) -> String {
-        let base = database_url();
-        let (server, _) = base.rsplit_once('/').expect("DATABASE_URL has a database");
-        format!("{server}/{}", self.name)
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let maintenance = database_url()
-            .rsplit_once('/')
-            .map(|(s, _)| format!("{s}/postgres"))
-            .unwrap();
-        // Drop runs outside any runtime guarantee: use a private one.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&maintenance).await {
-                    let _ =
-                        sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join()
-        .ok();
-    }
-}
+use crate::helpers::{ScratchDatabase, test_config};
 
 #[tokio::test]
 async fn two_instances_bootstrapping_a_missing_database_at_once_both_succeed() {
-    let scratch = ScratchDatabase::new();
+    let scratch = ScratchDatabase::new("tenantry_scratch");
     let url = scratch.url();
     let config = test_config(&[("DATABASE_URL", url.as_str())]);
 

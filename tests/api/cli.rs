@@ -1,15 +1,13 @@
 //! The `tenantry` command line that operators use alongside the API: creating a tenant,
 //! issuing a token, printing the OpenAPI document — stdout holding only the result.
 
+use crate::helpers::{
+    OPERATOR_TOKEN, ScratchDatabase, TestApp, database_url, expect_json, expect_problem, spawn_app,
+    tenant_path, unique,
+};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use uuid::Uuid;
-
-use crate::helpers::{
-    OPERATOR_TOKEN, TestApp, database_url, expect_json, expect_problem, spawn_app, tenant_path,
-    unique,
-};
 
 struct CliOutput {
     success: bool,
@@ -140,18 +138,13 @@ async fn the_cli_prints_only_json_on_stdout_even_when_it_bootstraps_a_fresh_data
     // Arrange: a database that does not exist yet, so the CLI creates and migrates it
     // (and has something to log) before creating the tenant.
     let app = spawn_app().await;
-    let database = format!("tenantry_cli_{}", Uuid::new_v4().simple());
-    let (base, _) = database_url()
-        .rsplit_once('/')
-        .map(|(b, d)| (b.to_owned(), d.to_owned()))
-        .expect("a database URL with a path");
-    let fresh_url = format!("{base}/{database}");
+    let fresh = ScratchDatabase::new("tenantry_cli");
     let slug = unique("fresh");
 
     // Act
     let output = tenantry_cli_on(
         &app,
-        &fresh_url,
+        &fresh.url(),
         &[
             "tenant",
             "create",
@@ -165,10 +158,6 @@ async fn the_cli_prints_only_json_on_stdout_even_when_it_bootstraps_a_fresh_data
         ],
     )
     .await;
-    let mut owner = app.owner_connection().await;
-    let dropped = sqlx::query(&format!("drop database if exists {database} with (force)"))
-        .execute(&mut owner)
-        .await;
 
     // Assert
     assert!(
@@ -184,7 +173,6 @@ async fn the_cli_prints_only_json_on_stdout_even_when_it_bootstraps_a_fresh_data
         "stdout holds only the JSON document (logs belong on stderr), got:\n{}",
         output.stdout
     );
-    dropped.expect("the scratch database is dropped");
 }
 
 #[tokio::test]

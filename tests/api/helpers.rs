@@ -51,6 +51,54 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid")
 }
 
+/// A fresh database name on the test cluster (the database itself is made by whatever
+/// bootstraps it), dropped at the end even when an assertion fails — with the login roles
+/// its bootstrap created, which outlive a database (roles are cluster-wide).
+pub struct ScratchDatabase {
+    pub name: String,
+}
+
+impl ScratchDatabase {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            name: unique(prefix).replace('-', "_"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let base = database_url();
+        let (server, _) = base.rsplit_once('/').expect("DATABASE_URL has a database");
+        format!("{server}/{}", self.name)
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let maintenance = database_url()
+            .rsplit_once('/')
+            .map(|(s, _)| format!("{s}/postgres"))
+            .unwrap();
+        // Drop runs outside any runtime guarantee: use a private one.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&maintenance).await {
+                    let _ = sqlx::raw_sql(&format!(
+                        "drop database if exists \"{name}\" with (force);
+                         drop role if exists \"{name}_app\";
+                         drop role if exists \"{name}_platform\""
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -271,15 +319,29 @@ impl TestApp {
             .expect("owner connects")
     }
 
+    /// This database's login roles, as the server names them.
+    pub fn roles(&self) -> tenantry::db::Roles {
+        tenantry::db::Roles::from_config(&self.config).expect("role names")
+    }
+
     /// A connection as the request role, exactly as the server's pool logs in.
     pub async fn request_role_connection(&self) -> PgConnection {
+        self.role_connection(&self.roles().app).await
+    }
+
+    /// A connection as the platform role, exactly as the server's platform pool logs in.
+    pub async fn platform_role_connection(&self) -> PgConnection {
+        self.role_connection(&self.roles().platform).await
+    }
+
+    async fn role_connection(&self, role: &str) -> PgConnection {
         let options = tenantry::db::connect_options(&self.config)
             .unwrap()
-            .username(tenantry::db::APP_ROLE)
+            .username(role)
             .password(tenantry::config::DEV_DB_ROLE_PASSWORD);
         PgConnection::connect_with(&options)
             .await
-            .expect("request role connects")
+            .unwrap_or_else(|e| panic!("{role} connects: {e}"))
     }
 }
 

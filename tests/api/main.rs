@@ -24,6 +24,8 @@ mod openapi;
 mod orders;
 mod plans;
 mod platform;
+mod privileges;
 mod rls;
 mod tenant_profile;
+mod timeouts;
 mod users;

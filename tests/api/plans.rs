@@ -124,7 +124,7 @@ async fn the_operator_tenant_list_has_an_index_ordered_generic_plan() {
     .unwrap();
     sqlx::raw_sql(&format!(
         "analyze tenants; set local role {}",
-        tenantry::db::PLATFORM_ROLE
+        app.roles().platform
     ))
     .execute(&mut *tx)
     .await
@@ -266,7 +266,7 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, 
         "analyze customers, products, users, api_keys, order_summaries, domain_events;
          set local role {};
          select set_config('app.tenant_id', '{tenant}', true)",
-        tenantry::db::APP_ROLE
+        app.roles().app
     ))
     .execute(&mut *tx)
     .await

@@ -76,7 +76,8 @@ async fn request_role_is_not_superuser_cannot_bypass_rls_owns_nothing_and_inheri
     let app = spawn_app().await;
     let mut conn = app.owner_connection().await;
 
-    for role in [tenantry::db::APP_ROLE, tenantry::db::PLATFORM_ROLE] {
+    let roles = app.roles();
+    for role in [&roles.app, &roles.platform] {
         let row = sqlx::query(
             r#"
             select r.rolsuper, r.rolbypassrls, r.rolcanlogin,
@@ -115,7 +116,7 @@ async fn request_role_is_not_superuser_cannot_bypass_rls_owns_nothing_and_inheri
         .fetch_one(&mut request)
         .await
         .unwrap();
-    assert_eq!(user, tenantry::db::APP_ROLE);
+    assert_eq!(user, roles.app);
 }
 
 #[tokio::test]

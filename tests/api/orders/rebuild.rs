@@ -108,8 +108,8 @@ async fn rebuilding_the_read_models_from_events_reproduces_them_exactly() {
     assert_ne!(read_models(&app, tenant.id).await, live);
 
     // Act
-    let db = tenantry::db::Db::connect(&app.config).unwrap();
-    let rebuilt = tenantry::orders::projection::rebuild_tenant(&db, tenant.id)
+    let mut owner = tenantry::db::owner_connection(&app.config).await.unwrap();
+    let rebuilt = tenantry::orders::projection::rebuild_tenant(&mut owner, tenant.id)
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: the rebuild fails: {e}"));
 

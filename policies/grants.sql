@@ -1,0 +1,49 @@
+-- Who may do what: every privilege the request role and the platform role hold in this
+-- database. Applied by `tenantry migrate` / `tenantry serve` after the migrations and
+-- policies/rls.sql, in the same transaction, whenever this file, the schema or the role
+-- names changed.
+--
+-- It is the whole truth: it first takes every privilege of both roles away, then grants
+-- exactly what the code uses, so a grant removed here is gone from every database.
+-- Migrations grant nothing (the role names are not known to them): a new table is reached
+-- by nobody until a line here says so.
+--
+-- :"database", :"app_role" and :"platform_role" are this deployment's names (psql's
+-- variable syntax, so the file also runs by hand:
+-- `psql -v database=… -v app_role=… -v platform_role=… -f policies/grants.sql`).
+
+-- Only the two roles (and the owner) may connect; PUBLIC's default CONNECT and TEMP go.
+revoke all on database :"database" from public;
+grant connect on database :"database" to :"app_role", :"platform_role";
+
+revoke create on schema public from public;
+grant usage on schema public to :"app_role", :"platform_role";
+
+revoke all on all tables in schema public from :"app_role", :"platform_role";
+revoke all on all sequences in schema public from :"app_role", :"platform_role";
+revoke all on all functions in schema public from public, :"app_role", :"platform_role";
+
+-- The request role: a tenant's own rows, under RLS. Append-only tables (audit events,
+-- domain events, order lines) take no UPDATE or DELETE; nothing takes DELETE at all
+-- (products are soft-deleted, expired idempotency keys are purged by the platform role).
+grant select, update (name, version, updated_at) on tenants to :"app_role";
+grant select, insert, update on users, sessions, refresh_tokens, api_keys to :"app_role";
+grant select, insert on audit_events to :"app_role";
+grant select, insert, update on products, customers to :"app_role";
+grant select, insert on domain_events to :"app_role";
+grant select, insert, update on order_summaries to :"app_role";
+grant select, insert on order_items to :"app_role";
+grant select, insert, update on idempotency_keys to :"app_role";
+-- Login names its tenant by slug before any credential is verified.
+grant execute on function tenant_by_slug(text) to :"app_role";
+
+-- The platform role: the tenant directory, the committed-event feed, the purge of expired
+-- idempotency keys, and the audit events of the operator's changes (written under the
+-- changed tenant's context). It creates a tenant and its owner only through
+-- create_tenant(), and cannot read or write users, sessions, keys or orders.
+grant select, update (name, plan, status, version, updated_at) on tenants to :"platform_role";
+grant insert on audit_events to :"platform_role";
+grant select on domain_events to :"platform_role";
+grant select, delete on idempotency_keys to :"platform_role";
+grant execute on function tenant_by_slug(text) to :"platform_role";
+grant execute on function create_tenant(uuid, text, text, text, uuid, text, text) to :"platform_role";
