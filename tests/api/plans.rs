@@ -70,12 +70,36 @@ async fn every_order_list_filter_combination_has_an_index_ordered_generic_plan()
         arguments.push("21".to_owned());
 
         let plan = explain_generic(&mut tx, &sql, &arguments).await;
-        assert_index_ordered_page(
-            &plan,
-            "order_summaries",
-            &format!("filters {filter:?}, cursor {before:?}: {sql}"),
-        );
+        let what = format!("filters {filter:?}, cursor {before:?}: {sql}");
+        assert_index_ordered_page(&plan, "order_summaries", &what);
+        // And the walk is bounded by the filters, not filtering every order of the
+        // tenant: an id bound (a time range, a cursor) starts or stops the walk, and an
+        // equality filter picks the index it walks.
+        let conditions = index_conditions(&plan);
+        if filter.created_from.is_some() || filter.created_to.is_some() || before.is_some() {
+            assert!(
+                conditions.contains("(id >") || conditions.contains("(id <"),
+                "{what}: the id bound is not an index condition: {conditions}"
+            );
+        }
+        if filter.status.is_some() || filter.customer_id.is_some() {
+            assert!(
+                conditions.contains("(status = ") || conditions.contains("(customer_id = "),
+                "{what}: no equality filter is an index condition: {conditions}"
+            );
+        }
     }
+}
+
+/// Every index condition of a plan, joined.
+fn index_conditions(plan: &Value) -> String {
+    let mut nodes = Vec::new();
+    collect(plan, &mut nodes);
+    nodes
+        .iter()
+        .filter_map(|node| node["Index Cond"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::test]
@@ -209,7 +233,8 @@ fn collect<'a>(node: &'a Value, into: &mut Vec<&'a Value>) {
 
 /// An owner transaction in which a new tenant owns thousands of orders, users, keys,
 /// products and customers (written directly: only their number matters), with statistics
-/// that count them, switched to the request role inside that tenant. It is never
+/// that count them, switched to the request role inside that tenant, with the settings of
+/// the server's read-only transactions. It is never
 /// committed, so no other test sees these rows.
 async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, Postgres> {
     let tenant = app.create_tenant().await.id.as_uuid();
@@ -265,8 +290,9 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, 
     sqlx::raw_sql(&format!(
         "analyze customers, products, users, api_keys, order_summaries, domain_events;
          set local role {};
-         select set_config('app.tenant_id', '{tenant}', true)",
-        app.roles().app
+         {}; select set_config('app.tenant_id', '{tenant}', true)",
+        app.roles().app,
+        tenantry::db::READ_ONLY_SETTINGS
     ))
     .execute(&mut *tx)
     .await
