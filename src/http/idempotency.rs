@@ -3,9 +3,10 @@
 //! the key and storing the answer inside the command's transaction is the application's
 //! half (`crate::idempotency`), which any transport can use.
 //!
-//! A retry with the same key and the same request replays the first status, body and
-//! `ETag`, marked `Idempotent-Replayed: true`; the same key with another request is 422
-//! `idempotency_key_reused`.
+//! A retry with the same key and the same request, from the same credential, replays the
+//! first status, body and `ETag`, marked `Idempotent-Replayed: true`; the same key with
+//! another request is 422 `idempotency_key_reused`. Keys are per credential: another
+//! credential's key of the same name is another key.
 
 use axum::{
     Json,
@@ -94,18 +95,20 @@ pub async fn run<T: Serialize>(
         tx.commit().await?;
         return Ok((status, with_etag(version, value)).into_response());
     };
-    let claim = idempotency::claim(&mut tx, &key, &fingerprint, &state.idempotency_ttl).await?;
-    if let Claim::Replay(answer) = claim {
-        tx.commit().await?;
-        return Ok(replay(answer));
-    }
+    let claimed = match idempotency::claim(&mut tx, principal, &key, &fingerprint).await? {
+        Claim::Fresh(claimed) => claimed,
+        Claim::Replay(answer) => {
+            tx.commit().await?;
+            return Ok(replay(answer));
+        }
+    };
     let (version, value) = work(&mut tx).await?;
     let answer = StoredAnswer {
         status: status.as_u16(),
         body: serde_json::to_value(&value).map_err(anyhow::Error::from)?,
         version: Some(version),
     };
-    idempotency::store(&mut tx, &key, &answer).await?;
+    idempotency::store(&mut tx, claimed, &answer, &state.idempotency_ttl).await?;
     tx.commit().await?;
     Ok((status, with_etag(version, answer.body)).into_response())
 }

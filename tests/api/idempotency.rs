@@ -207,3 +207,96 @@ async fn the_platform_role_sees_no_live_key() {
         "the platform role may not update keys: {rewritten:?}"
     );
 }
+
+#[tokio::test]
+async fn two_credentials_of_one_tenant_sending_the_same_key_each_get_their_own_answer() {
+    // Arrange: two integrations of one tenant (the owner's session, and an app's API key)
+    // that happen to pick the same key for different requests.
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let (_, api_key) = app
+        .create_api_key(&tenant, &["catalog:read", "catalog:write"])
+        .await;
+    let key = unique("checkout-0001");
+    let send_as = |credential: String, body: Value| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            crate::helpers::send(
+                app,
+                reqwest::Method::POST,
+                "/v1/customers",
+                &[
+                    ("authorization", &format!("Bearer {credential}")),
+                    ("idempotency-key", &key),
+                ],
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (ada, grace) = (new_customer("Ada"), new_customer("Grace"));
+
+    // Act
+    let owners = send_as(tenant.token.clone(), ada.clone()).await;
+    let apps = send_as(api_key.clone(), grace.clone()).await;
+    let owners_again = send_as(tenant.token.clone(), ada).await;
+    let apps_again = send_as(api_key.clone(), grace).await;
+
+    // Assert: each credential's first use did its own work; each retry replays its own.
+    assert!(
+        !replayed(&owners) && !replayed(&apps),
+        "both first uses are fresh"
+    );
+    assert!(
+        replayed(&owners_again) && replayed(&apps_again),
+        "both retries replay"
+    );
+    let owners = expect_json(owners, StatusCode::CREATED).await;
+    let apps = expect_json(apps, StatusCode::CREATED).await;
+    assert_eq!(owners["name"], "Ada");
+    assert_eq!(
+        apps["name"], "Grace",
+        "the app got its own answer, not the owner's"
+    );
+    assert_eq!(expect_json(owners_again, StatusCode::CREATED).await, owners);
+    assert_eq!(expect_json(apps_again, StatusCode::CREATED).await, apps);
+    assert_eq!(keys_of(&app, tenant.id).await, 2, "one key per credential");
+}
+
+#[tokio::test]
+async fn claiming_a_key_writes_nothing_so_a_command_gets_its_transaction_id_when_it_writes() {
+    // The committed-event feed orders events by transaction id. A command's id must
+    // therefore be fixed only by its own first write, after it has read the stream it
+    // appends to — never early, by the claim of its key (a later transaction could then
+    // commit the stream's previous version behind it).
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let db = Db::connect(&app.config).unwrap();
+    let auth = tenantry::auth::AuthService::from_config(&app.config).unwrap();
+    let principal = tenantry::auth::authenticate(&db, &auth, &tenant.token)
+        .await
+        .unwrap();
+    let mut tx = db
+        .tenant(&principal, tenantry::db::Access::ReadWrite)
+        .await
+        .unwrap();
+
+    let claim = idempotency::claim(&mut tx, &principal, &unique("key"), b"request")
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(claim, idempotency::Claim::Fresh(_)),
+        "a new key is fresh"
+    );
+    let assigned: Option<String> =
+        sqlx::query_scalar("select pg_current_xact_id_if_assigned()::text")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        assigned, None,
+        "claiming a key must not give the transaction its id"
+    );
+}

@@ -1,7 +1,8 @@
 //! Orders under concurrency: stock is never oversold, a stream version is appended once,
-//! and racing retries with one `Idempotency-Key` do the work once.
+//! racing retries with one `Idempotency-Key` do the work once, and a command held up at
+//! its key cannot reorder its order's events in the feed.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
@@ -241,5 +242,132 @@ async fn racing_retries_with_one_idempotency_key_place_one_order() {
         history(&app, &tenant, id(first)).await.len(),
         1,
         "one order.placed event"
+    );
+}
+
+/// Sessions of `role` in the test database waiting for a lock.
+async fn waiting_on_locks(conn: &mut sqlx::PgConnection, role: &str) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity
+         where usename = $1 and datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .bind(role)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// Waits until at least `count` sessions of the request role wait for a lock, or `within`.
+async fn until_waiting(app: &TestApp, count: i64, within: Duration) -> bool {
+    let role = app.roles().app;
+    let mut watcher = app.owner_connection().await;
+    let give_up = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < give_up {
+        if waiting_on_locks(&mut watcher, &role).await >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_held_up_at_its_idempotency_key_keeps_the_feed_in_version_order() {
+    // Arrange: an order, and another transaction holding, uncommitted, the idempotency key
+    // the slow command will use — so that command is held up at its key while another
+    // command of the same order runs. (That the claim itself fixes no transaction id is
+    // `idempotency::claiming_a_key_writes_nothing…`; this is the whole path end to end.)
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let customer = app.create_customer(&tenant).await;
+    let product = product_with(&app, &tenant, 500, "EUR", 10).await;
+    let placed = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
+    let order_id = id(&placed).to_owned();
+    let key = unique("held-up");
+    let mut holder = app.owner_connection().await;
+    let mut holding = sqlx::Connection::begin(&mut holder).await.unwrap();
+    sqlx::query(
+        "insert into idempotency_keys (tenant_id, caller, key, request_hash, response_status, response_body, expires_at)
+         values ($1, $2, $3, '\\x00', 0, 'null', now() + interval '1 hour')",
+    )
+    .bind(tenant.id.as_uuid())
+    .bind(format!("user:{}", tenant.owner_id))
+    .bind(&key)
+    .execute(&mut *holding)
+    .await
+    .unwrap();
+
+    // Act: the keyed cancel starts first and is held up; an unkeyed confirm of the same
+    // order runs meanwhile; then the key is let go.
+    let cancel_path = format!("/v1/orders/{order_id}/cancel");
+    let bearer = format!("Bearer {}", tenant.token);
+    let cancelling = tokio::spawn({
+        let (app_url, bearer, key) = (app.url(&cancel_path), bearer.clone(), key.clone());
+        let client = app.client.clone();
+        async move {
+            client
+                .post(app_url)
+                .header("authorization", bearer)
+                .header("idempotency-key", key)
+                .json(&json!({"reason": "changed my mind"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    assert!(
+        until_waiting(&app, 1, Duration::from_secs(10)).await,
+        "the keyed cancel waits on the held key"
+    );
+    let confirming = tokio::spawn({
+        let (app_url, bearer) = (app.url(&format!("/v1/orders/{order_id}/confirm")), bearer);
+        let client = app.client.clone();
+        async move {
+            client
+                .post(app_url)
+                .header("authorization", bearer)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // The confirm either completes or queues behind the cancel; give it the time to do so.
+    until_waiting(&app, 2, Duration::from_secs(2)).await;
+    holding.rollback().await.unwrap();
+    let (cancelled, confirmed) = (cancelling.await.unwrap(), confirming.await.unwrap());
+
+    // Assert: whatever each got, the order's events reach the feed in version order.
+    let db = tenantry::db::Db::connect(&app.config).unwrap();
+    let expected = history(&app, &tenant, &order_id).await.len();
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut versions = Vec::new();
+    while versions.len() < expected && tokio::time::Instant::now() < give_up {
+        let events = tenantry::events::feed::poll(
+            &db,
+            tenantry::events::feed::Subscriber::Tenant(tenant.id),
+            Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        versions = events
+            .iter()
+            .filter(|e| e.stream_id.to_string() == order_id)
+            .map(|e| e.version)
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        versions,
+        (1..=expected as i32).collect::<Vec<_>>(),
+        "the feed delivers one order's events in version order (cancel {cancelled}, confirm {confirmed})"
+    );
+    assert!(
+        [StatusCode::OK, StatusCode::CONFLICT].contains(&cancelled)
+            && [StatusCode::OK, StatusCode::CONFLICT].contains(&confirmed),
+        "each command commits or is refused as a conflict: cancel {cancelled}, confirm {confirmed}"
     );
 }
