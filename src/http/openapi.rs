@@ -119,10 +119,16 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
                 add(
                     "422",
                     "validation_failed",
-                    "The body failed validation; `errors` lists each field",
+                    "The body failed validation; `errors` lists each field (a string with a NUL \
+                     character, `\\u0000`, is refused in any field). Also `value_out_of_range` \
+                     for a number too large to store",
                 );
             } else if has_query {
-                add("400", "invalid_query", "A query parameter is malformed");
+                add(
+                    "400",
+                    "invalid_query",
+                    "A query parameter is malformed (or carries a NUL character)",
+                );
             }
             if secured {
                 add(
