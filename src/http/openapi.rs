@@ -3,14 +3,16 @@
 //! Paths come from the routers themselves (utoipa-axum), so every served route is
 //! documented. [`finish`] adds what every operation shares: the security schemes and the
 //! problem+json error responses each operation can produce, derived from its shape (a body
-//! can be malformed, a path id can be unknown, a secured route can refuse a credential).
+//! can be malformed, a path id can be unknown, a secured route can refuse a credential,
+//! anything that reaches the database can be 503 with `Retry-After` while it is away).
 //! `openapi/openapi.json` is the committed copy; `tenantry openapi` regenerates it and a
 //! test fails when it is stale.
 
 use utoipa::{
     OpenApi,
     openapi::{
-        self, ContentBuilder, RefOr, ResponseBuilder,
+        self, ContentBuilder, ObjectBuilder, RefOr, ResponseBuilder, Type,
+        header::Header,
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -150,9 +152,39 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
                 "internal_error",
                 "Unexpected failure; quote the `request_id`",
             );
+            // Everything that reads a credential, a body or an id reaches the database.
+            if secured || has_body || has_path_params {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(unavailable_response);
+            }
         }
     }
     spec
+}
+
+/// 503 while the database is unreachable or overloaded, with the `Retry-After` to honour.
+fn unavailable_response() -> RefOr<openapi::Response> {
+    let RefOr::T(mut response) = problem_response(
+        "service_unavailable",
+        "The database is unreachable or overloaded (during an outage this is answered at \
+         once). Retry after `Retry-After` seconds; a command retried with the same \
+         `Idempotency-Key` takes effect at most once",
+    ) else {
+        unreachable!("problem_response builds the response inline");
+    };
+    let mut retry_after = Header::new(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1)),
+    );
+    retry_after.description = Some("Seconds to wait before retrying".to_owned());
+    response
+        .headers
+        .insert("Retry-After".to_owned(), retry_after);
+    RefOr::T(response)
 }
 
 fn problem_response(code: &str, description: &str) -> RefOr<openapi::Response> {
