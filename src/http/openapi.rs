@@ -167,27 +167,29 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
 
 /// 503 while the database is unreachable or overloaded, with the `Retry-After` to honour.
 fn unavailable_response() -> RefOr<openapi::Response> {
-    let RefOr::T(mut response) = problem_response(
-        "service_unavailable",
-        "The database is unreachable or overloaded (during an outage this is answered at \
-         once). Retry after `Retry-After` seconds; a command retried with the same \
-         `Idempotency-Key` takes effect at most once",
-    ) else {
-        unreachable!("problem_response builds the response inline");
-    };
     let mut retry_after = Header::new(
         ObjectBuilder::new()
             .schema_type(Type::Integer)
             .minimum(Some(1)),
     );
     retry_after.description = Some("Seconds to wait before retrying".to_owned());
-    response
-        .headers
-        .insert("Retry-After".to_owned(), retry_after);
-    RefOr::T(response)
+    problem(
+        "service_unavailable",
+        "The database is unreachable or overloaded (during an outage this is answered at \
+         once). Retry after `Retry-After` seconds; a command retried with the same \
+         `Idempotency-Key` takes effect at most once",
+    )
+    .header("Retry-After", retry_after)
+    .build()
+    .into()
 }
 
 fn problem_response(code: &str, description: &str) -> RefOr<openapi::Response> {
+    problem(code, description).build().into()
+}
+
+/// A problem+json response with an example of `code`.
+fn problem(code: &str, description: &str) -> ResponseBuilder {
     let example = serde_json::json!({
         "type": format!("urn:tenantry:problem:{code}"),
         "title": "Error",
@@ -196,15 +198,11 @@ fn problem_response(code: &str, description: &str) -> RefOr<openapi::Response> {
         "code": code,
         "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"
     });
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("Problem"))))
-                .example(Some(example))
-                .build(),
-        )
-        .build()
-        .into()
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("Problem"))))
+            .example(Some(example))
+            .build(),
+    )
 }
