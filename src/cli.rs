@@ -204,7 +204,7 @@ async fn resolve_tenant(db: &Db, reference: &str) -> Result<TenantId, Error> {
         .await?
         .ok_or_else(no_such_tenant)?;
     let tenant = db
-        .in_platform(async |tx| table::find::<Tenant>(tx, id).await)
+        .in_platform(async |tx| Ok::<_, Error>(table::find::<Tenant>(tx, id).await?))
         .await?;
     tenant.map(|t| t.id).ok_or_else(no_such_tenant)
 }

@@ -9,9 +9,12 @@
 //!
 //! An internal error keeps its cause for the log and never shows it to a client.
 //!
-//! Database failures are translated here, in one place: constraint violations become the
-//! conflict or validation error their constraint name says ([`constraint_error`]), an
-//! exhausted pool is `Unavailable`, anything else is `Internal`.
+//! Database failures are translated here, in one place: a failure of the connection or of
+//! the server's capacity ([`database_fault`]) is `Unavailable` with a retry hint, so a
+//! client retries (with its `Idempotency-Key`) rather than gives up; constraint violations
+//! become the conflict or validation error their constraint name says
+//! ([`constraint_error`]); a value the column cannot hold (a number out of range, text
+//! Postgres refuses) is `Invalid`; anything else is `Internal`.
 
 use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
@@ -258,21 +261,81 @@ impl From<anyhow::Error> for Error {
 /// How long a client should wait before retrying when the database is unreachable.
 const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Database failures: constraint violations become the conflict or validation error their
-/// constraint names say (one declarative table, [`constraint_error`]); an unreachable or
-/// exhausted pool is `Unavailable`; anything else is internal, its cause logged, never shown.
+impl Error {
+    /// The database cannot be reached (or cannot take more work) right now: 503 with
+    /// `Retry-After`, the same answer whether a statement failed or `db` already knew.
+    pub fn database_unavailable() -> Self {
+        Self::unavailable("the database", DATABASE_RETRY_AFTER)
+    }
+}
+
+/// What a database failure says about the database, beyond the statement that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseFault {
+    /// The connection failed, or none could be had: the server may be down, restarting or
+    /// out of reach. `db` then probes whether it can still connect at all.
+    Connection,
+    /// The server is there but refuses more work for now (too many connections), or the
+    /// pool is shutting down. Retrying shortly may work; nothing needs probing.
+    Capacity,
+    /// Neither: the statement itself failed, or a bug. The database is fine.
+    Other,
+}
+
+/// Classifies a database failure. Everything that is not [`DatabaseFault::Other`] is
+/// transient: the transaction did not commit (or, for a failed `COMMIT`, may have — which
+/// is what idempotency keys are for), and the same request may be retried.
+///
+/// sqlx 0.8's errors, all of them: `Io`, `Tls` (the socket or its TLS session failed),
+/// `Protocol` (the stream is out of step, as when the server went away mid-message) and
+/// `PoolTimedOut` (no connection within the acquire timeout — an exhausted pool or a
+/// server that refuses connections) are connection faults; `PoolClosed` (shutdown) and
+/// `WorkerCrashed` are capacity faults; `Configuration`, `InvalidArgument`, `RowNotFound`,
+/// `TypeNotFound`, `ColumnIndexOutOfBounds`, `ColumnNotFound`, `ColumnDecode`, `Encode`,
+/// `Decode`, `AnyDriverError`, `Migrate`, `InvalidSavePointStatement`, `BeginFailed` and
+/// any variant a later sqlx adds are bugs or configuration. A server error counts by its
+/// SQLSTATE: class 08 (connection exception), 57P01 (admin shutdown: a fast shutdown or
+/// restart terminated the session), 57P02 (crash shutdown), 57P03 (cannot connect now:
+/// starting up, shutting down, in recovery) are connection faults; 53300 (too many
+/// connections) is a capacity fault.
+pub fn database_fault(error: &sqlx::Error) -> DatabaseFault {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut => DatabaseFault::Connection,
+        sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => DatabaseFault::Capacity,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) if code.starts_with("08") => DatabaseFault::Connection,
+            Some("57P01" | "57P02" | "57P03") => DatabaseFault::Connection,
+            Some("53300") => DatabaseFault::Capacity,
+            _ => DatabaseFault::Other,
+        },
+        _ => DatabaseFault::Other,
+    }
+}
+
+/// Database failures: an unreachable or overloaded database is `Unavailable`
+/// ([`database_fault`]); a deadlock or serialization failure is a retryable conflict;
+/// constraint violations become the conflict or validation error their constraint names
+/// say (one declarative table, [`constraint_error`]); a value out of range or text Postgres
+/// cannot store is `Invalid`; anything else is internal, its cause logged, never shown.
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %error, "database unavailable");
-                Self::unavailable("the database", DATABASE_RETRY_AFTER)
-            }
+        if database_fault(&error) != DatabaseFault::Other {
+            tracing::warn!(error = %error, "database unavailable");
+            return Self::database_unavailable();
+        }
+        let sqlx::Error::Database(db) = &error else {
+            return Self::internal(error);
+        };
+        if let Some(mapped) = db.constraint().and_then(constraint_error) {
+            return mapped;
+        }
+        match db.code().as_deref() {
             // Deadlock or serialization failure: the transaction was rolled back whole, and
             // the same request may simply be retried.
-            sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
-            {
+            Some("40P01" | "40001") => {
                 tracing::warn!(error = %error, "transaction aborted by a concurrent one");
                 Self::conflict(
                     "concurrent_modification",
@@ -281,7 +344,7 @@ impl From<sqlx::Error> for Error {
             }
             // `lock_timeout`: another transaction held a row this one needed for too long.
             // Nothing was changed; the same request may well succeed in a moment.
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
+            Some("55P03") => {
                 tracing::warn!(error = %error, "gave up waiting for a lock");
                 Self {
                     retry_after: Some(DATABASE_RETRY_AFTER),
@@ -292,17 +355,32 @@ impl From<sqlx::Error> for Error {
                 }
             }
             // `statement_timeout` (or the request's deadline): cancelled by the database.
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+            Some("57014") => {
                 tracing::warn!(error = %error, "statement cancelled: it ran too long");
                 Self {
                     code: "statement_timeout",
-                    ..Self::unavailable("the database", DATABASE_RETRY_AFTER)
+                    ..Self::database_unavailable()
                 }
             }
-            sqlx::Error::Database(db) => match db.constraint().and_then(constraint_error) {
-                Some(mapped) => mapped,
-                None => Self::internal(error),
-            },
+            // numeric_value_out_of_range: a number the column (or the arithmetic on it)
+            // cannot hold. Input limits should stop it first; this is the backstop.
+            Some("22003") => {
+                tracing::warn!(error = %error, "value out of range");
+                Self::unprocessable(
+                    "value_out_of_range",
+                    "a number in the request, or one it would produce, is out of the range that can be stored",
+                )
+            }
+            // character_not_in_repertoire, untranslatable_character: text Postgres cannot
+            // store (a NUL, an invalid byte sequence). The edge refuses NUL first; this is
+            // the backstop.
+            Some("22021" | "22P05") => {
+                tracing::warn!(error = %error, "text the database cannot store");
+                Self::unprocessable(
+                    "invalid_text",
+                    "the request contains text that cannot be stored (such as a NUL character)",
+                )
+            }
             _ => Self::internal(error),
         }
     }
@@ -430,5 +508,188 @@ mod tests {
         let error = Error::from(sqlx::Error::PoolTimedOut);
         assert_eq!(error.kind(), ErrorKind::Unavailable);
         assert_eq!(error.retry_after(), Some(DATABASE_RETRY_AFTER));
+    }
+
+    /// A server error with a SQLSTATE (and optionally a constraint), as sqlx reports one.
+    #[derive(Debug)]
+    struct ServerError {
+        code: &'static str,
+        constraint: Option<&'static str>,
+    }
+
+    impl fmt::Display for ServerError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "server error {}", self.code)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn constraint(&self) -> Option<&str> {
+            self.constraint
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError {
+            code,
+            constraint: None,
+        }))
+    }
+
+    fn io(kind: std::io::ErrorKind) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn connection_failures_are_503_with_retry_after_and_ask_for_a_probe() {
+        let tls: sqlx::error::BoxDynError = "handshake failed".into();
+        for (what, error) in [
+            ("refused", io(std::io::ErrorKind::ConnectionRefused)),
+            ("reset", io(std::io::ErrorKind::ConnectionReset)),
+            ("closed mid-message", io(std::io::ErrorKind::UnexpectedEof)),
+            ("broken pipe", io(std::io::ErrorKind::BrokenPipe)),
+            ("TLS", sqlx::Error::Tls(tls)),
+            (
+                "protocol after a disconnect",
+                sqlx::Error::Protocol("expecting ReadyForQuery".into()),
+            ),
+            ("pool timed out", sqlx::Error::PoolTimedOut),
+            ("08000 connection_exception", server("08000")),
+            ("08003 connection_does_not_exist", server("08003")),
+            ("08006 connection_failure", server("08006")),
+            ("08001 cannot establish", server("08001")),
+            ("08P01 protocol_violation", server("08P01")),
+            ("57P01 admin_shutdown", server("57P01")),
+            ("57P02 crash_shutdown", server("57P02")),
+            ("57P03 cannot_connect_now", server("57P03")),
+        ] {
+            assert_eq!(
+                database_fault(&error),
+                DatabaseFault::Connection,
+                "{what}: a connection fault"
+            );
+            let mapped = Error::from(error);
+            assert_eq!(
+                (mapped.kind(), mapped.code(), mapped.retry_after()),
+                (
+                    ErrorKind::Unavailable,
+                    "service_unavailable",
+                    Some(DATABASE_RETRY_AFTER)
+                ),
+                "{what}: expected 503 with Retry-After"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overloaded_or_closing_database_is_503_without_a_probe() {
+        for (what, error) in [
+            ("53300 too_many_connections", server("53300")),
+            ("pool closed", sqlx::Error::PoolClosed),
+            ("worker crashed", sqlx::Error::WorkerCrashed),
+        ] {
+            assert_eq!(
+                database_fault(&error),
+                DatabaseFault::Capacity,
+                "{what}: a capacity fault"
+            );
+            let mapped = Error::from(error);
+            assert_eq!(mapped.kind(), ErrorKind::Unavailable, "{what}");
+            assert_eq!(mapped.retry_after(), Some(DATABASE_RETRY_AFTER), "{what}");
+        }
+    }
+
+    #[test]
+    fn values_the_database_cannot_hold_are_client_errors_with_stable_codes() {
+        for (code, expected) in [
+            ("22003", "value_out_of_range"),
+            ("22021", "invalid_text"),
+            ("22P05", "invalid_text"),
+        ] {
+            let error = server(code);
+            assert_eq!(database_fault(&error), DatabaseFault::Other, "{code}");
+            let mapped = Error::from(error);
+            assert_eq!(
+                (mapped.kind(), mapped.code(), mapped.retry_after()),
+                (ErrorKind::Invalid, expected, None),
+                "{code}: expected 422 {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lock_or_statement_timeout_says_when_to_retry_and_suspects_no_outage() {
+        for (code, kind, expected) in [
+            ("55P03", ErrorKind::Conflict, "lock_timeout"),
+            ("57014", ErrorKind::Unavailable, "statement_timeout"),
+        ] {
+            let error = server(code);
+            assert_eq!(database_fault(&error), DatabaseFault::Other, "{code}");
+            let mapped = Error::from(error);
+            assert_eq!(
+                (mapped.kind(), mapped.code(), mapped.retry_after()),
+                (kind, expected, Some(DATABASE_RETRY_AFTER)),
+                "{code}: expected {expected} with a retry hint"
+            );
+        }
+    }
+
+    #[test]
+    fn statement_failures_and_bugs_are_not_mistaken_for_an_outage() {
+        let mapped = |error: sqlx::Error| {
+            let fault = database_fault(&error);
+            let error = Error::from(error);
+            (fault, error.kind(), error.code())
+        };
+        for (what, error) in [
+            ("no row", sqlx::Error::RowNotFound),
+            ("decode", sqlx::Error::Decode("bad".into())),
+            ("begin failed", sqlx::Error::BeginFailed),
+            ("42P01 undefined_table", server("42P01")),
+            ("28P01 invalid_password", server("28P01")),
+        ] {
+            assert_eq!(
+                mapped(error),
+                (DatabaseFault::Other, ErrorKind::Internal, "internal_error"),
+                "{what}: expected an internal error, not an outage"
+            );
+        }
+        let violation = sqlx::Error::Database(Box::new(ServerError {
+            code: "23505",
+            constraint: Some("tenants_slug_key"),
+        }));
+        assert_eq!(
+            mapped(violation),
+            (DatabaseFault::Other, ErrorKind::Conflict, "slug_taken"),
+            "a constraint violation is the conflict its name says"
+        );
+        assert_eq!(
+            mapped(server("40P01")),
+            (
+                DatabaseFault::Other,
+                ErrorKind::Conflict,
+                "concurrent_modification"
+            )
+        );
     }
 }

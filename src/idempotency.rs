@@ -157,7 +157,7 @@ pub async fn store(
 /// Deletes every tenant's expired keys (as the platform role, which sees expired keys
 /// only). Returns how many went.
 #[tracing::instrument(skip_all)]
-pub async fn purge_expired(db: &Db) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired(db: &Db) -> Result<u64, Error> {
     let mut tx = db.platform().await?;
     let purged = sqlx::query("delete from idempotency_keys where expires_at <= now()")
         .execute(&mut *tx)

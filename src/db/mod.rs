@@ -33,15 +33,28 @@
 //! and a transaction opened under a deadline ([`with_deadline`], which the HTTP layer sets
 //! to the request's timeout) is held to what is left of it: a request that timed out, or
 //! whose client vanished, cannot keep a connection busy or hold row locks past its time.
+//!
+//! # When the database is away
+//! Every connection either pool hands out goes through one gate, [`Reachability`]: once a
+//! probe has found the database unreachable (after a broken connection, a terminated
+//! session, or a request kept waiting for a connection), every request is answered 503 with
+//! `Retry-After` at once instead of waiting the pools' 5 s acquire timeout, and
+//! [`Db::ping`] (readiness) says so at once too. One probe at a time retries every 250 ms;
+//! the first that connects lets traffic through again. Failures met on the way — opening,
+//! committing, pinging — are translated to the application's [`Error`] here, and the
+//! connection faults among them start a probe. See [`reachability`] for the rules.
 
 mod bootstrap;
+pub mod reachability;
 pub mod table;
 
 pub use bootstrap::{bootstrap, connect_options};
+pub use reachability::Reachability;
 
 use std::{
     future::Future,
     ops::{Deref, DerefMut},
+    sync::Arc,
     time::Duration,
 };
 
@@ -53,7 +66,7 @@ use sqlx::{
 };
 use tokio::time::Instant;
 
-use crate::{access::Principal, config::Config, id::TenantId};
+use crate::{access::Principal, config::Config, error::Error, id::TenantId};
 
 /// The login roles of this database: the request role, which every tenant request runs as,
 /// and the platform role of the operator's cross-tenant work. Named after the database
@@ -127,12 +140,13 @@ pub async fn with_deadline<F: Future>(deadline: Instant, work: F) -> F::Output {
     DEADLINE.scope(deadline, work).await
 }
 
-/// Handles to both pools; cheap to clone.
+/// Handles to both pools and their shared reachability; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     request: PgPool,
     platform: PgPool,
     statement_timeout: Duration,
+    reachability: Arc<Reachability>,
 }
 
 /// Whether a transaction may write. Reads run `READ ONLY`, so a bug in a GET handler cannot
@@ -149,31 +163,31 @@ impl Db {
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
         let base = connect_options(config)?;
         let roles = Roles::from_config(config)?;
+        let options = |role: &str, password: &str| {
+            base.clone()
+                .username(role)
+                .password(password)
+                .application_name("tenantry")
+        };
         let pool = |role: &str, password: &str, size: u32| {
             PgPoolOptions::new()
                 .max_connections(size)
                 .min_connections(0)
                 .acquire_timeout(Duration::from_secs(5))
                 .idle_timeout(Duration::from_secs(300))
-                .connect_lazy_with(
-                    base.clone()
-                        .username(role)
-                        .password(password)
-                        .application_name("tenantry"),
-                )
+                .connect_lazy_with(options(role, password))
         };
+        let app_password = config.database_app_password.expose_secret();
         Ok(Self {
-            request: pool(
-                &roles.app,
-                config.database_app_password.expose_secret(),
-                config.database_max_connections,
-            ),
+            request: pool(&roles.app, app_password, config.database_max_connections),
             platform: pool(
                 &roles.platform,
                 config.database_platform_password.expose_secret(),
                 4,
             ),
             statement_timeout: config.database_statement_timeout,
+            // Probes log in as the request role: the one every request needs.
+            reachability: Reachability::new(options(&roles.app, app_password)),
         })
     }
 
@@ -194,21 +208,20 @@ impl Db {
         }
     }
 
-    /// Readiness: can the request role reach the database?
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    /// Readiness: can the request role reach the database? Answers at once while the
+    /// database is known to be down.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut connection = self.reachability.connection(self.request.acquire()).await?;
         sqlx::query("select 1")
-            .execute(&self.request)
+            .execute(&mut *connection)
             .await
             .map(drop)
+            .map_err(|error| self.reachability.observe(error))
     }
 
     /// Opens a transaction that sees the principal's tenant and nothing else — the door.
     /// The caller commits it; [`Db::read`] and [`Db::write`] do both for a unit of work.
-    pub async fn tenant(
-        &self,
-        principal: &Principal,
-        access: Access,
-    ) -> Result<TenantTx, sqlx::Error> {
+    pub async fn tenant(&self, principal: &Principal, access: Access) -> Result<TenantTx, Error> {
         TenantTx::open(self, principal.tenant_id(), access).await
     }
 
@@ -216,18 +229,20 @@ impl Db {
     /// checked by what reads under it), a slug through the narrow `tenant_by_slug`
     /// database function — the one question the request role may ask before any credential
     /// is verified, since without a tenant context RLS shows it no tenant row.
-    pub async fn resolve_tenant(&self, reference: &str) -> Result<Option<TenantId>, sqlx::Error> {
+    pub async fn resolve_tenant(&self, reference: &str) -> Result<Option<TenantId>, Error> {
         if let Ok(id) = reference.parse::<TenantId>() {
             return Ok(Some(id));
         }
+        let mut connection = self.reachability.connection(self.request.acquire()).await?;
         sqlx::query_scalar("select tenant_by_slug($1)")
             .bind(reference)
-            .fetch_one(&self.request)
+            .fetch_one(&mut *connection)
             .await
+            .map_err(|error| self.reachability.observe(error))
     }
 
     /// Runs `work` in a read-only transaction of the principal's tenant and commits it.
-    pub async fn read<T, E: From<sqlx::Error>>(
+    pub async fn read<T, E: From<Error>>(
         &self,
         principal: &Principal,
         work: impl AsyncFnOnce(&mut TenantTx) -> Result<T, E>,
@@ -237,7 +252,7 @@ impl Db {
 
     /// Runs `work` in a transaction of the principal's tenant and commits it: nothing is
     /// acknowledged before it is committed, and nothing is committed after a failure.
-    pub async fn write<T, E: From<sqlx::Error>>(
+    pub async fn write<T, E: From<Error>>(
         &self,
         principal: &Principal,
         work: impl AsyncFnOnce(&mut TenantTx) -> Result<T, E>,
@@ -245,7 +260,7 @@ impl Db {
         self.run(principal, Access::ReadWrite, work).await
     }
 
-    async fn run<T, E: From<sqlx::Error>>(
+    async fn run<T, E: From<Error>>(
         &self,
         principal: &Principal,
         access: Access,
@@ -259,7 +274,7 @@ impl Db {
 
     /// Runs `work` in a transaction of the platform role (the operator's work across
     /// tenants) and commits it.
-    pub async fn in_platform<T, E: From<sqlx::Error>>(
+    pub async fn in_platform<T, E: From<Error>>(
         &self,
         work: impl AsyncFnOnce(&mut PlatformTx) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -270,12 +285,17 @@ impl Db {
     }
 
     /// Opens a transaction of the platform role; the caller commits it.
-    pub async fn platform(&self) -> Result<PlatformTx, sqlx::Error> {
+    pub async fn platform(&self) -> Result<PlatformTx, Error> {
+        let connection = self
+            .reachability
+            .connection(self.platform.acquire())
+            .await?;
+        let tx = Transaction::begin(connection, Some(self.begin_statement("begin").into()))
+            .await
+            .map_err(|error| self.reachability.observe(error))?;
         Ok(PlatformTx {
-            tx: self
-                .platform
-                .begin_with(self.begin_statement("begin"))
-                .await?,
+            tx,
+            reachability: Arc::clone(&self.reachability),
         })
     }
 
@@ -298,10 +318,11 @@ pub const READ_ONLY_SETTINGS: &str = "set local enable_sort = off";
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant_id: TenantId,
+    reachability: Arc<Reachability>,
 }
 
 impl TenantTx {
-    async fn open(db: &Db, tenant_id: TenantId, access: Access) -> Result<Self, sqlx::Error> {
+    async fn open(db: &Db, tenant_id: TenantId, access: Access) -> Result<Self, Error> {
         // BEGIN, the deadline and the tenant setting travel as one simple query: one round
         // trip, and the transaction never exists without its tenant. Formatting the id into
         // SQL is safe: a `TenantId` is a UUID, and its text form is only hex digits and
@@ -311,8 +332,18 @@ impl TenantTx {
             Access::ReadWrite => "begin".to_owned(),
         });
         let statement = format!("{begin}; select set_config('app.tenant_id', '{tenant_id}', true)");
-        let tx = db.request.begin_with(statement).await?;
-        Ok(Self { tx, tenant_id })
+        // Only the wait for a connection is cut short when the database is found down;
+        // once BEGIN is sent, it runs to its end, so no connection goes back to the pool
+        // with half a transaction on it.
+        let connection = db.reachability.connection(db.request.acquire()).await?;
+        let tx = Transaction::begin(connection, Some(statement.into()))
+            .await
+            .map_err(|error| db.reachability.observe(error))?;
+        Ok(Self {
+            tx,
+            tenant_id,
+            reachability: Arc::clone(&db.reachability),
+        })
     }
 
     /// Opens a tenant transaction for a tenant named by a credential that is not verified
@@ -322,7 +353,7 @@ impl TenantTx {
         db: &Db,
         tenant_id: TenantId,
         access: Access,
-    ) -> Result<Self, sqlx::Error> {
+    ) -> Result<Self, Error> {
         Self::open(db, tenant_id, access).await
     }
 
@@ -330,8 +361,15 @@ impl TenantTx {
         self.tenant_id
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Commits. A failure here may leave the outcome unknown to the caller (the commit
+    /// may have landed before the connection broke), which is why commands that must not
+    /// run twice carry an idempotency key.
+    pub async fn commit(self) -> Result<(), Error> {
+        let reachability = self.reachability;
+        self.tx
+            .commit()
+            .await
+            .map_err(|error| reachability.observe(error))
     }
 }
 
@@ -351,6 +389,7 @@ impl DerefMut for TenantTx {
 /// A transaction of the platform role, for operator work across tenants.
 pub struct PlatformTx {
     tx: Transaction<'static, Postgres>,
+    reachability: Arc<Reachability>,
 }
 
 impl PlatformTx {
@@ -364,8 +403,12 @@ impl PlatformTx {
             .map(drop)
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub async fn commit(self) -> Result<(), Error> {
+        let reachability = self.reachability;
+        self.tx
+            .commit()
+            .await
+            .map_err(|error| reachability.observe(error))
     }
 }
 

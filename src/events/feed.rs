@@ -24,7 +24,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{db::Db, id::TenantId};
+use crate::{db::Db, error::Error, id::TenantId};
 
 /// Where a subscriber is: the last event it has seen. `Position::default()` is the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub async fn poll(
     subscriber: Subscriber,
     after: Position,
     limit: i64,
-) -> Result<Vec<FeedEvent>, sqlx::Error> {
+) -> Result<Vec<FeedEvent>, Error> {
     let tenant = match subscriber {
         Subscriber::Tenant(id) => Some(id),
         Subscriber::Platform => None,

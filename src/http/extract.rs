@@ -1,6 +1,11 @@
 //! Our own extractors, so that every rejection — wrong content type, malformed JSON, a
 //! field of the wrong type, a failed validation, a bad path or query parameter — comes back
 //! as a problem document naming the offending field.
+//!
+//! They are also where NUL characters stop. Postgres cannot store U+0000 in `text` or
+//! `jsonb` and fails the statement, so no input may carry one past this module: a JSON
+//! body with a NUL in any string is a 422 naming each field, before any handler runs; a
+//! query parameter with one is a 400; a path parameter with one names no resource (404).
 
 use axum::{
     body::Bytes,
@@ -46,8 +51,12 @@ where
 }
 
 /// Deserialises JSON, telling a syntax error (400) from a well-formed body of the wrong
-/// shape (422 with the field path).
+/// shape (422 with the field path). A NUL character in any string (or member name) is a
+/// 422 naming every such field, whatever the body's type would accept.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if has_nul_escape(bytes) {
+        refuse_nul(bytes)?;
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -65,6 +74,70 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             )
         }
     })
+}
+
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// Whether the raw body has a `\u0000` escape — the only way JSON text can carry a NUL (a
+/// raw control character in a string is a syntax error). The fast path: a body without
+/// one costs a single SIMD scan. An escape counts only after an even number of
+/// backslashes: `\\u0000` is an escaped backslash followed by the letters `u0000`.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, br"\u0000").any(|at| {
+        let backslashes = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        backslashes % 2 == 0
+    })
+}
+
+/// The slow path, for a body that has a NUL escape: every string (and member name) with a
+/// NUL, by path (`items[0].name`), as one validation error. A body that is not JSON is
+/// left for the typed parse to refuse with its own error.
+fn refuse_nul(bytes: &[u8]) -> Result<(), Error> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    let mut fields = Vec::new();
+    collect_nul_fields(&value, "", &mut fields);
+    if fields.is_empty() {
+        return Ok(());
+    }
+    fields.sort_by(|a, b| a.field.cmp(&b.field));
+    Err(Error::validation(fields))
+}
+
+fn collect_nul_fields(value: &serde_json::Value, path: &str, out: &mut Vec<FieldError>) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => out.push(FieldError::new(path, NUL_MESSAGE)),
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                collect_nul_fields(item, &format!("{path}[{index}]"), out);
+            }
+        }
+        Value::Object(members) => {
+            for (name, member) in members {
+                if name.contains('\0') {
+                    // Named by where it is: the name itself is what cannot be shown.
+                    out.push(FieldError::new(
+                        path,
+                        "member names must not contain the NUL character (U+0000)",
+                    ));
+                    continue;
+                }
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                collect_nul_fields(member, &child, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// serde_json appends " at line 1 column 7"; the field path already says where.
@@ -86,6 +159,10 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        // A path is percent-encoded, so a NUL can only arrive as `%00`.
+        if parts.uri.path().contains("%00") {
+            return Err(Error::not_found("resource"));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Self(value))
@@ -105,6 +182,19 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or_default();
+        // A query is percent-encoded, so a NUL can only arrive as `%00`; only then is it
+        // worth decoding twice.
+        if query.contains("%00") {
+            if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+                .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+            {
+                let name = name.replace('\0', "\u{FFFD}");
+                return Err(Error::malformed(
+                    "invalid_query",
+                    format!("invalid query parameter {name}: {NUL_MESSAGE}"),
+                ));
+            }
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
@@ -163,6 +253,64 @@ mod tests {
         assert_eq!(error.code(), "validation_failed");
         assert_eq!(errors[0].field, "scopes[1]");
         assert!(!errors[0].message.contains("line"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn a_nul_anywhere_names_each_field_and_an_escaped_backslash_is_not_a_nul() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Order {
+            items: Vec<Line>,
+            note: Option<String>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Line {
+            name: String,
+        }
+        let fields = |body: &str| -> Vec<String> {
+            match parse_json::<Order>(body.as_bytes()) {
+                Ok(_) => Vec::new(),
+                Err(error) if error.code() == "validation_failed" => {
+                    error.fields().iter().map(|f| f.field.clone()).collect()
+                }
+                Err(error) => vec![format!("<{}>", error.code())],
+            }
+        };
+        for (body, expected) in [
+            (r#"{"items":[{"name":"a"}],"note":"x\u0000"}"#, vec!["note"]),
+            (
+                r#"{"items":[{"name":"a"},{"name":"\u0000b"}],"note":"\u0000"}"#,
+                vec!["items[1].name", "note"],
+            ),
+            // Refused even where the type has no such field, or wants another type.
+            (
+                r#"{"items":[],"extra":{"deep":["\u0000"]}}"#,
+                vec!["extra.deep[0]"],
+            ),
+            (r#"{"items":[{"name":1}],"note":"\u0000"}"#, vec!["note"]),
+            (r#"{"items":[],"bad\u0000key":1}"#, vec![""]),
+            // `\\u0000` is a backslash and the text `u0000`; `\\\u0000` is a backslash
+            // then a NUL.
+            (r#"{"items":[{"name":"\\u0000"}]}"#, vec![]),
+            (r#"{"items":[{"name":"\\\u0000"}]}"#, vec!["items[0].name"]),
+            (r#"{"items":[{"name":"\\\\u0000"}]}"#, vec![]),
+            // Not JSON: a syntax error, as without the NUL.
+            (r#"{"items":[{"name":"\u0000"}"#, vec!["<malformed_json>"]),
+        ] {
+            assert_eq!(fields(body), expected, "{body}");
+        }
+        let error = parse_json::<Order>(br#"{"items":[],"note":"\u0000"}"#).unwrap_err();
+        assert_eq!(error.kind(), crate::error::ErrorKind::Invalid);
+        assert!(error.fields()[0].message.contains("NUL"));
+    }
+
+    #[test]
+    fn a_body_without_a_nul_escape_takes_the_fast_path() {
+        assert!(!has_nul_escape(br#"{"name":"plain \u00e9 text","n":0}"#));
+        assert!(!has_nul_escape(br#"{"name":"\\u0000"}"#));
+        assert!(has_nul_escape(br#"{"name":"\u0000"}"#));
+        assert!(has_nul_escape(br#"\u0000"#));
     }
 
     #[test]

@@ -3,14 +3,16 @@
 //! Paths come from the routers themselves (utoipa-axum), so every served route is
 //! documented. [`finish`] adds what every operation shares: the security schemes and the
 //! problem+json error responses each operation can produce, derived from its shape (a body
-//! can be malformed, a path id can be unknown, a secured route can refuse a credential).
+//! can be malformed, a path id can be unknown, a secured route can refuse a credential,
+//! anything that reaches the database can be 503 with `Retry-After` while it is away).
 //! `openapi/openapi.json` is the committed copy; `tenantry openapi` regenerates it and a
 //! test fails when it is stale.
 
 use utoipa::{
     OpenApi,
     openapi::{
-        self, ContentBuilder, RefOr, ResponseBuilder,
+        self, ContentBuilder, ObjectBuilder, RefOr, ResponseBuilder, Type,
+        header::Header,
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -119,10 +121,16 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
                 add(
                     "422",
                     "validation_failed",
-                    "The body failed validation; `errors` lists each field",
+                    "The body failed validation; `errors` lists each field (a string with a NUL \
+                     character, `\\u0000`, is refused in any field). Also `value_out_of_range` \
+                     for a number too large to store",
                 );
             } else if has_query {
-                add("400", "invalid_query", "A query parameter is malformed");
+                add(
+                    "400",
+                    "invalid_query",
+                    "A query parameter is malformed (or carries a NUL character)",
+                );
             }
             if secured {
                 add(
@@ -144,12 +152,44 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
                 "internal_error",
                 "Unexpected failure; quote the `request_id`",
             );
+            // Everything that reads a credential, a body or an id reaches the database.
+            if secured || has_body || has_path_params {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(unavailable_response);
+            }
         }
     }
     spec
 }
 
+/// 503 while the database is unreachable or overloaded, with the `Retry-After` to honour.
+fn unavailable_response() -> RefOr<openapi::Response> {
+    let mut retry_after = Header::new(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1)),
+    );
+    retry_after.description = Some("Seconds to wait before retrying".to_owned());
+    problem(
+        "service_unavailable",
+        "The database is unreachable or overloaded (during an outage this is answered at \
+         once). Retry after `Retry-After` seconds; a command retried with the same \
+         `Idempotency-Key` takes effect at most once",
+    )
+    .header("Retry-After", retry_after)
+    .build()
+    .into()
+}
+
 fn problem_response(code: &str, description: &str) -> RefOr<openapi::Response> {
+    problem(code, description).build().into()
+}
+
+/// A problem+json response with an example of `code`.
+fn problem(code: &str, description: &str) -> ResponseBuilder {
     let example = serde_json::json!({
         "type": format!("urn:tenantry:problem:{code}"),
         "title": "Error",
@@ -158,15 +198,11 @@ fn problem_response(code: &str, description: &str) -> RefOr<openapi::Response> {
         "code": code,
         "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"
     });
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("Problem"))))
-                .example(Some(example))
-                .build(),
-        )
-        .build()
-        .into()
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("Problem"))))
+            .example(Some(example))
+            .build(),
+    )
 }

@@ -101,7 +101,7 @@ pub async fn place(
     if let Some(short) = new.items.iter().find(|r| {
         products
             .get(&r.product_id)
-            .is_some_and(|p| p.stock < r.quantity)
+            .is_some_and(|p| p.stock < i64::from(r.quantity))
     }) {
         return Err(Error::conflict(
             "insufficient_stock",

@@ -243,6 +243,18 @@ fn bodies_for(operation: &Operation) -> Vec<FuzzBody> {
             Value::Object(declared_wrong).to_string(),
         ));
     }
+    let with_nul: Map<String, Value> = operation
+        .body_fields
+        .iter()
+        .filter(|(_, declared)| declared == "string")
+        .map(|(field, _)| (field.clone(), json!("nul\u{0}byte")))
+        .collect();
+    if !with_nul.is_empty() {
+        bodies.push(json_body(
+            "a NUL in every declared string field",
+            Value::Object(with_nul).to_string(),
+        ));
+    }
     bodies
 }
 
@@ -855,5 +867,293 @@ async fn an_unusable_client_request_id_is_replaced_by_a_generated_one() {
             problem["request_id"], header,
             "the problem quotes the id the server chose: {problem}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// NUL characters: Postgres refuses them in text, so the edge refuses them first
+// ---------------------------------------------------------------------------------------
+
+/// One request whose body carries a NUL (`\u0000`) in string fields.
+struct NulCase {
+    what: &'static str,
+    method: Method,
+    path: String,
+    bearer: Option<String>,
+    body: Value,
+    /// The field paths the 422 must name, in order.
+    fields: &'static [&'static str],
+}
+
+/// The `field` of each entry of a problem's `errors`.
+fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_nul_character_in_any_string_field_is_refused_with_422_naming_each_field_and_changes_nothing()
+ {
+    // Arrange: a tenant with an API key, a customer, a product, a pending order (to cancel)
+    // and a confirmed one (to pay).
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let owner = Some(tenant.token.clone());
+    let operator = Some(OPERATOR_TOKEN.to_owned());
+    let customer = app.create_customer(&tenant).await;
+    let product = app.create_product(&tenant).await;
+    let pending = crate::helpers::place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
+    let confirmed = crate::helpers::place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
+    let confirmed_id = crate::helpers::id(&confirmed);
+    expect_json(
+        crate::helpers::command(&app, &tenant, confirmed_id, "confirm", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let total = confirmed["total_cents"].as_i64().unwrap();
+    let new_slug = crate::helpers::unique("nul");
+    let nul = "x\u{0}y";
+    let case = |what, method, path: String, bearer: &Option<String>, body, fields| NulCase {
+        what,
+        method,
+        path,
+        bearer: bearer.clone(),
+        body,
+        fields,
+    };
+    let cases = [
+        case(
+            "login tenant",
+            Method::POST,
+            "/v1/auth/login".to_owned(),
+            &None,
+            json!({"tenant": nul, "email": tenant.owner_email, "password": PASSWORD}),
+            &["tenant"],
+        ),
+        case(
+            "tenant name on create",
+            Method::POST,
+            crate::helpers::TENANTS.to_owned(),
+            &operator,
+            json!({"slug": new_slug, "name": nul, "owner_email": "owner@nul.test", "owner_password": PASSWORD}),
+            &["name"],
+        ),
+        case(
+            "tenant name on update (operator)",
+            Method::PATCH,
+            crate::helpers::tenant_path(tenant.id),
+            &operator,
+            json!({"name": nul}),
+            &["name"],
+        ),
+        case(
+            "tenant name on update (tenant)",
+            Method::PATCH,
+            "/v1/tenant".to_owned(),
+            &owner,
+            json!({"name": nul}),
+            &["name"],
+        ),
+        case(
+            "API key name",
+            Method::POST,
+            "/v1/api-keys".to_owned(),
+            &owner,
+            json!({"name": nul, "scopes": ["tenant:read"]}),
+            &["name"],
+        ),
+        case(
+            "cancel reason",
+            Method::POST,
+            format!("/v1/orders/{}/cancel", crate::helpers::id(&pending)),
+            &owner,
+            json!({"reason": nul}),
+            &["reason"],
+        ),
+        case(
+            "pay reference",
+            Method::POST,
+            format!("/v1/orders/{confirmed_id}/pay"),
+            &owner,
+            json!({"amount_cents": total, "reference": nul}),
+            &["reference"],
+        ),
+        case(
+            "product name",
+            Method::POST,
+            "/v1/products".to_owned(),
+            &owner,
+            json!({"sku": "NUL-1", "name": nul, "price_cents": 1, "currency": "EUR", "stock": 1}),
+            &["name"],
+        ),
+        case(
+            "customer name",
+            Method::POST,
+            "/v1/customers".to_owned(),
+            &owner,
+            json!({"email": "nul@example.test", "name": nul}),
+            &["name"],
+        ),
+        case(
+            "several fields, nested in arrays and objects",
+            Method::POST,
+            "/v1/api-keys".to_owned(),
+            &owner,
+            json!({"name": "\u{0}", "scopes": ["tenant:read", "users:read\u{0}"]}),
+            &["name", "scopes[1]"],
+        ),
+        case(
+            "a nested order line",
+            Method::POST,
+            "/v1/orders".to_owned(),
+            &owner,
+            json!({"customer_id": crate::helpers::id(&customer), "items": [{"product_id": crate::helpers::id(&product), "quantity": 1}, {"product_id": nul, "quantity": 1}]}),
+            &["items[1].product_id"],
+        ),
+    ];
+    let before = crate::helpers::snapshot(&app, tenant.id).await;
+
+    // Act
+    let mut failures = Vec::new();
+    for case in cases {
+        let response = app
+            .request(
+                case.method.clone(),
+                &case.path,
+                case.bearer.as_deref(),
+                Some(&case.body),
+            )
+            .await;
+        let status = response.status();
+        let problem: Value = response.json().await.unwrap_or(Value::Null);
+        let named = error_fields(&problem);
+        let explained = problem["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().all(|e| e["message"].is_string()));
+        if status != StatusCode::UNPROCESSABLE_ENTITY
+            || problem["code"] != "validation_failed"
+            || named != case.fields
+            || !explained
+        {
+            failures.push(format!(
+                "{} ({} {}): expected 422 `validation_failed` naming {:?}, got {status} {problem}",
+                case.what, case.method, case.path, case.fields
+            ));
+        }
+    }
+
+    // Assert
+    assert!(
+        failures.is_empty(),
+        "NUL characters not refused at the edge:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(
+        crate::helpers::snapshot(&app, tenant.id).await,
+        before,
+        "refused requests changed nothing in the tenant"
+    );
+    let mut db = app.owner_connection().await;
+    let created: i64 = sqlx::query_scalar("select count(*) from tenants where slug = $1")
+        .bind(&new_slug)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(created, 0, "no tenant was created with a NUL in its name");
+}
+
+#[tokio::test]
+async fn an_escaped_backslash_before_u0000_is_text_not_a_nul() {
+    // Arrange: `\\u0000` in JSON is a backslash followed by the letters `u0000`.
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let name = r"back\u0000slash \\";
+
+    // Act
+    let response = app
+        .client
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(&tenant.token)
+        .header(CONTENT_TYPE, "application/json")
+        .body(r#"{"name": "back\\u0000slash \\\\", "scopes": ["tenant:read"]}"#)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    let created = expect_json(response, StatusCode::CREATED).await;
+    assert_eq!(
+        created["name"], name,
+        "the name is stored as sent: {created}"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_in_a_query_or_path_parameter_is_refused_before_it_reaches_sql() {
+    // Arrange: every parameter a list or a read takes, with a percent-encoded NUL.
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let cases = [
+        (
+            "/v1/orders?status=pending%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/orders?expand=customer%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/orders?cursor=AZN6Xnwaez6aUi8NPEtaaQ%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/orders?created_from=2026-01-01T00:00:00Z%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/products?cursor=%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/users?limit=1%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        ("/v1/orders?%00=1", StatusCode::BAD_REQUEST, "invalid_query"),
+        ("/v1/products/%00", StatusCode::NOT_FOUND, "not_found"),
+        ("/v1/orders/%00/events", StatusCode::NOT_FOUND, "not_found"),
+    ];
+    let operator_cases = [
+        (
+            "/v1/platform/tenants?cursor=%00",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/platform/tenants/%00",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+
+    // Act + Assert
+    for (path, status, code) in cases {
+        let problem = expect_problem(app.get(path, &tenant.token).await, status, code).await;
+        assert!(problem["detail"].is_string(), "{path}: {problem}");
+    }
+    for (path, status, code) in operator_cases {
+        expect_problem(app.get(path, OPERATOR_TOKEN).await, status, code).await;
     }
 }

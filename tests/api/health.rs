@@ -13,7 +13,8 @@ use tenantry::{
 use uuid::Uuid;
 
 use crate::helpers::{
-    expect_json, expect_problem, sigterm, spawn_app, spawn_server_process, test_config,
+    OPERATOR_TOKEN, PASSWORD, expect_json, expect_problem, sigterm, spawn_app,
+    spawn_server_process, test_config,
 };
 
 #[tokio::test]
@@ -29,9 +30,9 @@ async fn liveness_and_readiness_answer_ok_when_postgres_is_up() {
     }
 }
 
-#[tokio::test]
-async fn readiness_fails_with_503_when_postgres_is_unreachable() {
-    // A server whose pools point at a port where nothing listens.
+/// Serves the API with pools pointing at a port where nothing listens (`Application::build`
+/// would refuse to start: its bootstrap needs the database). Returns the base URL.
+async fn serve_without_postgres() -> (String, tenantry::config::Config) {
     let config = test_config(&[(
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:1/tenantry_test",
@@ -39,7 +40,15 @@ async fn readiness_fails_with_503_when_postgres_is_unreachable() {
     let state = AppState::new(&config, Db::connect(&config).unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, http::app(state, &config)).await });
+    let app = http::app(state, &config);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), config)
+}
+
+#[tokio::test]
+async fn readiness_fails_with_503_when_postgres_is_unreachable() {
+    let (address, _) = serve_without_postgres().await;
+    let address = address.trim_start_matches("http://").to_owned();
     let client = reqwest::Client::new();
 
     let ready = client
@@ -63,6 +72,85 @@ async fn readiness_fails_with_503_when_postgres_is_unreachable() {
         StatusCode::OK,
         "liveness does not depend on Postgres"
     );
+}
+
+#[tokio::test]
+async fn while_postgres_is_unreachable_every_kind_of_request_fails_fast_with_503_and_retry_after() {
+    // Arrange: no database; one request of each path to it — a tenant credential check
+    // (request pool), a login (its tenant lookup), the operator API (platform pool) and
+    // readiness. The pools' acquire timeout is 5 s; failing fast means far less.
+    let (address, config) = serve_without_postgres().await;
+    let client = reqwest::Client::new();
+    let token = tenantry::auth::jwt::JwtKeys::from_config(&config)
+        .unwrap()
+        .issue(
+            tenantry::tenancy::TenantId::new(),
+            "test",
+            [tenantry::access::Scope::TenantRead].into_iter().collect(),
+            Duration::from_secs(300),
+            None,
+        )
+        .unwrap();
+    let requests = || {
+        [
+            (
+                "GET /v1/tenant",
+                client
+                    .get(format!("{address}/v1/tenant"))
+                    .bearer_auth(&token),
+            ),
+            (
+                "POST /v1/auth/login",
+                client
+                    .post(format!("{address}/v1/auth/login"))
+                    .json(&json!({"tenant": "acme", "email": "a@acme.test", "password": PASSWORD})),
+            ),
+            (
+                "GET /v1/platform/tenants",
+                client
+                    .get(format!("{address}/v1/platform/tenants"))
+                    .bearer_auth(OPERATOR_TOKEN),
+            ),
+            (
+                "GET /health/ready",
+                client.get(format!("{address}/health/ready")),
+            ),
+        ]
+    };
+
+    // Act + Assert: three rounds; the first may spend a moment learning that Postgres is
+    // gone, none may wait for the pool's timeout
+    for round in 0..3 {
+        for (what, request) in requests() {
+            let started = std::time::Instant::now();
+            let response = request.send().await.expect("the server answers");
+            let elapsed = started.elapsed();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            expect_problem(
+                response,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+            )
+            .await;
+            assert!(
+                retry_after.is_some_and(|seconds| seconds >= 1),
+                "{what}: expected a Retry-After of at least a second, got {retry_after:?}"
+            );
+            let limit = if round == 0 {
+                Duration::from_millis(1500)
+            } else {
+                Duration::from_millis(500)
+            };
+            assert!(
+                elapsed < limit,
+                "{what} (round {round}): expected a 503 within {limit:?}, it took {elapsed:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

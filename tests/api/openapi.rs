@@ -60,6 +60,14 @@ fn every_operation_documents_its_errors_and_every_secured_one_names_a_defined_sc
                     "{method} {path} has a body but no 422"
                 );
             }
+            if operation["security"].is_array() || operation["requestBody"].is_object() {
+                assert!(
+                    responses
+                        .get("503")
+                        .is_some_and(|r| r["headers"]["Retry-After"].is_object()),
+                    "{method} {path} reaches the database but documents no 503 with Retry-After"
+                );
+            }
         }
     }
     assert!(

@@ -66,9 +66,10 @@ pub struct Product {
     #[schema(example = 1250, minimum = 0)]
     pub price_cents: i64,
     pub currency: Currency,
-    /// Units available to order; orders reserve from it.
+    /// Units available to order; orders reserve from it. A 64-bit integer: it is set to
+    /// at most 2^31 - 1, but cancelled orders give their units back on top of it.
     #[schema(example = 40, minimum = 0)]
-    pub stock: i32,
+    pub stock: i64,
     /// Incremented on every change; also the `ETag`.
     #[schema(example = 1)]
     pub version: i64,
@@ -215,7 +216,7 @@ impl Change for ProductChanges {
             name: self.name.filter(|name| name.as_str() != current.name),
             price_cents: self.price_cents.filter(|p| *p != current.price_cents),
             currency: self.currency.filter(|c| *c != current.currency),
-            stock: self.stock.filter(|s| *s != current.stock),
+            stock: self.stock.filter(|s| i64::from(*s) != current.stock),
         };
         Ok((!changes.fields().is_empty()).then_some(changes))
     }
@@ -263,7 +264,7 @@ pub struct Priced {
     pub id: ProductId,
     pub price_cents: i64,
     pub currency: Currency,
-    pub stock: i32,
+    pub stock: i64,
 }
 
 /// Locks the live products among `ids` in id order — the one lock order of every stock

@@ -26,7 +26,7 @@ pub async fn insert(
     .bind(product.name.as_str())
     .bind(product.price_cents)
     .bind(product.currency)
-    .bind(product.stock)
+    .bind(i64::from(product.stock))
     .fetch_one(conn)
     .await
 }
@@ -51,7 +51,7 @@ pub async fn update(
     .bind(changes.name.as_ref().map(|name| name.as_str()))
     .bind(changes.price_cents)
     .bind(changes.currency)
-    .bind(changes.stock)
+    .bind(changes.stock.map(i64::from))
     .fetch_one(conn)
     .await
 }
@@ -94,7 +94,8 @@ pub async fn lock_any(conn: &mut PgConnection, ids: &[ProductId]) -> Result<(), 
         .map(drop)
 }
 
-/// Adds each delta to its product's stock, in one statement.
+/// Adds each delta to its product's stock, in one statement. Stock is `bigint`, so a
+/// 32-bit delta cannot take it out of range.
 #[tracing::instrument(skip_all)]
 pub async fn move_stock(
     conn: &mut PgConnection,

@@ -36,12 +36,13 @@ pub async fn live() -> Json<Health> {
 }
 
 /// The instance can serve: Postgres answers within two seconds. 503 otherwise, so a load
-/// balancer stops sending traffic here.
+/// balancer stops sending traffic here — at once while the database is known to be down
+/// (then every other request is answered 503 at once too, until a probe reaches it).
 #[utoipa::path(
     get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, body = Health),
-        (status = 503, description = "Postgres is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres is unreachable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before asking again"))),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, Error> {

@@ -69,7 +69,8 @@ pub struct CreateProduct {
     /// ISO 4217 code, upper case.
     #[schema(example = "EUR")]
     pub currency: String,
-    /// Units available, zero or more.
+    /// Units available, 0 to 2147483647 (a 32-bit integer; the stock the API shows is
+    /// 64-bit, since cancelled orders give their units back on top of it).
     #[schema(example = 40, minimum = 0)]
     #[validate(range(min = 0, message = "must be zero or more"))]
     pub stock: i32,
@@ -151,7 +152,7 @@ pub struct UpdateProduct {
     pub price_cents: Option<i64>,
     #[schema(example = "EUR")]
     pub currency: Option<String>,
-    /// The new stock level (absolute, not a delta).
+    /// The new stock level (absolute, not a delta), 0 to 2147483647.
     #[schema(example = 35, minimum = 0)]
     #[validate(range(min = 0, message = "must be zero or more"))]
     pub stock: Option<i32>,

@@ -344,3 +344,54 @@ async fn cancelling_releases_exactly_the_reserved_stock() {
         "a refused second cancel leaves the stock alone"
     );
 }
+
+#[tokio::test]
+async fn cancelling_an_order_whose_product_stock_is_near_the_32_bit_limit_gives_it_back_exactly() {
+    // Arrange: a product at the largest stock the API accepts, minus what an order takes;
+    // the order reserves 2, then the stock is raised back to the limit, so giving the 2 back
+    // takes it past 2^31 - 1.
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let customer = app.create_customer(&tenant).await;
+    let limit = i64::from(i32::MAX);
+    let product = product_with(&app, &tenant, 100, "EUR", i32::MAX).await;
+    let placed = place_ok(&app, &tenant, &customer, &[(&product, 2)]).await;
+    assert_eq!(stock_of(&app, &tenant, &product).await, limit - 2);
+    expect_json(
+        app.patch(
+            &format!("/v1/products/{}", id(&product)),
+            &tenant.token,
+            json!({"stock": i32::MAX}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // Act
+    let response = command(
+        &app,
+        &tenant,
+        id(&placed),
+        "cancel",
+        command_body("cancel", 0),
+    )
+    .await;
+
+    // Assert: cancelled, and the 2 units are back on top of the limit, exactly
+    let after = expect_json(response, StatusCode::OK).await;
+    assert_eq!(after["status"], "cancelled", "{after}");
+    assert_eq!(
+        stock_of(&app, &tenant, &product).await,
+        limit + 2,
+        "the API shows the stock past 2^31 - 1"
+    );
+    assert_eq!(
+        stock_in_database(&app, tenant.id, &product).await,
+        limit + 2,
+        "the database holds the stock past 2^31 - 1"
+    );
+    // A stock past the limit is still an ordinary stock: orders take from it.
+    place_ok(&app, &tenant, &customer, &[(&product, 5)]).await;
+    assert_eq!(stock_of(&app, &tenant, &product).await, limit - 3);
+}

@@ -108,9 +108,9 @@ pub(crate) async fn stock_of(app: &TestApp, tenant: &TestTenant, product: &Value
 }
 
 /// A product's stock as the database holds it (the database owner's view, past the API).
-pub(crate) async fn stock_in_database(app: &TestApp, tenant_id: TenantId, product: &Value) -> i32 {
+pub(crate) async fn stock_in_database(app: &TestApp, tenant_id: TenantId, product: &Value) -> i64 {
     let mut db = app.owner_connection().await;
-    sqlx::query_scalar("select stock from products where tenant_id = $1 and id = $2")
+    sqlx::query_scalar("select stock::bigint from products where tenant_id = $1 and id = $2")
         .bind(tenant_id.as_uuid())
         .bind(Uuid::parse_str(id(product)).unwrap())
         .fetch_one(&mut db)
