@@ -5,7 +5,7 @@
 //! A folder per resource (`auth`, `users`, `api_keys`, `platform`, `catalog`, `orders`),
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
-//! idempotency, the event feed). Helpers shared between files are in `helpers`.
+//! idempotency, the event feed, connections). Helpers shared between files are in `helpers`.
 
 mod helpers;
 
@@ -15,6 +15,7 @@ mod auth;
 mod bootstrap;
 mod catalog;
 mod cli;
+mod connections;
 mod errors;
 mod feed;
 mod health;
