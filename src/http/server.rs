@@ -44,7 +44,7 @@ use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
     time::Instant,
 };
@@ -232,8 +232,10 @@ pub async fn serve(
 
     // Refuse new connections from now on.
     drop(listener);
+    // Open sockets hold slots; `connections` may still count tasks that ended unreaped.
+    let open = |slots: &Semaphore| limits.max_connections - slots.available_permits();
     tracing::info!(
-        connections = connections.len(),
+        connections = open(&slots),
         deadline = ?limits.shutdown_timeout,
         "closing connections once their in-flight requests are answered"
     );
@@ -246,7 +248,7 @@ pub async fn serve(
     .await;
     if drained.is_err() {
         tracing::warn!(
-            connections = connections.len(),
+            connections = open(&slots),
             "shutdown deadline passed; dropping the connections still open"
         );
         connections.shutdown().await;
@@ -273,11 +275,9 @@ fn log_panic(ended: Result<(), tokio::task::JoinError>) {
 
 /// Where one connection stands, for its deadlines. Updated by the socket (bytes moved),
 /// the service (a request began) and the response body (it ended); read by
-/// [`Activity::expired`].
+/// [`Activity::expired`], which nothing needs to wake.
 struct Activity {
     state: Mutex<State>,
-    /// Wakes [`Activity::expired`] when a deadline may have come closer or appeared.
-    changed: Notify,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -316,7 +316,6 @@ impl Activity {
                 head_started: false,
                 since: accepted,
             }),
-            changed: Notify::new(),
         }
     }
 
@@ -336,8 +335,6 @@ impl Activity {
             if !state.first {
                 state.since = Instant::now();
             }
-            drop(state);
-            self.changed.notify_one();
         }
     }
 
@@ -365,29 +362,26 @@ impl Activity {
         if state.in_flight == 0 {
             state.head_started = false;
             state.since = Instant::now();
-            drop(state);
-            self.changed.notify_one();
         }
     }
 
     /// Completes once the connection has passed its deadline.
+    ///
+    /// It looks at the deadline when it falls due and at least every
+    /// `min(header_read_timeout, idle_timeout)`. Every deadline lies at least that long
+    /// after the event that sets it (an accept, a first byte, a response's end), so each is
+    /// seen on time, and neither the socket nor the service has to wake this per request.
     async fn expired(&self, limits: Limits) {
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
+        let check_every = limits.header_read_timeout.min(limits.idle_timeout);
         loop {
-            // Registered before the state is read, so a change in between is not missed
-            // (`notify_one` keeps a permit for a waiter that has not arrived yet).
-            let changed = self.changed.notified();
+            let now = Instant::now();
             let deadline = self.state().deadline(limits);
             match deadline {
-                None => changed.await,
-                Some(deadline) if deadline <= Instant::now() => return,
-                Some(deadline) => {
-                    sleep.as_mut().reset(deadline);
-                    tokio::select! {
-                        () = &mut sleep => {}
-                        () = changed => {}
-                    }
+                Some(deadline) if deadline <= now => return,
+                deadline => {
+                    let next_check = now + check_every;
+                    let wake = deadline.map_or(next_check, |deadline| deadline.min(next_check));
+                    tokio::time::sleep_until(wake).await;
                 }
             }
         }

@@ -235,14 +235,16 @@ async fn past_the_connection_cap_a_new_connection_waits_and_is_served_once_one_c
         &[
             ("TENANTRY_MAX_CONNECTIONS", "20"),
             ("TENANTRY_HEADER_READ_TIMEOUT", "6s"),
+            ("TENANTRY_IDLE_TIMEOUT", "1s"),
         ],
         &log_file,
     )
     .await;
     let address = socket_address(&app);
     let url = app.url("/health/live");
-    drop(app); // and with it the readiness probe's pooled connection
-    sleep(Duration::from_millis(200)).await;
+    // The readiness probe's keep-alive connection holds a slot until it idles out.
+    drop(app);
+    sleep(Duration::from_millis(1500)).await;
 
     let mut silent = Vec::new();
     for _ in 0..20 {
