@@ -102,6 +102,27 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `TENANTRY_REQUEST_TIMEOUT`: requests running longer get 408. Default `30s`.
     pub request_timeout: Duration,
+    /// `TENANTRY_HEADER_READ_TIMEOUT`: how long a request's head (request line and
+    /// headers) may take to arrive: from the accept for a connection's first request (so a
+    /// connection that sends nothing is closed too), from its first byte for later ones.
+    /// A client trickling its headers (slowloris) is disconnected. Default `10s`.
+    pub header_read_timeout: Duration,
+    /// `TENANTRY_IDLE_TIMEOUT`: a keep-alive connection waiting longer than this for its
+    /// next request is closed. Keep it above the idle timeout of any load balancer in front
+    /// (60 s on the common ones), or it may send a request on a connection just being
+    /// closed. Default `75s`.
+    pub idle_timeout: Duration,
+    /// `TENANTRY_MAX_CONNECTIONS`: most client connections open at once; past it, new
+    /// ones wait in the listen backlog until one closes. Lowered at start-up, with a
+    /// warning, to fit the process's limit on open descriptors (after raising its soft
+    /// limit to the hard one), less a reserve for the database pools and the rest.
+    /// Default 10000.
+    pub max_connections: usize,
+    /// `TENANTRY_SHUTDOWN_TIMEOUT`: on SIGTERM/SIGINT, how long the server waits for
+    /// in-flight requests to be answered before dropping the connections still open.
+    /// Keep it below the time your supervisor waits before killing the process.
+    /// Default `30s`.
+    pub shutdown_timeout: Duration,
     /// `LOG_FORMAT`: `text` (default) or `json`. Verbosity comes from `RUST_LOG`.
     pub log_format: LogFormat,
 }
@@ -169,6 +190,12 @@ impl Config {
                 .parse()
                 .context("TENANTRY_MAX_BODY_BYTES must be a number of bytes")?,
             request_timeout: duration("TENANTRY_REQUEST_TIMEOUT", "30s")?,
+            header_read_timeout: duration("TENANTRY_HEADER_READ_TIMEOUT", "10s")?,
+            idle_timeout: duration("TENANTRY_IDLE_TIMEOUT", "75s")?,
+            max_connections: var("TENANTRY_MAX_CONNECTIONS", "10000")
+                .parse()
+                .context("TENANTRY_MAX_CONNECTIONS must be a positive integer")?,
+            shutdown_timeout: duration("TENANTRY_SHUTDOWN_TIMEOUT", "30s")?,
             log_format: match var("LOG_FORMAT", "text").as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
@@ -206,6 +233,19 @@ impl Config {
             // Postgres reads 0 as "no limit", and counts in milliseconds.
             if timeout < Duration::from_millis(1) {
                 bail!("{name} must be at least 1ms");
+            }
+        }
+        if self.max_connections == 0 {
+            bail!("TENANTRY_MAX_CONNECTIONS must be at least 1");
+        }
+        for (name, value) in [
+            ("TENANTRY_REQUEST_TIMEOUT", self.request_timeout),
+            ("TENANTRY_HEADER_READ_TIMEOUT", self.header_read_timeout),
+            ("TENANTRY_IDLE_TIMEOUT", self.idle_timeout),
+            ("TENANTRY_SHUTDOWN_TIMEOUT", self.shutdown_timeout),
+        ] {
+            if value.is_zero() {
+                bail!("{name} must be positive");
             }
         }
         if self.access_token_ttl.is_zero()
@@ -323,6 +363,34 @@ mod tests {
     fn malformed_duration_is_refused_with_the_variable_name() {
         let error = config(&[("ACCESS_TOKEN_TTL", "soon")]).unwrap_err();
         assert!(error.to_string().contains("ACCESS_TOKEN_TTL"), "{error}");
+    }
+
+    #[test]
+    fn connection_limits_default_to_production_values() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(75));
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_zero_connection_limit_or_timeout_is_refused_with_the_variable_name() {
+        for (name, zero) in [
+            ("TENANTRY_MAX_CONNECTIONS", "0"),
+            ("TENANTRY_HEADER_READ_TIMEOUT", "0s"),
+            ("TENANTRY_IDLE_TIMEOUT", "0s"),
+            ("TENANTRY_SHUTDOWN_TIMEOUT", "0s"),
+            ("TENANTRY_REQUEST_TIMEOUT", "0s"),
+        ] {
+            let error = config(&[(name, zero)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{name}: {error}");
+        }
+        let error = config(&[("TENANTRY_MAX_CONNECTIONS", "many")]).unwrap_err();
+        assert!(
+            error.to_string().contains("TENANTRY_MAX_CONNECTIONS"),
+            "{error}"
+        );
     }
 
     #[test]

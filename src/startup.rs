@@ -1,7 +1,9 @@
-//! The server as a value: [`Application::build`] bootstraps the database, binds the
-//! listener (port 0 in tests) and wires the state; [`Application::run_until_stopped`] serves
-//! until SIGINT/SIGTERM (or the given signal), then stops accepting and drains in-flight
-//! requests before returning. While serving, expired idempotency keys are purged.
+//! The server as a value: [`Application::build`] bootstraps the database, raises the
+//! descriptor limit, binds the listener (port 0 in tests) and wires the state;
+//! [`Application::run_until_stopped`] serves until SIGINT/SIGTERM (or the given signal), then
+//! stops accepting and drains in-flight requests, within the shutdown deadline, before
+//! returning. While serving, expired idempotency keys are purged. How connections are served
+//! (timeouts, the connection cap, the drain) is [`http::server`]'s business.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -11,7 +13,10 @@ use tokio::net::TcpListener;
 use crate::{
     config::Config,
     db::{self, Db},
-    http::{self, AppState},
+    http::{
+        self, AppState,
+        server::{self, Limits},
+    },
     idempotency,
 };
 
@@ -22,6 +27,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     db: Db,
+    limits: Limits,
 }
 
 impl Application {
@@ -35,13 +41,23 @@ impl Application {
             .context("bootstrapping the database")?;
         let db = Db::connect(config)?;
         let state = AppState::new(config, db.clone())?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let descriptors = server::raise_descriptor_limit();
+        let limits = Limits::from_config(config, descriptors);
+        if limits.max_connections < config.max_connections {
+            tracing::warn!(
+                configured = config.max_connections,
+                max_connections = limits.max_connections,
+                descriptor_limit = descriptors,
+                "TENANTRY_MAX_CONNECTIONS lowered to fit the limit on open descriptors; raise the hard limit (ulimit -Hn, LimitNOFILE=) to allow more"
+            );
+        }
+        let listener =
+            server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         Ok(Self {
             listener,
             router: http::app(state, config),
             db,
+            limits,
         })
     }
 
@@ -56,22 +72,24 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `signal` completes, then drains in-flight requests.
+    /// Serves until `signal` completes, then drains in-flight requests (for at most the
+    /// shutdown deadline).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(address = %self.local_addr(), "listening");
+        tracing::info!(
+            address = %self.local_addr(),
+            max_connections = self.limits.max_connections,
+            "listening"
+        );
         let purge = tokio::spawn(idempotency::purge_periodically(
             self.db.clone(),
             IDEMPOTENCY_PURGE_PERIOD,
         ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await;
+        server::serve(self.listener, self.router, self.limits, signal).await;
         purge.abort();
         self.db.close().await;
-        served?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! Each request runs in a span carrying its request id, method, route template (never the
 //! raw path, which holds ids) and, once authenticated, its tenant id. Metrics are labelled
 //! by method, route template and status — never by raw path (unbounded cardinality, and
-//! paths carry ids). Credentials never reach the logs: the sensitive headers are marked so
+//! paths carry ids), and never by a method outside the standard ones (a client may send
+//! any token as a method; those count as `OTHER`). Credentials never reach the logs: the sensitive headers are marked so
 //! in the stack (`super::app`).
 
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::{
     body::Body,
     extract::{MatchedPath, Request, State},
-    http::{HeaderValue, Response},
+    http::{HeaderValue, Method, Response},
     middleware::Next,
 };
 use tracing::{Span, field};
@@ -79,7 +80,7 @@ pub fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
 /// Counts each request and records its latency, by method, route template and status.
 pub async fn track_requests(request: Request, next: Next) -> axum::response::Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -97,6 +98,24 @@ pub async fn track_requests(request: Request, next: Next) -> axum::response::Res
     response
 }
 
+/// The `method` label of a request: a standard method's name, else `OTHER`. Every label
+/// value is a time series kept for the life of the process, so a client must not be able
+/// to mint them by sending made-up methods.
+pub fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
 /// Holds the request's database work to the request timeout: a transaction it opens is told
 /// how long it has left, so when the timeout answers 408 Postgres also cancels whatever
 /// statement is still running and its locks go with it (`db::with_deadline`).
@@ -106,4 +125,30 @@ pub async fn database_deadline(
     next: Next,
 ) -> axum::response::Response {
     db::with_deadline(tokio::time::Instant::now() + timeout, next.run(request)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_label_as_themselves_and_anything_else_as_other() {
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::CONNECT,
+        ] {
+            assert_eq!(method_label(&method), method.as_str());
+        }
+        for made_up in ["FOO", "get", "PROPFIND", "BREW"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "OTHER", "{made_up}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The HTTP transport: application state, the router, the middleware stack, and the
 //! handlers ([`routes`], one module per resource). Handlers extract, call one application
 //! function, and shape the response; everything they know about the domain they learn from
-//! the capability modules, which know nothing of HTTP.
+//! the capability modules, which know nothing of HTTP. [`server`] serves the router on
+//! connections: header and idle timeouts, the connection cap, the shutdown deadline.
 //!
 //! Middleware, outermost first — each layer sees what the layers inside it produce:
 //! 1. sensitive headers marked (never logged), then the request id (`X-Request-Id`: kept
@@ -28,6 +29,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod routes;
+pub mod server;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //!   capabilities → shared mechanisms → db → foundation;
 //! - two or more top-level modules import each other, directly or round a cycle;
 //! - code outside the transports names `axum`, `tower`, `tower_http`, `utoipa_axum`,
-//!   `utoipa_swagger_ui` or the `http` crate;
+//!   `utoipa_swagger_ui`, the `http` and `http_body` crates, `hyper` or `hyper_util`;
 //! - anything but `auth` makes a `Principal` or an `Operator`, or opens the credential
 //!   check's tenant transaction — the doors of the tenant wall.
 //!
@@ -47,6 +47,9 @@ const TRANSPORT_CRATES: &[&str] = &[
     "utoipa_axum",
     "utoipa_swagger_ui",
     "http",
+    "http_body",
+    "hyper",
+    "hyper_util",
 ];
 
 /// Calls that open the tenant wall, and the one module allowed to make them (besides the

@@ -185,6 +185,40 @@ async fn metrics_are_labelled_by_route_template_never_by_raw_path() {
 }
 
 #[tokio::test]
+async fn a_made_up_method_is_counted_as_other_never_under_its_own_name() {
+    let app = spawn_app().await;
+    // Unique to this run, so no other test can have produced the label.
+    let made_up = format!("BREW{}", Uuid::new_v4().simple()).to_uppercase();
+    let method = reqwest::Method::from_bytes(made_up.as_bytes()).unwrap();
+    let response = app
+        .client
+        .request(method, app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"http_requests_total{method="OTHER",route="/health/live",status="405"}"#),
+        "a made-up method counted under method=\"OTHER\" expected in:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains(&made_up),
+        "the made-up method {made_up} became a metric label"
+    );
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_and_a_sane_client_id_is_kept() {
     let app = spawn_app().await;
     let generated = app

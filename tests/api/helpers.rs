@@ -469,15 +469,38 @@ pub async fn spawn_server_process(
     env: &[(&str, &str)],
     log_file: &std::path::Path,
 ) -> (tokio::process::Child, TestApp) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    command.arg("serve");
+    start_server_process(command, env, log_file).await
+}
+
+/// [`spawn_server_process`], with the process's limit on open descriptors (soft and hard)
+/// set to `descriptors` by the shell that starts it.
+pub async fn spawn_server_process_with_descriptor_limit(
+    descriptors: u32,
+    env: &[(&str, &str)],
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, TestApp) {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {descriptors} && exec \"$0\" serve"))
+        .arg(env!("CARGO_BIN_EXE_tenantry"));
+    start_server_process(command, env, log_file).await
+}
+
+async fn start_server_process(
+    mut command: tokio::process::Command,
+    env: &[(&str, &str)],
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, TestApp) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let log = std::fs::File::create(log_file).unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
     command
-        .arg("serve")
         .env("DATABASE_URL", database_url())
         .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
         .env("JWT_SECRET", JWT_SECRET)
