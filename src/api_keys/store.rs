@@ -4,9 +4,19 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::{ApiKey, ApiKeyId};
-use crate::{access::Scopes, id::TenantId};
+use crate::{
+    access::Scopes,
+    id::{TenantId, UserId},
+};
 
-pub const COLUMNS: &str = "id, name, hint, scopes, created_by, expires_at, revoked_at, created_at";
+pub const COLUMNS: &str = "id, name, hint, scopes, created_by, created_by_user, created_by_key, expires_at, revoked_at, created_at";
+
+/// Whom a key answers to.
+#[derive(Debug, Clone, Copy)]
+pub enum Creator {
+    User(UserId),
+    Key(ApiKeyId),
+}
 
 pub struct NewApiKey<'a> {
     pub tenant_id: TenantId,
@@ -16,14 +26,15 @@ pub struct NewApiKey<'a> {
     pub secret_hash: &'a [u8],
     pub scopes: Scopes,
     pub created_by: &'a str,
+    pub creator: Creator,
     pub expires_at: Option<OffsetDateTime>,
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(conn: &mut PgConnection, key: NewApiKey<'_>) -> Result<ApiKey, sqlx::Error> {
     sqlx::query_as(&format!(
-        "insert into api_keys (tenant_id, id, name, hint, secret_hash, scopes, created_by, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8) returning {COLUMNS}"
+        "insert into api_keys (tenant_id, id, name, hint, secret_hash, scopes, created_by, created_by_user, created_by_key, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning {COLUMNS}"
     ))
     .bind(key.tenant_id)
     .bind(key.id)
@@ -32,6 +43,14 @@ pub async fn insert(conn: &mut PgConnection, key: NewApiKey<'_>) -> Result<ApiKe
     .bind(key.secret_hash)
     .bind(key.scopes.to_vec())
     .bind(key.created_by)
+    .bind(match key.creator {
+        Creator::User(id) => Some(id),
+        Creator::Key(_) => None,
+    })
+    .bind(match key.creator {
+        Creator::Key(id) => Some(id),
+        Creator::User(_) => None,
+    })
     .bind(key.expires_at)
     .fetch_one(conn)
     .await
@@ -45,5 +64,24 @@ pub async fn revoke(conn: &mut PgConnection, id: ApiKeyId) -> Result<Option<ApiK
     ))
     .bind(id)
     .fetch_optional(conn)
+    .await
+}
+
+/// Makes `user` the key's creator (`created_by` is how listings name them).
+#[tracing::instrument(skip_all)]
+pub async fn take_over(
+    conn: &mut PgConnection,
+    id: ApiKeyId,
+    user: UserId,
+    created_by: &str,
+) -> Result<ApiKey, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update api_keys set created_by_user = $2, created_by_key = null, created_by = $3
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(user)
+    .bind(created_by)
+    .fetch_one(conn)
     .await
 }

@@ -4,7 +4,8 @@
 //! Signature and claims are checked before any query runs. Then one read-only query, under
 //! the credential's tenant context, confirms what a signature cannot: the tenant exists and
 //! is active, the login session is not revoked, the user is still active (and still has
-//! the role the token was issued for), the API key is neither revoked nor expired. Each of
+//! the role the token was issued for), the API key is neither revoked nor expired and the
+//! user it answers to (through any keys that created it) is still active. Each of
 //! these queries reads several capabilities' tables in one statement — a deliberate
 //! exception to "each capability owns its SQL", so that a request costs one round trip to
 //! authenticate.
@@ -131,57 +132,126 @@ fn describe_jwt_error(error: &jsonwebtoken::errors::Error) -> &'static str {
     }
 }
 
+/// One key of the chain a presented key answers to: the key itself (`depth` 0), then the
+/// key that created it, and so on up to the one a user created.
 #[derive(FromRow)]
-struct KeyCheck {
+struct KeyLink {
     tenant_status: TenantStatus,
-    secret_hash: Vec<u8>,
+    /// Only the presented key's (depth 0): the others' secrets are not being checked.
+    secret_hash: Option<Vec<u8>>,
     scopes: Vec<String>,
     expires_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
+    /// The key this one answers to, if any (it is the next link, unless the chain was cut
+    /// at its depth limit).
+    has_parent: bool,
+    /// The user this key answers to, if a user created it.
+    creator_status: Option<UserStatus>,
+    creator_role: Option<Role>,
 }
 
+/// The longest chain of keys creating keys that verification follows; a longer one is
+/// refused (it can be mended by taking a key over).
+const MAX_KEY_CHAIN: i32 = 16;
+
 /// API keys are verified here: parsed, looked up by `(tenant, id)` under the tenant's RLS
-/// context, the secret's HMAC compared in constant time, then revocation and expiry.
+/// context with the chain of keys it answers to, the secret's HMAC compared in constant
+/// time, then revocation and expiry — of the key and of every key up its chain — and the
+/// user at the root of the chain, who must be active. The key holds at most the scopes of
+/// every link and of that user's current role. One statement, one round trip.
 async fn verify_api_key(db: &Db, auth: &AuthService, presented: &str) -> Result<Principal, Error> {
     let invalid = || Error::unauthenticated("invalid API key");
     let token = OpaqueToken::parse(TokenKind::ApiKey, presented).ok_or_else(invalid)?;
 
     let mut tx =
         TenantTx::begin_for_credential_check(db, token.tenant_id, Access::ReadOnly).await?;
-    let check: Option<KeyCheck> = sqlx::query_as(
+    let chain: Vec<KeyLink> = sqlx::query_as(
         r#"
-        select t.status as tenant_status, k.secret_hash, k.scopes, k.expires_at, k.revoked_at
-        from api_keys k join tenants t on t.id = k.tenant_id
-        where k.tenant_id = $1 and k.id = $2
+        with recursive chain as (
+            select 0 as depth, k.secret_hash, k.scopes, k.expires_at, k.revoked_at,
+                   k.created_by_user, k.created_by_key
+            from api_keys k where k.tenant_id = $1 and k.id = $2
+          union all
+            select c.depth + 1, null::bytea, p.scopes, p.expires_at, p.revoked_at,
+                   p.created_by_user, p.created_by_key
+            from chain c join api_keys p on p.tenant_id = $1 and p.id = c.created_by_key
+            where c.depth < $3
+        )
+        select t.status as tenant_status, c.secret_hash, c.scopes, c.expires_at, c.revoked_at,
+               c.created_by_key is not null as has_parent,
+               u.status as creator_status, u.role as creator_role
+        from chain c
+        join tenants t on t.id = $1
+        left join users u on u.tenant_id = $1 and u.id = c.created_by_user
+        order by c.depth
         "#,
     )
     .bind(token.tenant_id)
     .bind(token.id)
-    .fetch_optional(&mut *tx)
+    .bind(MAX_KEY_CHAIN)
+    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
 
-    let check = check.ok_or_else(invalid)?;
-    if !auth.hasher.verify(&token, &check.secret_hash) {
+    let key = chain.first().ok_or_else(invalid)?;
+    let matches = key
+        .secret_hash
+        .as_deref()
+        .is_some_and(|hash| auth.hasher.verify(&token, hash));
+    if !matches {
         return Err(invalid());
     }
-    if check.revoked_at.is_some() {
+    let now = OffsetDateTime::now_utc();
+    if key.revoked_at.is_some() {
         return Err(Error::unauthenticated("this API key has been revoked"));
     }
-    if check
-        .expires_at
-        .is_some_and(|at| at <= OffsetDateTime::now_utc())
-    {
+    if key.expires_at.is_some_and(|at| at <= now) {
         return Err(Error::unauthenticated("this API key has expired"));
     }
-    if check.tenant_status == TenantStatus::Suspended {
+    if key.tenant_status == TenantStatus::Suspended {
         return Err(Error::tenant_suspended());
     }
-    let scopes = check.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+    let mut scopes = link_scopes(key);
+    for creator in &chain[1..] {
+        if creator.revoked_at.is_some() || creator.expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::unauthenticated(
+                "the API key that created this one has been revoked or has expired; \
+                 a user holding its scopes can take this key over",
+            ));
+        }
+        scopes = scopes.intersection(link_scopes(creator));
+    }
+    let root = chain.last().unwrap_or(key);
+    match (root.creator_status, root.creator_role) {
+        (Some(UserStatus::Active), Some(role)) => scopes = scopes.intersection(role.scopes()),
+        (Some(_), _) => {
+            return Err(Error::unauthenticated(
+                "the user this API key answers to is deactivated; a user holding its scopes \
+                 can take it over",
+            ));
+        }
+        (None, _) if root.has_parent => {
+            return Err(Error::unauthenticated(
+                "this API key answers to too long a chain of keys; a user holding its \
+                 scopes can take it over",
+            ));
+        }
+        (None, _) => {
+            return Err(Error::unauthenticated(
+                "this API key answers to no user of the tenant",
+            ));
+        }
+    }
     Ok(Principal::verified(
         token.tenant_id,
         Actor::ApiKey(ApiKeyId::from_uuid(token.id)),
         scopes,
         None,
     ))
+}
+
+/// The scopes a stored key names (an unknown name, which validation never stores, grants
+/// nothing).
+fn link_scopes(link: &KeyLink) -> Scopes {
+    link.scopes.iter().filter_map(|s| s.parse().ok()).collect()
 }

@@ -86,13 +86,16 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
 
     for item in spec.paths.paths.values_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
+            (&mut item.get, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+            (&mut item.delete, true),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (operation, writes) in operations
+            .into_iter()
+            .filter_map(|(operation, writes)| operation.as_mut().map(|o| (o, writes)))
+        {
             let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
             let has_path_params = operation.parameters.as_ref().is_some_and(|ps| {
                 ps.iter()
@@ -152,6 +155,13 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
                 "internal_error",
                 "Unexpected failure; quote the `request_id`",
             );
+            // A write waits for the rows it changes for at most `DATABASE_LOCK_TIMEOUT`.
+            if writes && (secured || has_body || has_path_params) {
+                let description = "The resource is locked by a concurrent request for longer \
+                    than the lock timeout (`lock_timeout`, with `Retry-After`); nothing was \
+                    changed";
+                add("409", "lock_timeout", description);
+            }
             // Everything that reads a credential, a body or an id reaches the database.
             if secured || has_body || has_path_params {
                 operation
@@ -159,6 +169,18 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
                     .responses
                     .entry("503".to_owned())
                     .or_insert_with(unavailable_response);
+            }
+            // An operation's own 409 (a taken slug, an order's state) can be a lock timeout
+            // too: say so where the example above did not go.
+            if writes
+                && let Some(RefOr::T(conflict)) = operation.responses.responses.get_mut("409")
+                && !conflict.description.contains("lock_timeout")
+            {
+                conflict.description = format!(
+                    "{} Also `lock_timeout` (with `Retry-After`): the resource was locked by a \
+                     concurrent request for too long, and nothing was changed.",
+                    conflict.description
+                );
             }
         }
     }
@@ -176,8 +198,9 @@ fn unavailable_response() -> RefOr<openapi::Response> {
     problem(
         "service_unavailable",
         "The database is unreachable or overloaded (during an outage this is answered at \
-         once). Retry after `Retry-After` seconds; a command retried with the same \
-         `Idempotency-Key` takes effect at most once",
+         once), or a statement ran past its limit (`statement_timeout`). Retry after \
+         `Retry-After` seconds; a command retried with the same `Idempotency-Key` takes \
+         effect at most once",
     )
     .header("Retry-After", retry_after)
     .build()

@@ -56,6 +56,11 @@ fn cross_tenant_routes(v: &Victim) -> Vec<(Method, String, Option<Value>)> {
             None,
         ),
         (
+            Method::POST,
+            format!("/v1/api-keys/{}/take-over", v.api_key_id),
+            Some(json!({})),
+        ),
+        (
             Method::GET,
             format!("/v1/products/{}", v.product["id"].as_str().unwrap()),
             None,

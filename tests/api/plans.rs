@@ -263,8 +263,10 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, 
         "insert into users (tenant_id, id, email, role, password_hash)
          select $1, gen_random_uuid(), 'u' || n || '@plans.test', 'member', 'not a hash'
          from generate_series(1, 2000) n",
-        "insert into api_keys (tenant_id, id, name, hint, secret_hash, scopes, created_by)
-         select $1, gen_random_uuid(), 'key ' || n, 'hint', '\\x00', '{}', 'plans'
+        "insert into api_keys (tenant_id, id, name, hint, secret_hash, scopes, created_by,
+                               created_by_user)
+         select $1, gen_random_uuid(), 'key ' || n, 'hint', '\\x00', '{}', 'plans',
+                (select id from users where tenant_id = $1 limit 1)
          from generate_series(1, 2000) n",
         "insert into order_summaries (tenant_id, id, customer_id, status, currency, total_cents,
                                       version, created_at, updated_at)

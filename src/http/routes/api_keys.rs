@@ -1,4 +1,4 @@
-//! `/v1/api-keys`: create, list, read, revoke.
+//! `/v1/api-keys`: create, list, read, revoke, take over.
 
 use axum::{
     Json,
@@ -22,6 +22,7 @@ use crate::{
         auth::Authorized,
         extract::{ApiPath, ApiQuery, ValidJson},
         pagination::PageParams,
+        problem::Problem,
     },
     page::{Page, PageRequest},
 };
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(get_api_key, revoke_api_key))
+        .routes(routes!(take_over_api_key))
 }
 
 /// API keys of the tenant, newest first (revoked ones included, marked `revoked_at`).
@@ -79,12 +81,18 @@ pub struct CreatedApiKey {
     pub key: String,
 }
 
-/// Creates an API key with at most the caller's scopes. The `key` is shown only here.
+/// Creates an API key with at most the caller's scopes. The `key` is shown only here. The
+/// key answers to its creator (a user, or the key creating it): on every request it holds
+/// at most the creator's current scopes, and stops working while the creator is
+/// deactivated or revoked (see `take-over`).
 #[utoipa::path(
     post, path = "/v1/api-keys", tag = "api-keys",
     request_body = CreateApiKey,
     security(("bearer" = ["api_keys:write"]), ("api_key" = ["api_keys:write"])),
-    responses((status = 201, description = "Created; `key` is the secret", body = CreatedApiKey))
+    responses(
+        (status = 201, description = "Created; `key` is the secret", body = CreatedApiKey),
+        (status = 403, description = "A scope the caller does not hold (`scope_escalation`), or a service token, which cannot create keys (`creator_required`)", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn create_api_key(
     State(state): State<AppState>,
@@ -130,12 +138,16 @@ pub async fn get_api_key(
     Ok(Json(key))
 }
 
-/// Revokes an API key; it is refused from the next request on. Idempotent.
+/// Revokes an API key; it is refused from the next request on, and so are the keys it
+/// created. Idempotent. The caller must hold every scope of the key.
 #[utoipa::path(
     delete, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = ApiKeyId, Path, description = "API key id")),
     security(("bearer" = ["api_keys:write"]), ("api_key" = ["api_keys:write"])),
-    responses((status = 204, description = "Revoked"))
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "The caller lacks a scope of the key (`scope_escalation`): revoking takes every scope it holds", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
@@ -149,4 +161,33 @@ pub async fn revoke_api_key(
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Makes the calling user the key's creator: the key answers to them from now on, with at
+/// most their scopes. How an owner keeps an integration running when the user who created
+/// its key is deactivated (or the key that created it is revoked): such a key is refused
+/// until someone takes it over. The caller must be a user (not a key or a service token)
+/// holding every scope of the key.
+#[utoipa::path(
+    post, path = "/v1/api-keys/{id}/take-over", tag = "api-keys",
+    params(("id" = ApiKeyId, Path, description = "API key id")),
+    security(("bearer" = ["api_keys:write"])),
+    responses(
+        (status = 200, description = "Taken over: it answers to the caller now", body = ApiKey),
+        (status = 403, description = "Not a user (`user_required`), or lacking a scope of the key (`scope_escalation`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked (`api_key_revoked`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn take_over_api_key(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::ApiKeysWrite>,
+    ApiPath(id): ApiPath<ApiKeyId>,
+) -> Result<Json<ApiKey>, Error> {
+    let key = state
+        .db
+        .write(&principal, async |tx| {
+            api_keys::take_over(tx, &principal, id).await
+        })
+        .await?;
+    Ok(Json(key))
 }

@@ -1,8 +1,9 @@
 //! API keys: accepted as `Authorization: Bearer` and as `X-API-Key`, refused once revoked,
 //! expired or altered, stored only as a keyed hash, and holding at most their creator's
-//! scopes. The key-decoding helpers here are shared by the files below.
+//! scopes — when created and on every request after. The key-decoding helpers here are shared by the files below.
 
 mod authentication;
+mod creators;
 mod lifetime;
 mod scopes;
 mod storage;

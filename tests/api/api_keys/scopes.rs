@@ -18,7 +18,6 @@ async fn an_api_key_cannot_be_created_with_scopes_its_creator_lacks() {
     let tenant = app.create_tenant().await;
     let (_, admin_token) = app.create_user(&tenant, "admin").await;
     let (_, member_token) = app.create_user(&tenant, "member").await;
-    let keys_before = api_key_count(&app, &tenant).await;
     let request = |scopes: &[&str]| json!({"name": "escalation attempt", "scopes": scopes});
 
     // Act + Assert: an admin lacks tenant:write
@@ -40,14 +39,17 @@ async fn an_api_key_cannot_be_created_with_scopes_its_creator_lacks() {
         "the problem names exactly the scope the admin lacks: {problem}"
     );
 
-    // Act + Assert: a token with api_keys:write but not users:write (as a member would hold)
-    let member_plus_keys: Vec<Scope> = scopes_of(Role::Member)
+    // Act + Assert: a key with api_keys:write but not users:write (as a member would hold)
+    let member_plus_keys: Vec<String> = scopes_of(Role::Member)
         .into_iter()
         .chain([Scope::ApiKeysWrite])
+        .map(|scope| scope.as_str().to_owned())
         .collect();
-    let token = app.mint_token(tenant.id, &member_plus_keys);
+    let member_plus_keys: Vec<&str> = member_plus_keys.iter().map(String::as_str).collect();
+    let (_, key) = app.create_api_key(&tenant, &member_plus_keys).await;
+    let keys_before = api_key_count(&app, &tenant).await;
     expect_problem(
-        app.post("/v1/api-keys", &token, request(&["users:write"]))
+        app.post("/v1/api-keys", &key, request(&["users:write"]))
             .await,
         StatusCode::FORBIDDEN,
         "scope_escalation",

@@ -1,6 +1,7 @@
 //! Every tenant route's scope requirement: without a credential it is unauthenticated,
 //! without its scope forbidden (the problem naming the scope), with only its scope past the
-//! gate; a refused request changes nothing.
+//! gate; a refused request changes nothing. The credentials are API keys holding exactly
+//! the scopes of each step (made by the owner, who holds them all).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -24,6 +25,13 @@ async fn add_user(app: &TestApp, tenant: &TestTenant, role: &str) -> String {
     )
     .await;
     created["id"].as_str().unwrap().to_owned()
+}
+
+/// A credential holding exactly `scopes`: an API key the owner (who holds them all)
+/// creates.
+async fn credential(app: &TestApp, tenant: &TestTenant, scopes: &[Scope]) -> String {
+    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    app.create_api_key(tenant, &names).await.1
 }
 
 fn all_scopes_except(missing: Scope) -> Vec<Scope> {
@@ -50,6 +58,9 @@ struct RouteCase {
     body_needs: Option<(Vec<Scope>, &'static str)>,
     /// The answer when the credential holds everything needed.
     success: StatusCode,
+    /// Only a user may do this (a key with every scope is refused `user_required`): the
+    /// last step sends the owner's login instead of a key.
+    as_user: bool,
 }
 
 fn route_cases() -> Vec<RouteCase> {
@@ -66,6 +77,7 @@ fn route_cases() -> Vec<RouteCase> {
         scope,
         body_needs,
         success,
+        as_user: false,
     };
     vec![
         case(Method::GET, "/v1/me", None, None, None, StatusCode::OK),
@@ -154,9 +166,20 @@ fn route_cases() -> Vec<RouteCase> {
             "/v1/api-keys/{key}",
             None,
             Some(ApiKeysWrite),
-            None,
+            Some((vec![TenantRead], "scope_escalation")),
             StatusCode::NO_CONTENT,
         ),
+        RouteCase {
+            as_user: true,
+            ..case(
+                Method::POST,
+                "/v1/api-keys/{key}/take-over",
+                Some(json!({})),
+                Some(ApiKeysWrite),
+                Some((vec![TenantRead], "user_required")),
+                StatusCode::OK,
+            )
+        },
         case(
             Method::GET,
             "/v1/products",
@@ -375,6 +398,28 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
                     .await
             }
         };
+        // The credentials each step sends, made before the snapshot (making one is a change).
+        // (A key holds at least one scope: "no scope at all" is a service token.)
+        let scopeless = app.mint_token(tenant.id, &[]);
+        let (all_but_required, just_required, with_needs) = match case.scope {
+            Some(required) => {
+                let mut needed = case
+                    .body_needs
+                    .as_ref()
+                    .map_or(Vec::new(), |(n, _)| n.clone());
+                needed.push(required);
+                (
+                    credential(&app, &tenant, &all_scopes_except(required)).await,
+                    credential(&app, &tenant, &[required]).await,
+                    if case.as_user {
+                        tenant.token.clone()
+                    } else {
+                        credential(&app, &tenant, &needed).await
+                    },
+                )
+            }
+            None => Default::default(),
+        };
         let before = snapshot(&app, tenant.id).await;
 
         // Act + Assert: no credential
@@ -390,9 +435,8 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         );
 
         let Some(required) = case.scope else {
-            // A route open to any valid credential: a token with no scope at all is enough.
-            let token = app.mint_token(tenant.id, &[]);
-            let status = send(Some(token)).await.status();
+            // A route open to any valid credential: one with no scope at all is enough.
+            let status = send(Some(scopeless)).await.status();
             assert_eq!(
                 status, case.success,
                 "{route} with a scopeless token: expected {}",
@@ -402,8 +446,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         };
 
         // Act + Assert: every scope but the required one
-        let token = app.mint_token(tenant.id, &all_scopes_except(required));
-        let response = send(Some(token)).await;
+        let response = send(Some(all_but_required)).await;
         let problem = expect_problem(response, StatusCode::FORBIDDEN, "insufficient_scope").await;
         assert!(
             problem["detail"]
@@ -418,8 +461,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         );
 
         // Act + Assert: only the required scope passes the route's gate
-        let token = app.mint_token(tenant.id, &[required]);
-        let response = send(Some(token)).await;
+        let response = send(Some(just_required)).await;
         match &case.body_needs {
             None => assert_eq!(
                 response.status(),
@@ -438,12 +480,10 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
             }
         }
 
-        // Act + Assert: the required scope plus what the request grants or touches
-        if let Some((needs, _)) = &case.body_needs {
-            let mut scopes = needs.clone();
-            scopes.push(required);
-            let token = app.mint_token(tenant.id, &scopes);
-            let status = send(Some(token)).await.status();
+        // Act + Assert: the required scope plus what the request grants or touches (as a
+        // user, where only a user may)
+        if case.body_needs.is_some() {
+            let status = send(Some(with_needs)).await.status();
             assert_eq!(
                 status, case.success,
                 "{route} with `{required}` and the scopes it grants or touches: expected {}",

@@ -67,7 +67,21 @@ async fn an_owner_can_demote_another_owner_while_one_remains() {
     let tenant = app.create_tenant().await;
     let (second_owner_id, second_owner_token) = app.create_user(&tenant, "owner").await;
     let everything: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-    let (_, all_scope_key) = app.create_api_key(&tenant, &everything).await;
+    // The second owner's key: it holds every scope for as long as its creator does (a key
+    // of the first owner would shrink to an admin's scopes when they are demoted below).
+    let all_scope_key = expect_json(
+        app.post(
+            "/v1/api-keys",
+            &second_owner_token,
+            json!({"name": "all scopes", "scopes": everything}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Act: the second owner demotes the first
     let demoted = expect_json(
