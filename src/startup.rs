@@ -34,7 +34,7 @@ impl Application {
             .await
             .context("bootstrapping the database")?;
         let db = Db::connect(config)?;
-        let state = AppState::new(config, db.clone())?;
+        let state = AppState::new(config, db.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -66,9 +66,14 @@ impl Application {
             self.db.clone(),
             IDEMPOTENCY_PURGE_PERIOD,
         ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await;
+        // With each connection's peer address, which the login throttle keys clients by.
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await;
         purge.abort();
         self.db.close().await;
         served?;

@@ -36,7 +36,9 @@ async fn readiness_fails_with_503_when_postgres_is_unreachable() {
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:1/tenantry_test",
     )]);
-    let state = AppState::new(&config, Db::connect(&config).unwrap()).unwrap();
+    let state = AppState::new(&config, Db::connect(&config).unwrap())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, http::app(state, &config)).await });
