@@ -113,7 +113,7 @@ pub struct Config {
     /// `LOGIN_LOCKOUT_MAX`: the longest lock-out. Default `15m`.
     pub login_lockout_max: Duration,
     /// `LOGIN_FAILURE_WINDOW`: how long an account's or a client's failures are remembered
-    /// after the last one. At least `LOGIN_LOCKOUT_MAX`. Default `1h`.
+    /// after the last one. At least `LOGIN_LOCKOUT_MAX`, at most a year. Default `1h`.
     pub login_failure_window: Duration,
     /// `LOGIN_THROTTLE_CAPACITY`: most accounts and clients whose failures are remembered
     /// at once (about 200 bytes each); beyond it the least used are forgotten first.
@@ -247,6 +247,9 @@ impl Config {
             bail!(
                 "LOGIN_FAILURE_WINDOW must be at least LOGIN_LOCKOUT_MAX, or failures would be forgotten during a lock-out"
             );
+        }
+        if self.login_failure_window > Duration::from_secs(366 * 24 * 3600) {
+            bail!("LOGIN_FAILURE_WINDOW must be at most a year");
         }
         if self.login_throttle_capacity == 0 {
             bail!("LOGIN_THROTTLE_CAPACITY must be at least 1");
@@ -385,6 +388,7 @@ mod tests {
             ("LOGIN_LOCKOUT_BASE", "0s"),
             ("LOGIN_LOCKOUT_MAX", "10ms"),
             ("LOGIN_FAILURE_WINDOW", "1m"),
+            ("LOGIN_FAILURE_WINDOW", "5000years"),
             ("LOGIN_THROTTLE_CAPACITY", "0"),
             ("TENANTRY_CLIENT_IP_HEADER", "X-Forwarded-For: 1.2.3.4"),
         ] {
