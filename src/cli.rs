@@ -23,7 +23,7 @@ use crate::{
     platform::{self, NewTenant},
     startup::Application,
     tenancy::{Plan, Tenant},
-    users::password::Passwords,
+    users::password::{HashingLimits, Passwords},
 };
 
 #[derive(Parser)]
@@ -136,7 +136,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             db::bootstrap(&config).await?;
             let db = Db::connect(&config)?;
             let new = NewTenant::parse(
-                &Passwords::new()?,
+                &Passwords::new(HashingLimits::from_config(&config)).await?,
                 &slug,
                 &name,
                 plan,
@@ -238,6 +238,8 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
         ErrorKind::Unauthenticated | ErrorKind::Forbidden => 77,
         // EX_UNAVAILABLE: try again later.
         ErrorKind::Unavailable => 69,
+        // EX_TEMPFAIL: refused for now; try again after the retry hint.
+        ErrorKind::RateLimited => 75,
         // EX_SOFTWARE.
         ErrorKind::Internal => 70,
     }
@@ -252,6 +254,7 @@ mod tests {
         assert_eq!(exit_code(Error::invalid("--scopes", "x").kind()), 65);
         assert_eq!(exit_code(Error::conflict("slug_taken", "x").kind()), 73);
         assert_eq!(exit_code(ErrorKind::Unavailable), 69);
+        assert_eq!(exit_code(ErrorKind::RateLimited), 75);
         assert_eq!(exit_code(ErrorKind::Internal), 70);
     }
 }

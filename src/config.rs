@@ -125,6 +125,45 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `LOG_FORMAT`: `text` (default) or `json`. Verbosity comes from `RUST_LOG`.
     pub log_format: LogFormat,
+    /// `PASSWORD_HASH_CONCURRENCY`: how many argon2 computations (login checks, new users'
+    /// and owners' passwords) run at once, each in a 19 MiB buffer allocated once and
+    /// reused. Default: the CPUs available to the process. At least 1.
+    pub password_hash_concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE`: how many more callers may wait for a hashing slot; beyond
+    /// them a caller is refused at once with 503 `password_hashing_busy`. A waiter costs a
+    /// parked request, not hashing memory, and waiting (rather than an instant refusal)
+    /// keeps a client that retries at once from turning refusals into a busy loop.
+    /// Default 1024.
+    pub password_hash_queue: usize,
+    /// `PASSWORD_HASH_MAX_WAIT`: the longest a caller waits for a hashing slot before it
+    /// is refused with 503 `password_hashing_busy`. Default `2s`.
+    pub password_hash_max_wait: Duration,
+    /// `LOGIN_ACCOUNT_FREE_FAILURES`: failed logins for one tenant and email (whether or
+    /// not such a user exists) before lock-outs begin. Default 5.
+    pub login_account_free_failures: u32,
+    /// `LOGIN_CLIENT_FREE_FAILURES`: failed logins from one client address (an IPv6 /64)
+    /// before lock-outs begin. Generous, since many people may share one address (NAT, an
+    /// office). Default 50.
+    pub login_client_free_failures: u32,
+    /// `LOGIN_LOCKOUT_BASE`: the first lock-out after the free failures; each failure after
+    /// it doubles the next one. Default `1s`.
+    pub login_lockout_base: Duration,
+    /// `LOGIN_LOCKOUT_MAX`: the longest lock-out. Default `15m`.
+    pub login_lockout_max: Duration,
+    /// `LOGIN_FAILURE_WINDOW`: how long an account's or a client's failures are remembered
+    /// after the last one. At least `LOGIN_LOCKOUT_MAX`, at most a year. Default `1h`.
+    pub login_failure_window: Duration,
+    /// `LOGIN_THROTTLE_CAPACITY`: most accounts and clients whose failures are remembered
+    /// at once (about 200 bytes each); beyond it the least used are forgotten first.
+    /// Default 100000.
+    pub login_throttle_capacity: u64,
+    /// `TENANTRY_CLIENT_IP_HEADER`: a request header (`X-Forwarded-For`, `X-Real-IP`, …)
+    /// from which to take the client's address for login throttling, instead of the TCP
+    /// peer; its last address is used. Set it only when every request reaches the server
+    /// through a proxy that sets or appends this header: a client that can reach the
+    /// server directly can write any address there and so escape (or aim) the per-client
+    /// throttle. Default: unset (the TCP peer address).
+    pub client_ip_header: Option<String>,
 }
 
 impl Config {
@@ -201,6 +240,31 @@ impl Config {
                 "json" => LogFormat::Json,
                 other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
             },
+            password_hash_concurrency: match get("PASSWORD_HASH_CONCURRENCY") {
+                Some(value) => value
+                    .parse()
+                    .context("PASSWORD_HASH_CONCURRENCY must be a positive integer")?,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
+            password_hash_queue: var("PASSWORD_HASH_QUEUE", "1024")
+                .parse()
+                .context("PASSWORD_HASH_QUEUE must be a number of callers (0 or more)")?,
+            password_hash_max_wait: duration("PASSWORD_HASH_MAX_WAIT", "2s")?,
+            login_account_free_failures: var("LOGIN_ACCOUNT_FREE_FAILURES", "5")
+                .parse()
+                .context("LOGIN_ACCOUNT_FREE_FAILURES must be a number (0 or more)")?,
+            login_client_free_failures: var("LOGIN_CLIENT_FREE_FAILURES", "50")
+                .parse()
+                .context("LOGIN_CLIENT_FREE_FAILURES must be a number (0 or more)")?,
+            login_lockout_base: duration("LOGIN_LOCKOUT_BASE", "1s")?,
+            login_lockout_max: duration("LOGIN_LOCKOUT_MAX", "15m")?,
+            login_failure_window: duration("LOGIN_FAILURE_WINDOW", "1h")?,
+            login_throttle_capacity: var("LOGIN_THROTTLE_CAPACITY", "100000")
+                .parse()
+                .context("LOGIN_THROTTLE_CAPACITY must be a positive integer")?,
+            client_ip_header: get("TENANTRY_CLIENT_IP_HEADER")
+                .map(|name| name.trim().to_ascii_lowercase())
+                .filter(|name| !name.is_empty()),
         };
         config.validate()?;
         Ok(config)
@@ -253,6 +317,32 @@ impl Config {
             || self.idempotency_key_ttl.is_zero()
         {
             bail!("ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL and IDEMPOTENCY_KEY_TTL must be positive");
+        }
+        if self.password_hash_concurrency == 0 {
+            bail!("PASSWORD_HASH_CONCURRENCY must be at least 1");
+        }
+        if self.login_lockout_base.is_zero() || self.login_lockout_max < self.login_lockout_base {
+            bail!("LOGIN_LOCKOUT_BASE must be positive and LOGIN_LOCKOUT_MAX at least as long");
+        }
+        if self.login_failure_window < self.login_lockout_max {
+            bail!(
+                "LOGIN_FAILURE_WINDOW must be at least LOGIN_LOCKOUT_MAX, or failures would be forgotten during a lock-out"
+            );
+        }
+        if self.login_failure_window > Duration::from_secs(366 * 24 * 3600) {
+            bail!("LOGIN_FAILURE_WINDOW must be at most a year");
+        }
+        if self.login_throttle_capacity == 0 {
+            bail!("LOGIN_THROTTLE_CAPACITY must be at least 1");
+        }
+        let header_name = |name: &&String| {
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if let Some(name) = self.client_ip_header.as_ref().filter(|n| !header_name(n)) {
+            bail!(
+                "TENANTRY_CLIENT_IP_HEADER must be a header name such as X-Forwarded-For, not {name:?}"
+            );
         }
         if self.environment == Environment::Production {
             let defaults = self.secrets_left_at_dev_default();
@@ -391,6 +481,31 @@ mod tests {
             error.to_string().contains("TENANTRY_MAX_CONNECTIONS"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn login_protection_defaults_are_generous_and_bad_values_are_refused() {
+        let defaults = config(&[]).unwrap();
+        assert!(defaults.password_hash_concurrency >= 1);
+        assert_eq!(
+            defaults.client_ip_header, None,
+            "no header is trusted by default"
+        );
+        assert!(defaults.login_client_free_failures > defaults.login_account_free_failures);
+        for (name, value) in [
+            ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("LOGIN_LOCKOUT_BASE", "0s"),
+            ("LOGIN_LOCKOUT_MAX", "10ms"),
+            ("LOGIN_FAILURE_WINDOW", "1m"),
+            ("LOGIN_FAILURE_WINDOW", "5000years"),
+            ("LOGIN_THROTTLE_CAPACITY", "0"),
+            ("TENANTRY_CLIENT_IP_HEADER", "X-Forwarded-For: 1.2.3.4"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{name}={value}: {error}");
+        }
+        let header = config(&[("TENANTRY_CLIENT_IP_HEADER", " X-Forwarded-For ")]).unwrap();
+        assert_eq!(header.client_ip_header.as_deref(), Some("x-forwarded-for"));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// The input is larger than allowed (HTTP 413).
     TooLarge,
+    /// Too many attempts by this caller, or at what it names; refused before any work is
+    /// done, worth retrying after the retry hint (HTTP 429).
+    RateLimited,
     /// A dependency is down; trying again later may work (HTTP 503).
     Unavailable,
     /// A bug or an unexpected failure (HTTP 500).
@@ -178,6 +181,34 @@ impl Error {
             "payload_too_large",
             "request body too large",
         )
+    }
+
+    /// Too many failed logins from this client or for this account: refused, before any
+    /// password is hashed, until `retry_after` has passed. The same whether or not the
+    /// account exists.
+    pub fn too_many_attempts(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorKind::RateLimited,
+                "too_many_attempts",
+                "too many failed login attempts; retry later",
+            )
+        }
+    }
+
+    /// Every password-hashing slot is taken and the queue for them is full (or the wait
+    /// too long): the server is at the capacity it allows itself, not down; worth retrying
+    /// after `retry_after`.
+    pub fn password_hashing_busy(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorKind::Unavailable,
+                "password_hashing_busy",
+                "too many password checks are in progress; retry shortly",
+            )
+        }
     }
 
     /// `what` (a dependency) is down; worth retrying after `retry_after`.

@@ -40,7 +40,7 @@ impl Application {
             .await
             .context("bootstrapping the database")?;
         let db = Db::connect(config)?;
-        let state = AppState::new(config, db.clone())?;
+        let state = AppState::new(config, db.clone()).await?;
         let descriptors = server::raise_descriptor_limit();
         let limits = Limits::from_config(config, descriptors);
         if limits.max_connections < config.max_connections {

@@ -1,5 +1,6 @@
-//! What the benchmarks share: an in-process server on the local Postgres, a closed-loop
-//! load generator with latency percentiles, and pgbench as the baseline.
+//! What the benchmarks share: an in-process server on the local Postgres (or the release
+//! binary as a separate process, whose memory and CPU `/proc` can tell apart), a
+//! closed-loop load generator with latency percentiles, and pgbench as the baseline.
 #![allow(dead_code)]
 
 use std::{
@@ -24,6 +25,11 @@ pub struct Bench {
 
 impl Bench {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the server with `overrides` on top of the bench configuration.
+    pub async fn start_with(overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         let seconds: u64 = std::env::var("BENCH_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -38,7 +44,10 @@ impl Bench {
             "DATABASE_URL" => Some(database_url.clone()),
             "TENANTRY_LISTEN" => Some("127.0.0.1:0".into()),
             "DATABASE_MAX_CONNECTIONS" => Some(concurrency.to_string()),
-            _ => None,
+            _ => overrides
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned()),
         })?;
         let app = Application::build(&config).await?;
         let base = format!("http://{}", app.local_addr());
@@ -61,33 +70,7 @@ impl Bench {
 
     /// Creates a tenant; returns its created JSON and the owner's access token.
     pub async fn tenant(&self, prefix: &str) -> anyhow::Result<(Value, String)> {
-        let slug = format!(
-            "{prefix}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..10]
-        );
-        let owner_email = format!("owner@{slug}.test");
-        let created: Value = self
-            .client
-            .post(self.url("/v1/platform/tenants"))
-            .bearer_auth(tenantry::config::DEV_OPERATOR_TOKEN)
-            .json(&json!({"slug": slug, "name": "Bench", "owner_email": owner_email, "owner_password": PASSWORD}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let tokens: Value = self
-            .client
-            .post(self.url("/v1/auth/login"))
-            .json(&json!({"tenant": slug, "email": owner_email, "password": PASSWORD}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let jwt = tokens["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("login failed: {tokens}"))?
-            .to_owned();
-        Ok((created, jwt))
+        tenant_at(&self.client, &self.base, prefix).await
     }
 
     /// POSTs JSON with a bearer credential and returns the JSON answer.
@@ -244,4 +227,180 @@ pub fn pgbench(
         .next()?
         .parse()
         .ok()
+}
+
+/// The real binary (`target/release/tenantry serve`) as a separate process on a free port,
+/// so that what `/proc` says about it is the server's alone. Killed when dropped.
+pub struct ServerProcess {
+    pub base: String,
+    pub client: reqwest::Client,
+    child: std::process::Child,
+    log_file: std::path::PathBuf,
+}
+
+/// What `/proc/<pid>/status` says about a process's memory and threads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStatus {
+    /// Resident memory now, KiB (`VmRSS`).
+    pub rss_kib: u64,
+    /// The most it was ever resident, KiB (`VmHWM`).
+    pub peak_kib: u64,
+    pub threads: u64,
+}
+
+impl ServerProcess {
+    /// Starts the server against the bench database (`DATABASE_URL`, default the local
+    /// `tenantry_bench`) with `env` on top of the defaults, and waits until it is ready.
+    pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let database_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/tenantry_bench".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log_file = std::env::temp_dir().join(format!(
+            "tenantry-bench-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let log = std::fs::File::create(&log_file)?;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn()?;
+        let server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            child,
+            log_file,
+        };
+        for _ in 0..300 {
+            let ready = server
+                .client
+                .get(server.url("/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "the server did not become ready; its log: {}",
+            std::fs::read_to_string(&server.log_file).unwrap_or_default()
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Memory and threads now.
+    pub fn status(&self) -> ProcStatus {
+        proc_status(self.pid())
+    }
+
+    /// CPU time the server has used so far (user + system), from `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces):
+        // state is the first, utime the 12th and stime the 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / clock_ticks_per_second())
+    }
+
+    /// Creates a tenant; returns its created JSON and the owner's access token.
+    pub async fn tenant(&self, prefix: &str) -> anyhow::Result<(Value, String)> {
+        tenant_at(&self.client, &self.base, prefix).await
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_file);
+    }
+}
+
+/// What `/proc/<pid>/status` says now (zeros for a process that is gone).
+pub fn proc_status(pid: u32) -> ProcStatus {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcStatus {
+        rss_kib: field("VmRSS:"),
+        peak_kib: field("VmHWM:"),
+        threads: field("Threads:"),
+    }
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat`'s times), 100 when it cannot say.
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Creates a tenant through the operator API of the server at `base`, logs its owner in,
+/// and returns the created JSON and the owner's access token.
+pub async fn tenant_at(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+) -> anyhow::Result<(Value, String)> {
+    let slug = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let owner_email = format!("owner@{slug}.test");
+    let created: Value = client
+        .post(format!("{base}/v1/platform/tenants"))
+        .bearer_auth(tenantry::config::DEV_OPERATOR_TOKEN)
+        .json(&json!({"slug": slug, "name": "Bench", "owner_email": owner_email, "owner_password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let tokens: Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"tenant": slug, "email": owner_email, "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let jwt = tokens["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("login failed: {tokens}"))?
+        .to_owned();
+    Ok((created, jwt))
 }

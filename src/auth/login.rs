@@ -6,6 +6,8 @@
 //! whole session is revoked — and with it every access token carrying its `sid`, on their
 //! next request.
 
+use std::net::IpAddr;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -14,11 +16,12 @@ use utoipa::ToSchema;
 
 use super::{
     AuthService,
+    throttle::ThrottleKey,
     token::{OpaqueToken, TokenKind},
 };
 use crate::{
     access::{Actor, Principal},
-    audit::{self, AuditEvent},
+    audit::{self, AuditEvent, Author},
     db::{Access, Db, TenantTx, table},
     error::Error,
     id::{SessionId, TenantId},
@@ -51,46 +54,121 @@ fn expose<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<
     serializer.serialize_str(secret.expose_secret())
 }
 
-/// Password login; `tenant` is the tenant's slug or id. Every failure — unknown tenant,
-/// unknown user, deactivated user, wrong password — is the same 401 after the same single
-/// argon2 verification, so neither the answer nor its timing tells which accounts exist.
+/// A password login as a transport received it.
+pub struct LoginAttempt<'a> {
+    /// The tenant's slug or id.
+    pub tenant: &'a str,
+    pub email: &'a str,
+    pub password: SecretString,
+    /// The address the attempt came from, for the per-client throttle.
+    pub client: IpAddr,
+}
+
+/// Why a login failed, for the audit trail and the log (never for the client, who sees
+/// one `invalid_credentials` for all of them).
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    UnknownTenant,
+    UnknownUser,
+    WrongPassword,
+    DeactivatedUser,
+}
+
+impl Failure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Failure::UnknownTenant => "unknown_tenant",
+            Failure::UnknownUser => "unknown_user",
+            Failure::WrongPassword => "wrong_password",
+            Failure::DeactivatedUser => "deactivated_user",
+        }
+    }
+}
+
+/// A tenant id no tenant has (ids are UUIDv7, never nil, and always generated): an
+/// unknown tenant's credential check runs under it, finding nothing, as an unknown user's
+/// does under its real tenant.
+fn no_tenant() -> TenantId {
+    TenantId::from_uuid(uuid::Uuid::nil())
+}
+
+/// Password login. Every failure — unknown tenant, unknown user, deactivated user, wrong
+/// password — is the same 401 after the same statements and the same single argon2
+/// verification, so neither the answer nor its cost tells which accounts (or tenants)
+/// exist.
+///
+/// In order: the client's throttle (no SQL, no argon2), the tenant named, the account's
+/// throttle, a hashing slot (503 when there is none), both throttles again, the credential
+/// check, the argon2 verification. A failure is counted against both throttle keys, recorded as an
+/// `auth.login_failed` audit event when the tenant exists (with the email when it is one,
+/// never the password) and logged; a success clears the account's count.
 pub async fn login(
     db: &Db,
     auth: &AuthService,
-    tenant: &str,
-    email: &str,
-    password: SecretString,
+    attempt: LoginAttempt<'_>,
 ) -> Result<TokenPair, Error> {
-    let tenant_id = db.resolve_tenant(tenant).await?;
-    let user = match (tenant_id, Email::parse(email)) {
-        (Some(tenant_id), Ok(email)) => {
-            let mut tx =
-                TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadOnly).await?;
-            let user = users::find_for_login(&mut tx, &email).await?;
-            let status = table::find::<Tenant>(&mut tx, tenant_id)
-                .await?
-                .map(|t| t.status);
-            tx.commit().await?;
-            user.map(|u| (u, status))
-        }
-        _ => None,
-    };
-    let verified = auth
-        .passwords
+    let client = ThrottleKey::client(attempt.client);
+    auth.throttle.check(client).await?;
+    let tenant_id = db.resolve_tenant(attempt.tenant).await?;
+    let account = ThrottleKey::account(
+        &tenant_id.map_or_else(
+            || format!("?{}", attempt.tenant.trim()),
+            |id| id.to_string(),
+        ),
+        attempt.email,
+    );
+    auth.throttle.check(account).await?;
+    let slot = auth.passwords.slot().await?;
+    // Again once the slot is ours: a lock-out that began while this attempt waited for it
+    // (another attempt's failure) stops it here, before argon2 — else every attempt
+    // queued when a lock-out ends would still be hashed. The slot is freed first, so the
+    // refusal's hold does not keep it.
+    if let Some(lockout) = auth.throttle.lockout(&[client, account]).await? {
+        drop(slot);
+        return Err(auth.throttle.refuse(lockout).await);
+    }
+
+    let email = Email::parse(attempt.email).ok();
+    let lookup = tenant_id.unwrap_or_else(no_tenant);
+    let mut tx = TenantTx::begin_for_credential_check(db, lookup, Access::ReadOnly).await?;
+    let user =
+        users::find_for_login(&mut tx, email.as_ref().unwrap_or(&Email::unmatchable())).await?;
+    let tenant_status = table::find::<Tenant>(&mut tx, lookup)
+        .await?
+        .map(|t| t.status);
+    tx.commit().await?;
+    let verified = slot
         .verify(
-            password,
-            user.as_ref().map(|(u, _)| u.password_hash.clone()),
+            attempt.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
         )
         .await?;
-    let Some((user, tenant_status)) =
-        user.filter(|(u, _)| verified && u.status == UserStatus::Active)
-    else {
-        return Err(Error::invalid_credentials());
+
+    let outcome = match (tenant_status, user) {
+        (None, _) => Err(Failure::UnknownTenant),
+        (_, None) => Err(Failure::UnknownUser),
+        (_, Some(_)) if !verified => Err(Failure::WrongPassword),
+        (_, Some(user)) if user.status != UserStatus::Active => Err(Failure::DeactivatedUser),
+        (Some(status), Some(user)) => Ok((status, user)),
     };
-    if tenant_status == Some(TenantStatus::Suspended) {
+    let (tenant_status, user) = match outcome {
+        Ok(found) => found,
+        Err(failure) => {
+            let failed = FailedLogin {
+                tenant_id: lookup,
+                email: email.as_ref(),
+                keys: [client, account],
+                client: attempt.client,
+                failure,
+            };
+            return Err(failed.record(db, auth).await);
+        }
+    };
+    auth.throttle.succeeded(account).await?;
+    if tenant_status == TenantStatus::Suspended {
         return Err(Error::tenant_suspended());
     }
-    let tenant_id = tenant_id.ok_or_else(Error::invalid_credentials)?;
+    let tenant_id = lookup;
 
     let mut tx = TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadWrite).await?;
     let session_id = SessionId::new();
@@ -112,6 +190,66 @@ pub async fn login(
     .await?;
     tx.commit().await?;
     token_pair(auth, &principal, refresh_token)
+}
+
+/// A failed login, and what it leaves behind.
+struct FailedLogin<'a> {
+    /// The tenant named, or [`no_tenant`].
+    tenant_id: TenantId,
+    /// The email, when it is one.
+    email: Option<&'a Email>,
+    /// The client's and the account's throttle keys.
+    keys: [ThrottleKey; 2],
+    client: IpAddr,
+    failure: Failure,
+}
+
+impl FailedLogin<'_> {
+    /// Counts the failure against the client and the account, writes the audit event in
+    /// the tenant if there is one (one statement either way, so the cost is the same),
+    /// logs it, and returns the refusal.
+    async fn record(self, db: &Db, auth: &AuthService) -> Error {
+        match self.write(db, auth).await {
+            Ok(lockout_seconds) => {
+                let tenant_id = (self.tenant_id != no_tenant())
+                    .then_some(tracing::field::display(self.tenant_id));
+                let (client, reason) = (self.client, self.failure.as_str());
+                match lockout_seconds {
+                    Some(seconds) => tracing::warn!(
+                        tenant_id,
+                        %client,
+                        reason,
+                        locked_out_for_seconds = seconds,
+                        "login failed; lock-out started"
+                    ),
+                    None => tracing::info!(tenant_id, %client, reason, "login failed"),
+                }
+                Error::invalid_credentials()
+            }
+            Err(error) => error,
+        }
+    }
+
+    async fn write(&self, db: &Db, auth: &AuthService) -> Result<Option<u64>, Error> {
+        let lockout = auth.throttle.failed(&self.keys).await?;
+        let lockout_seconds = lockout.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        // Only a valid address is recorded: what does not parse as one may be a password
+        // typed into the wrong field.
+        let email = self.email.map(Email::as_str);
+        let event = AuditEvent::new("auth.login_failed", "login", email.unwrap_or_default()).data(
+            serde_json::json!({
+                "email": email,
+                "reason": self.failure.as_str(),
+                "client_ip": self.client.to_string(),
+                "locked_out_for_seconds": lockout_seconds,
+            }),
+        );
+        let mut tx =
+            TenantTx::begin_for_credential_check(db, self.tenant_id, Access::ReadWrite).await?;
+        audit::record_if_tenant_exists(&mut tx, Author::anonymous(self.tenant_id), event).await?;
+        tx.commit().await?;
+        Ok(lockout_seconds)
+    }
 }
 
 /// Exchanges a refresh token for a new pair, consuming it.

@@ -4,7 +4,8 @@
 //!   place one is made. 401 when the credential is missing or invalid, 403 when it is valid
 //!   but its tenant is suspended; a tenant's resource asked for by another tenant is 404
 //!   (RLS hides it).
-//! - [`login`]: password login, refresh-token rotation with reuse detection, logout.
+//! - [`login`]: password login, refresh-token rotation with reuse detection, logout;
+//!   [`throttle`] locks out clients and accounts with too many failed logins.
 //! - [`jwt`] signs and verifies access tokens; [`token`] is the format and keyed hash of
 //!   opaque secrets (API keys, refresh tokens); passwords are `users::password`.
 //! - [`OperatorToken`] verifies the platform operator's credential into an [`Operator`].
@@ -18,6 +19,7 @@ mod authenticate;
 pub mod caller;
 pub mod jwt;
 pub mod login;
+pub mod throttle;
 pub mod token;
 
 pub use authenticate::authenticate;
@@ -28,26 +30,36 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{access::Operator, config::Config, error::Error, users::password::Passwords};
+use crate::{
+    access::Operator,
+    config::Config,
+    error::Error,
+    users::password::{HashingLimits, Passwords},
+};
 use jwt::JwtKeys;
+use throttle::LoginThrottle;
 use token::TokenHasher;
 
 /// The keys and settings credentials are checked and issued with.
 pub struct AuthService {
     pub jwt: JwtKeys,
     pub hasher: TokenHasher,
+    /// Every argon2 computation of the server, bounded.
     pub passwords: Passwords,
+    pub throttle: LoginThrottle,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
 }
 
 impl AuthService {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    /// Loads the keys and makes the dummy password hash (through the bounded hasher).
+    pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         crate::access::validate_role_map()?;
         Ok(Self {
             jwt: JwtKeys::from_config(config)?,
             hasher: TokenHasher::new(config.token_hash_key.clone()),
-            passwords: Passwords::new()?,
+            passwords: Passwords::new(HashingLimits::from_config(config)).await?,
+            throttle: LoginThrottle::from_config(config),
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
         })

@@ -21,6 +21,7 @@
 //! 8. the routes, whose extractors ask for the principal and the scope they need.
 
 pub mod auth;
+pub mod client_ip;
 pub mod etag;
 pub mod extract;
 pub mod idempotency;
@@ -66,17 +67,27 @@ pub struct AppState {
     /// How long an `Idempotency-Key` replays its first answer, as the interval its claim
     /// adds to `now()` (converted once here, so a bad value stops start-up).
     pub idempotency_ttl: PgInterval,
+    /// The header a trusted proxy names the client in (`TENANTRY_CLIENT_IP_HEADER`);
+    /// `None`: the TCP peer is the client ([`client_ip`]).
+    pub client_ip_header: Option<HeaderName>,
 }
 
 impl AppState {
-    pub fn new(config: &Config, db: Db) -> anyhow::Result<Self> {
+    /// The state of a server; makes the dummy password hash, so it takes a moment.
+    pub async fn new(config: &Config, db: Db) -> anyhow::Result<Self> {
         Ok(Self {
             db,
-            auth: Arc::new(AuthService::from_config(config)?),
+            auth: Arc::new(AuthService::from_config(config).await?),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
             idempotency_ttl: PgInterval::try_from(config.idempotency_key_ttl)
                 .map_err(|e| anyhow::anyhow!("IDEMPOTENCY_KEY_TTL: {e}"))?,
+            client_ip_header: config
+                .client_ip_header
+                .as_deref()
+                .map(HeaderName::try_from)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("TENANTRY_CLIENT_IP_HEADER: {e}"))?,
         })
     }
 }

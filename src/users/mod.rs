@@ -51,6 +51,12 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An address no user has (parsing refuses the empty one), for a lookup that must cost
+    /// what a real one does although the address given was not an email at all.
+    pub fn unmatchable() -> Self {
+        Self(String::new())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]

@@ -37,7 +37,9 @@ async fn serve_without_postgres() -> (String, tenantry::config::Config) {
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:1/tenantry_test",
     )]);
-    let state = AppState::new(&config, Db::connect(&config).unwrap()).unwrap();
+    let state = AppState::new(&config, Db::connect(&config).unwrap())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = http::app(state, &config);

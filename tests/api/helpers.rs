@@ -537,6 +537,46 @@ async fn start_server_process(
     );
 }
 
+/// The lines of a JSON log written by a server from [`spawn_server_process`] with
+/// `LOG_FORMAT=json`.
+pub fn json_log_lines(log_file: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log_file)
+        .unwrap_or_else(|e| panic!("the server log {} is readable: {e}", log_file.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect()
+}
+
+/// The log lines of one request: those whose request span (`span`, or any entry of the
+/// `spans` list when an inner span is current) carries `request_id`.
+pub fn lines_of_request<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|line| {
+            line["span"]["request_id"] == request_id
+                || line["spans"]
+                    .as_array()
+                    .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == request_id))
+        })
+        .collect()
+}
+
+/// The SQL statements among `lines` (logged with `RUST_LOG=sqlx::query=debug`), in order.
+pub fn statements_in<'a>(lines: &[&'a Value]) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter(|l| l["target"] == "sqlx::query")
+        .filter_map(|l| {
+            // `summary` is truncated; short statements have only a summary.
+            l["db.statement"]
+                .as_str()
+                .filter(|s| !s.trim().is_empty())
+                .or(l["summary"].as_str())
+                .map(str::trim)
+        })
+        .collect()
+}
+
 /// Sends SIGTERM to a server started by [`spawn_server_process`].
 pub fn sigterm(server: &tokio::process::Child) {
     let pid = server.id().expect("running").to_string();

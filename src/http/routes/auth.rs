@@ -11,10 +11,10 @@ use crate::{
     access::Principal,
     auth::{
         caller::{self, Me},
-        login::{self, TokenPair},
+        login::{self, LoginAttempt, TokenPair},
     },
     error::Error,
-    http::{AppState, extract::ValidJson},
+    http::{AppState, client_ip::ClientIp, extract::ValidJson, problem::Problem},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -42,21 +42,37 @@ pub struct LoginRequest {
 
 /// Logs a user in with their tenant, email and password. Every failure is the same 401
 /// `invalid_credentials`, in the same time, whether or not the account exists.
+///
+/// Failed logins are throttled per client address and per account (tenant and email,
+/// whether or not it exists): past a few free failures each is locked out for a growing
+/// delay, and any attempt meanwhile — even with the right password — is refused with 429
+/// `too_many_attempts` before the password is checked. When too many password checks
+/// are already running or waiting, the login is refused with 503 `password_hashing_busy`.
 #[utoipa::path(
     post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
-    responses((status = 200, description = "Signed in", body = TokenPair))
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "Wrong tenant, email or password, or a deactivated user (`invalid_credentials`) — which one is never said", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The tenant is suspended (`tenant_suspended`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins from this client or for this account (`too_many_attempts`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds until the lock-out ends"))),
+        (status = 503, description = "Too many password checks in progress (`password_hashing_busy`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, Error> {
     login::login(
         &state.db,
         &state.auth,
-        &body.tenant,
-        &body.email,
-        body.password,
+        LoginAttempt {
+            tenant: &body.tenant,
+            email: &body.email,
+            password: body.password,
+            client,
+        },
     )
     .await
     .map(Json)

@@ -56,6 +56,7 @@ pub struct CreateTenant {
     responses(
         (status = 201, description = "Created", body = CreatedTenant),
         (status = 409, description = "Slug taken (`slug_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many password hashes in progress (`password_hashing_busy`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn create_tenant(

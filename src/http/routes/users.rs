@@ -84,6 +84,7 @@ pub struct CreatedUser {
     responses(
         (status = 201, description = "Created", body = CreatedUser),
         (status = 409, description = "Email already used in this tenant (`email_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many password hashes in progress (`password_hashing_busy`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn create_user(

@@ -2,20 +2,6 @@
 
 use super::*;
 
-/// The log lines of one request: those whose request span (`span`, or any entry of the
-/// `spans` list when an inner span is current) carries `request_id`.
-fn lines_of_request<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
-    lines
-        .iter()
-        .filter(|line| {
-            line["span"]["request_id"] == request_id
-                || line["spans"]
-                    .as_array()
-                    .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == request_id))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundred() {
     // Arrange: the real binary logging every statement. `RUST_LOG=sqlx::query=debug,warn`
@@ -89,12 +75,8 @@ async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundre
     }
     sigterm(&server);
     server.wait().await.unwrap();
-    let text = std::fs::read_to_string(&log_file).unwrap();
+    let lines = json_log_lines(&log_file);
     let _ = std::fs::remove_file(&log_file);
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
-        .collect();
 
     // Assert
     assert_eq!(
@@ -105,18 +87,7 @@ async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundre
     let mut counts = Vec::new();
     for (request_id, _) in &sizes {
         let of_request = lines_of_request(&lines, request_id);
-        let statements: Vec<&str> = of_request
-            .iter()
-            .filter(|l| l["target"] == "sqlx::query")
-            .filter_map(|l| {
-                // `summary` is truncated; short statements have only a summary.
-                l["db.statement"]
-                    .as_str()
-                    .filter(|s| !s.trim().is_empty())
-                    .or(l["summary"].as_str())
-                    .map(str::trim)
-            })
-            .collect();
+        let statements = statements_in(&of_request);
         assert!(
             statements.iter().any(|s| s.contains("order_summaries")),
             "the statement events of {request_id} carry its request id; its lines: {of_request:#?}"
