@@ -90,6 +90,11 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL`: lifetime of a login session's refresh tokens. Default `30d`.
     pub refresh_token_ttl: Duration,
+    /// `REFRESH_TOKEN_REUSE_INTERVAL`: how long after a refresh token is exchanged the same
+    /// token may be presented again and get the same new pair back (a client whose answer
+    /// was lost retries). Presented later, or after the new refresh token was itself used,
+    /// it is reuse, and the session is revoked. `0s` turns the window off. Default `30s`.
+    pub refresh_token_reuse_interval: Duration,
     /// `IDEMPOTENCY_KEY_TTL`: how long an `Idempotency-Key` replays its first answer;
     /// after that the key is free again and expired keys are purged. Default `24h`.
     pub idempotency_key_ttl: Duration,
@@ -222,6 +227,7 @@ impl Config {
             jwt_audience: var("JWT_AUDIENCE", "tenantry-api"),
             access_token_ttl: duration("ACCESS_TOKEN_TTL", "15m")?,
             refresh_token_ttl: duration("REFRESH_TOKEN_TTL", "30d")?,
+            refresh_token_reuse_interval: duration("REFRESH_TOKEN_REUSE_INTERVAL", "30s")?,
             idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "24h")?,
             token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
             operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),

@@ -54,6 +54,13 @@ pub struct Claims {
     pub sid: Option<Uuid>,
 }
 
+/// When a token was issued (`iat`, Unix seconds) and its id (`jti`).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    pub iat: i64,
+    pub jti: Uuid,
+}
+
 /// A verification key with its id and published form.
 struct PublicKey {
     kid: String,
@@ -146,7 +153,24 @@ impl JwtKeys {
         ttl: Duration,
         sid: Option<Uuid>,
     ) -> anyhow::Result<String> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let stamp = Stamp {
+            iat: OffsetDateTime::now_utc().unix_timestamp(),
+            jti: Uuid::now_v7(),
+        };
+        self.issue_stamped(tenant_id, sub, scopes, ttl, sid, stamp)
+    }
+
+    /// Signs an access token with the given issue time and id. Both signature schemes are
+    /// deterministic, so the same claims and stamp make the same token.
+    pub fn issue_stamped(
+        &self,
+        tenant_id: TenantId,
+        sub: &str,
+        scopes: Scopes,
+        ttl: Duration,
+        sid: Option<Uuid>,
+        Stamp { iat: now, jti }: Stamp,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -156,7 +180,7 @@ impl JwtKeys {
             exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
             iat: now,
             nbf: None,
-            jti: Uuid::now_v7(),
+            jti,
             sid,
         };
         let token = match &self.keys {

@@ -5,6 +5,14 @@
 //! consumed token again means two parties hold the family (one of them a thief), so the
 //! whole session is revoked — and with it every access token carrying its `sid`, on their
 //! next request.
+//!
+//! Except for a client whose answer was lost: presented again within
+//! `REFRESH_TOKEN_REUSE_INTERVAL` of its exchange, and before the token it was exchanged
+//! for has been used, a refresh token answers with the same pair again (as Auth0's reuse
+//! interval does). Nothing secret is stored for that: the next refresh token's secret is
+//! derived from the presented one under the server's key, and the access token is signed
+//! again from the same claims (issued at the exchange, with the next token's id as its
+//! `jti`) — both signature schemes are deterministic.
 
 use std::net::IpAddr;
 
@@ -13,9 +21,11 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::{
     AuthService,
+    jwt::Stamp,
     throttle::ThrottleKey,
     token::{OpaqueToken, TokenKind},
 };
@@ -189,7 +199,11 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    token_pair(auth, &principal, refresh_token)
+    let issued = Stamp {
+        iat: OffsetDateTime::now_utc().unix_timestamp(),
+        jti: Uuid::now_v7(),
+    };
+    token_pair(auth, &principal, refresh_token, issued)
 }
 
 /// A failed login, and what it leaves behind.
@@ -264,7 +278,30 @@ pub async fn refresh(db: &Db, auth: &AuthService, presented: &str) -> Result<Tok
         .filter(|row| auth.hasher.verify(&token, &row.secret_hash))
         .ok_or_else(invalid)?;
 
-    if row.used_at.is_some() {
+    let principal = Principal::verified(
+        token.tenant_id,
+        Actor::User(row.user_id),
+        row.role.scopes(),
+        Some(row.session_id),
+    );
+    let now = OffsetDateTime::now_utc();
+    let session_usable = row.session_live
+        && row.expires_at > now
+        && row.user_status == UserStatus::Active
+        && row.tenant_status == TenantStatus::Active;
+    if let Some(used_at) = row.used_at {
+        // Presented again soon after its exchange, before the token it was exchanged for
+        // was used: the client never got the answer. Answer it again, the same pair.
+        let reuse_interval = time::Duration::try_from(auth.refresh_token_reuse_interval)
+            .unwrap_or(time::Duration::MAX);
+        let retry = row
+            .replaced_by
+            .filter(|_| !row.successor_used && session_usable && now - used_at <= reuse_interval);
+        if let Some(successor) = retry {
+            tx.commit().await?;
+            let next = auth.hasher.successor(&token, successor);
+            return token_pair(auth, &principal, next.encode(), stamp(used_at, successor));
+        }
         if row.session_live {
             sessions::revoke(&mut tx, row.session_id, "refresh_token_reuse").await?;
             tracing::warn!(session_id = %row.session_id, "refresh token reused; session revoked");
@@ -274,34 +311,41 @@ pub async fn refresh(db: &Db, auth: &AuthService, presented: &str) -> Result<Tok
             "this refresh token was already used; the session has been revoked",
         ));
     }
-    if !row.session_live
-        || row.expires_at <= OffsetDateTime::now_utc()
-        || row.user_status != UserStatus::Active
-    {
+    if !session_usable {
+        if row.tenant_status == TenantStatus::Suspended {
+            return Err(Error::tenant_suspended());
+        }
         return Err(Error::unauthenticated(
             "the session has ended; log in again",
         ));
     }
-    if row.tenant_status == TenantStatus::Suspended {
-        return Err(Error::tenant_suspended());
-    }
-    sessions::use_refresh_token(&mut tx, token.tenant_id, token.id).await?;
-    let next = issue_refresh_token(
+    // The successor's secret is derived from this token's, so a retry can re-derive it.
+    let successor = Uuid::now_v7();
+    let next = auth.hasher.successor(&token, successor);
+    sessions::insert_refresh_token(
         &mut tx,
-        auth,
-        token.tenant_id,
-        row.session_id,
-        row.expires_at,
+        NewRefreshToken {
+            tenant_id: token.tenant_id,
+            id: successor,
+            session_id: row.session_id,
+            secret_hash: &auth.hasher.hash(&next),
+            expires_at: row.expires_at,
+        },
     )
     .await?;
+    let used_at =
+        sessions::use_refresh_token(&mut tx, token.tenant_id, token.id, successor).await?;
     tx.commit().await?;
-    let principal = Principal::verified(
-        token.tenant_id,
-        Actor::User(row.user_id),
-        row.role.scopes(),
-        Some(row.session_id),
-    );
-    token_pair(auth, &principal, next)
+    token_pair(auth, &principal, next.encode(), stamp(used_at, successor))
+}
+
+/// The access token of an exchange: issued when the refresh token was used, with the
+/// successor's id, so answering the exchange again signs the very same token.
+fn stamp(used_at: OffsetDateTime, successor: Uuid) -> Stamp {
+    Stamp {
+        iat: used_at.unix_timestamp(),
+        jti: successor,
+    }
 }
 
 /// Ends the caller's session: its refresh tokens and access tokens stop working.
@@ -348,16 +392,18 @@ fn token_pair(
     auth: &AuthService,
     principal: &Principal,
     refresh_token: SecretString,
+    stamp: Stamp,
 ) -> Result<TokenPair, Error> {
     let user_id = principal
         .user_id()
         .ok_or_else(|| anyhow::anyhow!("session principal without a user"))?;
-    let access_token = auth.jwt.issue(
+    let access_token = auth.jwt.issue_stamped(
         principal.tenant_id(),
         &user_id.to_string(),
         principal.scopes(),
         auth.access_token_ttl,
         principal.session_id().map(|s| s.as_uuid()),
+        stamp,
     )?;
     Ok(TokenPair {
         access_token,

@@ -49,6 +49,9 @@ pub struct AuthService {
     pub throttle: LoginThrottle,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long an exchanged refresh token still answers with the pair it was exchanged
+    /// for (`REFRESH_TOKEN_REUSE_INTERVAL`).
+    pub refresh_token_reuse_interval: Duration,
 }
 
 impl AuthService {
@@ -62,6 +65,7 @@ impl AuthService {
             throttle: LoginThrottle::from_config(config),
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
+            refresh_token_reuse_interval: config.refresh_token_reuse_interval,
         })
     }
 }

@@ -121,6 +121,23 @@ impl TokenHasher {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// The token a refresh token is exchanged for, with id `id`: its secret is derived
+    /// from `parent`'s under the server's key, so presenting `parent` again yields the
+    /// same token — how a retried exchange answers the same pair without any secret being
+    /// stored — and nobody without both `parent` and the key can make it.
+    pub fn successor(&self, parent: &OpaqueToken, id: Uuid) -> OpaqueToken {
+        let mut mac = self.mac();
+        mac.update(b"successor\0");
+        mac.update(&parent.message());
+        mac.update(id.as_bytes());
+        OpaqueToken {
+            kind: parent.kind,
+            tenant_id: parent.tenant_id,
+            id,
+            secret: mac.finalize().into_bytes().into(),
+        }
+    }
+
     /// Constant-time comparison with a stored hash.
     pub fn verify(&self, token: &OpaqueToken, stored: &[u8]) -> bool {
         let mut mac = self.mac();
@@ -162,6 +179,30 @@ mod tests {
             ..OpaqueToken::parse(TokenKind::ApiKey, token.encode().expose_secret()).unwrap()
         };
         assert!(!hasher().verify(&as_refresh, &stored));
+    }
+
+    #[test]
+    fn a_successor_is_the_same_for_the_same_parent_and_id_and_secret_otherwise() {
+        let parent = OpaqueToken::generate(TokenKind::Refresh, TenantId::new());
+        let id = Uuid::now_v7();
+        let (a, b) = (
+            hasher().successor(&parent, id),
+            hasher().successor(&parent, id),
+        );
+        assert_eq!(a.encode().expose_secret(), b.encode().expose_secret());
+        assert_eq!(
+            (a.tenant_id, a.id, a.kind),
+            (parent.tenant_id, id, TokenKind::Refresh)
+        );
+        let other_parent = OpaqueToken::generate(TokenKind::Refresh, parent.tenant_id);
+        let other_key = TokenHasher::new(SecretString::from("another key"));
+        for different in [
+            hasher().successor(&other_parent, id),
+            hasher().successor(&parent, Uuid::now_v7()),
+            other_key.successor(&parent, id),
+        ] {
+            assert_ne!(different.secret, a.secret);
+        }
     }
 
     #[test]

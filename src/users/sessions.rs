@@ -64,6 +64,10 @@ pub async fn insert_refresh_token(
 pub struct RefreshRecord {
     pub secret_hash: Vec<u8>,
     pub used_at: Option<OffsetDateTime>,
+    /// The token it was exchanged for, once used.
+    pub replaced_by: Option<Uuid>,
+    /// Whether that token has been exchanged in turn.
+    pub successor_used: bool,
     pub expires_at: OffsetDateTime,
     pub session_id: SessionId,
     pub session_live: bool,
@@ -84,13 +88,15 @@ pub async fn lock_refresh_token(
 ) -> Result<Option<RefreshRecord>, sqlx::Error> {
     sqlx::query_as(
         r#"
-        select r.secret_hash, r.used_at, r.expires_at, r.session_id,
+        select r.secret_hash, r.used_at, r.replaced_by, n.used_at is not null as successor_used,
+               r.expires_at, r.session_id,
                s.revoked_at is null and s.expires_at > now() as session_live,
                u.id as user_id, u.status as user_status, u.role, t.status as tenant_status
         from refresh_tokens r
         join sessions s on s.tenant_id = r.tenant_id and s.id = r.session_id
         join users u on u.tenant_id = s.tenant_id and u.id = s.user_id
         join tenants t on t.id = r.tenant_id
+        left join refresh_tokens n on n.tenant_id = r.tenant_id and n.id = r.replaced_by
         where r.tenant_id = $1 and r.id = $2
         for update of r
         "#,
@@ -101,19 +107,24 @@ pub async fn lock_refresh_token(
     .await
 }
 
-/// Marks a refresh token consumed.
+/// Marks a refresh token consumed, exchanged for `successor` (already stored); returns
+/// when.
 #[tracing::instrument(skip_all)]
 pub async fn use_refresh_token(
     conn: &mut PgConnection,
     tenant_id: TenantId,
     id: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update refresh_tokens set used_at = now() where tenant_id = $1 and id = $2")
-        .bind(tenant_id)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map(drop)
+    successor: Uuid,
+) -> Result<OffsetDateTime, sqlx::Error> {
+    sqlx::query_scalar(
+        "update refresh_tokens set used_at = now(), replaced_by = $3
+         where tenant_id = $1 and id = $2 returning used_at",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(successor)
+    .fetch_one(conn)
+    .await
 }
 
 /// Ends one session (logout, refresh-token reuse).

@@ -87,7 +87,9 @@ pub struct RefreshRequest {
 }
 
 /// Exchanges a refresh token for a new token pair. Each refresh token works once; using
-/// one twice revokes the whole session (theft detection).
+/// one twice revokes the whole session (theft detection) — except a retry soon after the
+/// exchange (`REFRESH_TOKEN_REUSE_INTERVAL`, 30 s by default) and before the new refresh
+/// token is used, which answers the same pair again, for a client whose answer was lost.
 #[utoipa::path(
     post, path = "/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,

@@ -1,83 +1,22 @@
 //! Login sessions: token pairs, refresh-token rotation and reuse detection, concurrent
 //! refreshes, logout, and user changes (deactivation, role) reaching live tokens at once.
 
-use reqwest::{Method, Response, StatusCode, header};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tenantry::access::Scope;
 
+use super::{Pair, expect_unauthenticated, login, refresh};
 use crate::helpers::{
-    PASSWORD, TestApp, TestTenant, expect_json, expect_problem, spawn_app, unique,
+    PASSWORD, TestApp, TestTenant, expect_json, expect_problem, spawn_app, spawn_app_with, unique,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// A token pair as login and refresh return it.
-#[derive(Debug, Clone)]
-struct Pair {
-    access: String,
-    refresh: String,
-}
-
-impl Pair {
-    fn from_json(value: &Value) -> Self {
-        Self {
-            access: value["access_token"]
-                .as_str()
-                .expect("access_token is a string")
-                .to_owned(),
-            refresh: value["refresh_token"]
-                .as_str()
-                .expect("refresh_token is a string")
-                .to_owned(),
-        }
-    }
-}
-
-async fn login(app: &TestApp, tenant: &str, email: &str) -> Pair {
-    Pair::from_json(&app.login(tenant, email, PASSWORD).await)
-}
-
-async fn refresh(app: &TestApp, refresh_token: &str) -> Response {
-    app.request(
-        Method::POST,
-        "/v1/auth/refresh",
-        None,
-        Some(&json!({"refresh_token": refresh_token})),
-    )
-    .await
-}
-
 async fn logout(app: &TestApp, bearer: &str) -> Response {
     app.request(Method::POST, "/v1/auth/logout", Some(bearer), None)
         .await
-}
-
-/// Asserts a 401 `unauthenticated` problem that asks for a Bearer credential.
-async fn expect_unauthenticated(response: Response, what: &str) {
-    let www_authenticate = response
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "{what}: expected 401, got {status}: {body}"
-    );
-    let problem: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    assert_eq!(
-        problem["code"], "unauthenticated",
-        "{what}: expected code `unauthenticated`: {body}"
-    );
-    assert_eq!(
-        www_authenticate.as_deref(),
-        Some("Bearer"),
-        "{what}: a 401 carries `WWW-Authenticate: Bearer`"
-    );
 }
 
 /// Creates a user with `role` and logs them in; returns (user id, email, token pair).
@@ -186,8 +125,8 @@ async fn the_tenant_may_be_named_by_id_at_login() {
 
 #[tokio::test]
 async fn refresh_rotates_the_refresh_token_and_refuses_the_old_one() {
-    // Arrange
-    let app = spawn_app().await;
+    // Arrange: no reuse window (within one, a retry gets its pair again: refresh_retries)
+    let app = spawn_app_with(&[("REFRESH_TOKEN_REUSE_INTERVAL", "0s")]).await;
     let tenant = app.create_tenant().await;
     let first = login(&app, &tenant.slug, &tenant.owner_email).await;
 
@@ -274,7 +213,8 @@ async fn reusing_a_refresh_token_revokes_the_whole_family() {
 #[tokio::test]
 async fn concurrent_refreshes_with_one_token_let_at_most_one_succeed() {
     // Repeated, since a race that loses only sometimes must still never double-spend.
-    let app = spawn_app().await;
+    // No reuse window: within one the loser gets the winner's pair (refresh_retries).
+    let app = spawn_app_with(&[("REFRESH_TOKEN_REUSE_INTERVAL", "0s")]).await;
     let tenant = app.create_tenant().await;
     for round in 0..5 {
         // Arrange
