@@ -1,15 +1,16 @@
-//! What the benchmarks share: an in-process server on the local Postgres (or the release
-//! binary as a separate process, whose memory and CPU `/proc` can tell apart), a
+//! What the benchmarks share: the release binary serving as a separate process on the
+//! local Postgres (so that what `/proc` says about memory and CPU is the server's alone), a
 //! closed-loop load generator with latency percentiles, and pgbench as the baseline.
 #![allow(dead_code)]
 
 use std::{
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
-use tenantry::{config::Config, startup::Application};
+use tenantry::config::Config;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -18,9 +19,11 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct Bench {
     pub base: String,
     pub client: reqwest::Client,
+    /// The server's configuration as the bench sees it (pgbench connects with it).
     pub config: Config,
     pub concurrency: usize,
     pub duration: Duration,
+    pub server: ServerProcess,
 }
 
 impl Bench {
@@ -40,28 +43,46 @@ impl Bench {
             .unwrap_or(32);
         let database_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/tenantry_bench".into());
+        let pool = concurrency.to_string();
+        let mut env = vec![("DATABASE_MAX_CONNECTIONS", pool.as_str())];
+        env.extend_from_slice(overrides);
         let config = Config::from_lookup(|name| match name {
             "DATABASE_URL" => Some(database_url.clone()),
-            "TENANTRY_LISTEN" => Some("127.0.0.1:0".into()),
-            "DATABASE_MAX_CONNECTIONS" => Some(concurrency.to_string()),
-            _ => overrides
+            _ => env
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| (*v).to_owned()),
         })?;
-        let app = Application::build(&config).await?;
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until(std::future::pending()));
+        let server = ServerProcess::start(&env).await?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
             .build()?;
         Ok(Self {
-            base,
+            base: server.base.clone(),
             client,
             config,
             concurrency,
             duration: Duration::from_secs(seconds),
+            server,
         })
+    }
+
+    /// Runs `phase`, then prints the server's resources over it: resident memory after it
+    /// and its peak so far, and CPU time per request.
+    pub async fn measured(&self, name: &str, phase: impl Future<Output = Stats>) -> Stats {
+        let cpu = self.server.cpu_time();
+        let stats = phase.await;
+        let used = self.server.cpu_time().saturating_sub(cpu);
+        stats.print(name);
+        let status = self.server.status();
+        println!(
+            "{:<32} server CPU {:>6.0} µs/request   RSS {:>6.1} MiB (peak {:.1} MiB)",
+            "",
+            used.as_secs_f64() * 1e6 / stats.requests.max(1) as f64,
+            status.rss_kib as f64 / 1024.0,
+            status.peak_kib as f64 / 1024.0,
+        );
+        stats
     }
 
     pub fn url(&self, path: &str) -> String {
