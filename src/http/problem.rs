@@ -119,7 +119,9 @@ impl IntoResponse for Error {
                 "the request failed validation; see `errors`"
             }
             ErrorKind::VersionMismatch => {
-                "the resource changed since the version given in If-Match"
+                "If-Match names no current version of the resource: it changed since, or the tag \
+                 was weak (W/\"…\"), which If-Match never matches (it compares strongly); send \
+                 the ETag exactly as given"
             }
             _ => self.message(),
         };
