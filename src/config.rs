@@ -99,6 +99,9 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_TTL`: lifetime of a login session's refresh tokens. Default `30d`.
     pub refresh_token_ttl: Duration,
+    /// `TENANTRY_SERVICE_TOKEN_MAX_TTL`: the longest lifetime `tenantry token issue` gives a
+    /// service token; a longer `--ttl` is refused. Default `30d`.
+    pub service_token_max_ttl: Duration,
     /// `IDEMPOTENCY_KEY_TTL`: how long an `Idempotency-Key` replays its first answer;
     /// after that the key is free again and expired keys are purged. Default `24h`.
     pub idempotency_key_ttl: Duration,
@@ -197,6 +200,7 @@ impl Config {
             jwt_audience: var("JWT_AUDIENCE", "tenantry-api"),
             access_token_ttl: duration("ACCESS_TOKEN_TTL", "15m")?,
             refresh_token_ttl: duration("REFRESH_TOKEN_TTL", "30d")?,
+            service_token_max_ttl: duration("TENANTRY_SERVICE_TOKEN_MAX_TTL", "30d")?,
             idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "24h")?,
             token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
             operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),
@@ -267,6 +271,10 @@ impl Config {
             || self.idempotency_key_ttl.is_zero()
         {
             bail!("ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL and IDEMPOTENCY_KEY_TTL must be positive");
+        }
+        // A JWT's lifetime counts whole seconds.
+        if self.service_token_max_ttl < Duration::from_secs(1) {
+            bail!("TENANTRY_SERVICE_TOKEN_MAX_TTL must be at least 1s");
         }
         let defaults = self.secrets_left_at_dev_default();
         if defaults.is_empty() {
@@ -516,6 +524,26 @@ mod tests {
             error.to_string().contains("TENANTRY_ALLOW_DEV_SECRETS"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn service_tokens_live_at_most_30_days_unless_configured() {
+        assert_eq!(
+            config(&[]).unwrap().service_token_max_ttl,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        let configured = config(&[("TENANTRY_SERVICE_TOKEN_MAX_TTL", "12h")]).unwrap();
+        assert_eq!(
+            configured.service_token_max_ttl,
+            Duration::from_secs(12 * 3600)
+        );
+        for bad in ["0s", "forever"] {
+            let error = config(&[("TENANTRY_SERVICE_TOKEN_MAX_TTL", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("TENANTRY_SERVICE_TOKEN_MAX_TTL"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

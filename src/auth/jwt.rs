@@ -137,7 +137,7 @@ impl JwtKeys {
         })
     }
 
-    /// Signs an access token.
+    /// Signs an access token: [`claims`](Self::claims) then [`sign`](Self::sign).
     pub fn issue(
         &self,
         tenant_id: TenantId,
@@ -146,8 +146,22 @@ impl JwtKeys {
         ttl: Duration,
         sid: Option<Uuid>,
     ) -> anyhow::Result<String> {
+        self.sign(&self.claims(tenant_id, sub, scopes, ttl, sid))
+    }
+
+    /// The claims of a new access token: issued now, expiring `ttl` (whole seconds) from
+    /// now, with a fresh `jti`. A caller that must record the token first (service tokens)
+    /// reads `jti` and `exp` here before signing.
+    pub fn claims(
+        &self,
+        tenant_id: TenantId,
+        sub: &str,
+        scopes: Scopes,
+        ttl: Duration,
+        sid: Option<Uuid>,
+    ) -> Claims {
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let claims = Claims {
+        Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: sub.to_owned(),
@@ -158,10 +172,14 @@ impl JwtKeys {
             nbf: None,
             jti: Uuid::now_v7(),
             sid,
-        };
+        }
+    }
+
+    /// Signs `claims` with the signing key.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         let token = match &self.keys {
             Keys::Hmac { encoding, .. } => {
-                encode(&Header::new(Algorithm::HS256), &claims, encoding)?
+                encode(&Header::new(Algorithm::HS256), claims, encoding)?
             }
             Keys::Ed {
                 signing,
@@ -172,7 +190,7 @@ impl JwtKeys {
                     kid: Some(signing_kid.clone()),
                     ..Header::new(Algorithm::EdDSA)
                 };
-                encode(&header, &claims, signing)?
+                encode(&header, claims, signing)?
             }
         };
         Ok(token)

@@ -7,6 +7,9 @@
 //! - [`login`]: password login, refresh-token rotation with reuse detection, logout.
 //! - [`jwt`] signs and verifies access tokens; [`token`] is the format and keyed hash of
 //!   opaque secrets (API keys, refresh tokens); passwords are `users::password`.
+//! - [`service_tokens`]: access tokens an operator mints for scripts and services,
+//!   recorded by their `jti` so that they can be listed and revoked (the command line
+//!   writes them as the database owner; verification only reads them).
 //! - [`OperatorToken`] verifies the platform operator's credential into an [`Operator`].
 //!
 //! Nothing here knows how a credential travelled: the HTTP layer reads it from
@@ -18,6 +21,7 @@ mod authenticate;
 pub mod caller;
 pub mod jwt;
 pub mod login;
+pub mod service_tokens;
 pub mod token;
 
 pub use authenticate::authenticate;

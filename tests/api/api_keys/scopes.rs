@@ -45,7 +45,7 @@ async fn an_api_key_cannot_be_created_with_scopes_its_creator_lacks() {
         .into_iter()
         .chain([Scope::ApiKeysWrite])
         .collect();
-    let token = app.mint_token(tenant.id, &member_plus_keys);
+    let token = app.mint_token(tenant.id, &member_plus_keys).await;
     expect_problem(
         app.post("/v1/api-keys", &token, request(&["users:write"]))
             .await,

@@ -375,6 +375,28 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
                     .await
             }
         };
+        // Every token this case uses, minted before the snapshot: issuing a service token
+        // records and audits it, and only the requests may change what follows.
+        let scopes = |scopes: Option<Vec<Scope>>| {
+            let (app, tenant_id) = (&app, tenant.id);
+            async move {
+                match scopes {
+                    Some(scopes) => Some(app.mint_token(tenant_id, &scopes).await),
+                    None => None,
+                }
+            }
+        };
+        let scopeless = scopes(case.scope.is_none().then(Vec::new)).await;
+        let all_but_required = scopes(case.scope.map(all_scopes_except)).await;
+        let just_required = scopes(case.scope.map(|required| vec![required])).await;
+        let required_and_needs = scopes(case.scope.zip(case.body_needs.as_ref()).map(
+            |(required, (needs, _))| {
+                let mut scopes = needs.clone();
+                scopes.push(required);
+                scopes
+            },
+        ))
+        .await;
         let before = snapshot(&app, tenant.id).await;
 
         // Act + Assert: no credential
@@ -391,8 +413,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
 
         let Some(required) = case.scope else {
             // A route open to any valid credential: a token with no scope at all is enough.
-            let token = app.mint_token(tenant.id, &[]);
-            let status = send(Some(token)).await.status();
+            let status = send(scopeless).await.status();
             assert_eq!(
                 status, case.success,
                 "{route} with a scopeless token: expected {}",
@@ -402,8 +423,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         };
 
         // Act + Assert: every scope but the required one
-        let token = app.mint_token(tenant.id, &all_scopes_except(required));
-        let response = send(Some(token)).await;
+        let response = send(all_but_required).await;
         let problem = expect_problem(response, StatusCode::FORBIDDEN, "insufficient_scope").await;
         assert!(
             problem["detail"]
@@ -418,8 +438,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         );
 
         // Act + Assert: only the required scope passes the route's gate
-        let token = app.mint_token(tenant.id, &[required]);
-        let response = send(Some(token)).await;
+        let response = send(just_required).await;
         match &case.body_needs {
             None => assert_eq!(
                 response.status(),
@@ -439,11 +458,8 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         }
 
         // Act + Assert: the required scope plus what the request grants or touches
-        if let Some((needs, _)) = &case.body_needs {
-            let mut scopes = needs.clone();
-            scopes.push(required);
-            let token = app.mint_token(tenant.id, &scopes);
-            let status = send(Some(token)).await.status();
+        if required_and_needs.is_some() {
+            let status = send(required_and_needs).await.status();
             assert_eq!(
                 status, case.success,
                 "{route} with `{required}` and the scopes it grants or touches: expected {}",
