@@ -1,4 +1,4 @@
--- Service tokens.
+-- Service tokens, and the client's correlation id in audit events.
 --
 -- `tenantry token issue` records every token it mints by its `jti`: verification accepts
 -- a token without a login session only while its row exists for the token's tenant and is
@@ -18,3 +18,7 @@ create table service_tokens (
     primary key (tenant_id, jti),
     constraint service_tokens_subject_length check (char_length(subject) between 1 and 200)
 );
+
+-- The request id a client sent (`X-Request-Id`), kept beside the id the server minted
+-- (`request_id`): the client's correlation id, never taken for the server's.
+alter table audit_events add column client_request_id text;

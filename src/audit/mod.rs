@@ -70,8 +70,9 @@ impl From<&Principal> for Author {
     }
 }
 
-/// Appends an event inside the caller's transaction, with the correlation id of the work
-/// in progress (the request id).
+/// Appends an event inside the caller's transaction, with the ids of the work in progress:
+/// the request id the server minted (`request_id`) and, beside it, the correlation id the
+/// client sent, if any (`client_request_id`).
 #[tracing::instrument(skip_all, fields(action = event.action))]
 pub async fn record(
     conn: &mut PgConnection,
@@ -80,8 +81,8 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     let author = author.into();
     sqlx::query(
-        "insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id, client_request_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(author.tenant_id)
     .bind(Uuid::now_v7())
@@ -91,6 +92,7 @@ pub async fn record(
     .bind(&event.target_id)
     .bind(&event.data)
     .bind(observability::current_request_id())
+    .bind(observability::current_client_request_id())
     .execute(conn)
     .await
     .map(drop)

@@ -3,15 +3,18 @@
 use super::*;
 
 /// The log lines of one request: those whose request span (`span`, or any entry of the
-/// `spans` list when an inner span is current) carries `request_id`.
-fn lines_of_request<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+/// `spans` list when an inner span is current) carries the client's `client_request_id`
+/// (the `X-Request-Id` the test sent; the server's own id is one it mints).
+fn lines_of_request<'a>(lines: &'a [Value], client_request_id: &str) -> Vec<&'a Value> {
     lines
         .iter()
         .filter(|line| {
-            line["span"]["request_id"] == request_id
-                || line["spans"]
-                    .as_array()
-                    .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == request_id))
+            line["span"]["client_request_id"] == client_request_id
+                || line["spans"].as_array().is_some_and(|spans| {
+                    spans
+                        .iter()
+                        .any(|s| s["client_request_id"] == client_request_id)
+                })
         })
         .collect()
 }
