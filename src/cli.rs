@@ -289,11 +289,10 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                         })
                         .collect();
                     if json {
-                        println!("{}", to_json(&listed)?);
+                        print_out(&format!("{}\n", to_json(&listed)?))
                     } else {
-                        print!("{}", token_table(&listed, &of, OffsetDateTime::now_utc()));
+                        print_out(&token_table(&listed, &of, OffsetDateTime::now_utc()))
                     }
-                    Ok(())
                 }
                 TokenCommand::Revoke { jti, tenant } => {
                     let jti: Uuid = jti
@@ -402,6 +401,22 @@ fn display_time(at: OffsetDateTime) -> String {
         "[year]-[month]-[day] [hour]:[minute]:[second]Z"
     ))
     .unwrap_or_default()
+}
+
+/// Writes `text` to stdout. A reader that has stopped reading (`token list | head`) is no
+/// failure: what it wanted, it has (`println!` would panic instead).
+fn print_out(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::internal(
+            anyhow::Error::from(error).context("writing to stdout"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn to_json(value: &impl Serialize) -> Result<String, Error> {
