@@ -18,7 +18,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::{Connection, FromRow, PgConnection};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
 use super::jwt::JwtKeys;
@@ -126,7 +126,7 @@ pub async fn issue(
             serde_json::json!({
                 "subject": record.subject,
                 "scopes": record.scopes,
-                "expires_at": claims.exp,
+                "expires_at": record.expires_at.format(&Rfc3339).unwrap_or_default(),
             }),
         ),
     )

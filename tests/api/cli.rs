@@ -574,4 +574,85 @@ async fn a_token_cannot_be_revoked_through_another_tenant_nor_an_unknown_jti() {
         listed_tokens(&app, &tenant.slug).await[0]["revoked_at"].is_null(),
         "the token is not revoked"
     );
+
+    // And through its own tenant's name it is revoked.
+    let right_tenant =
+        tenantry_cli(&app, &["token", "revoke", &jti, "--tenant", &tenant.slug]).await;
+    assert!(right_tenant.success, "{}", right_tenant.stderr);
+    let after = outcome(app.get("/v1/me", &token).await).await;
+    assert!(
+        after.is_unauthenticated(),
+        "revoked through its own tenant: expected 401 `unauthenticated`, got {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn token_issue_json_prints_the_token_with_its_record() {
+    // Arrange
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+
+    // Act
+    let output = tenantry_cli(
+        &app,
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            &tenant.slug,
+            "--scopes",
+            "tenant:read",
+            "--ttl",
+            "2h",
+            "--subject",
+            "billing-sync",
+            "--json",
+        ],
+    )
+    .await;
+
+    // Assert
+    assert!(
+        output.success,
+        "token issue succeeds; stderr:\n{}",
+        output.stderr
+    );
+    let issued: Value = serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("--json prints one JSON document ({e}):\n{}", output.stdout));
+    let token = issued["token"].as_str().expect("the token");
+    assert_eq!(
+        issued["jti"],
+        jti_of(token),
+        "the token's own jti: {issued}"
+    );
+    assert_eq!(issued["tenant"], tenant.slug, "{issued}");
+    assert_eq!(issued["tenant_id"], tenant.id.to_string(), "{issued}");
+    assert_eq!(issued["subject"], "billing-sync", "{issued}");
+    assert_eq!(issued["scopes"], json!(["tenant:read"]), "{issued}");
+    assert!(issued["revoked_at"].is_null(), "{issued}");
+    let lifetime = time::OffsetDateTime::parse(
+        issued["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+        - time::OffsetDateTime::parse(
+            issued["created_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+    assert!(
+        (lifetime.whole_seconds() - 2 * 3600).abs() <= 5,
+        "expires 2h after it was created: {issued}"
+    );
+    let me = expect_json(app.get("/v1/me", token).await, StatusCode::OK).await;
+    assert_eq!(
+        (me["actor_type"].as_str(), me["actor_id"].as_str()),
+        (Some("service"), Some("billing-sync")),
+        "{me}"
+    );
+    assert_eq!(
+        listed_tokens(&app, &tenant.slug).await[0]["jti"],
+        issued["jti"],
+        "recorded as printed"
+    );
 }
