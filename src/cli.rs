@@ -212,119 +212,121 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             println!("rebuilt the read models of {orders} orders");
             Ok(())
         }
-        Command::Token(command) => {
-            db::bootstrap(&config).await?;
-            let db = Db::connect(&config)?;
-            let mut owner = db::owner_connection(&config).await?;
-            let operator = auth::console_operator();
-            match command {
-                TokenCommand::Issue {
-                    tenant,
+        Command::Token(command) => token(command, &config).await,
+    }
+}
+
+/// `token issue`, `token list`, `token revoke`: as the database owner, the one connection
+/// that may write service tokens.
+async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
+    db::bootstrap(config).await?;
+    let db = Db::connect(config)?;
+    let mut owner = db::owner_connection(config).await?;
+    let operator = auth::console_operator();
+    match command {
+        TokenCommand::Issue {
+            tenant,
+            scopes,
+            ttl,
+            subject,
+            json,
+        } => {
+            let scopes = Scopes::parse_claim(&scopes)
+                .map_err(|e| Error::invalid("--scopes", e.to_string()))?;
+            if scopes.is_empty() {
+                return Err(Error::invalid("--scopes", "must name at least one scope"));
+            }
+            let tenant = resolve_tenant(&db, &tenant).await?;
+            let issued = service_tokens::issue(
+                &mut owner,
+                &JwtKeys::from_config(config)?,
+                &operator,
+                config.service_token_max_ttl,
+                NewServiceToken {
+                    tenant_id: tenant.id,
+                    subject: &subject,
                     scopes,
                     ttl,
-                    subject,
-                    json,
-                } => {
-                    let scopes = Scopes::parse_claim(&scopes)
-                        .map_err(|e| Error::invalid("--scopes", e.to_string()))?;
-                    if scopes.is_empty() {
-                        return Err(Error::invalid("--scopes", "must name at least one scope"));
-                    }
-                    let tenant = resolve_tenant(&db, &tenant).await?;
-                    let issued = service_tokens::issue(
-                        &mut owner,
-                        &JwtKeys::from_config(&config)?,
-                        &operator,
-                        config.service_token_max_ttl,
-                        NewServiceToken {
-                            tenant_id: tenant.id,
-                            subject: &subject,
-                            scopes,
-                            ttl,
-                        },
-                    )
-                    .await?;
-                    let token = issued.token.expose_secret();
-                    if json {
-                        #[derive(Serialize)]
-                        struct Issued<'a> {
-                            token: &'a str,
-                            tenant: &'a str,
-                            #[serde(flatten)]
-                            record: &'a ServiceToken,
-                        }
-                        let issued = Issued {
-                            token,
-                            tenant: &tenant.slug,
-                            record: &issued.record,
-                        };
-                        println!("{}", to_json(&issued)?);
-                    } else {
-                        println!("{token}");
-                    }
-                    Ok(())
+                },
+            )
+            .await?;
+            let token = issued.token.expose_secret();
+            if json {
+                #[derive(Serialize)]
+                struct Issued<'a> {
+                    token: &'a str,
+                    tenant: &'a str,
+                    #[serde(flatten)]
+                    record: &'a ServiceToken,
                 }
-                TokenCommand::List { tenant, json } => {
-                    let (tenants, of) = match tenant {
-                        Some(reference) => {
-                            let tenant = resolve_tenant(&db, &reference).await?;
-                            let of = format!("of tenant {}", tenant.slug);
-                            (vec![tenant], of)
-                        }
-                        None => {
-                            let tenants = directory(&db, &operator).await?;
-                            let of = format!("in {}", plural(tenants.len(), "tenant"));
-                            (tenants, of)
-                        }
-                    };
-                    let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
-                    let slugs: HashMap<TenantId, &str> =
-                        tenants.iter().map(|t| (t.id, t.slug.as_str())).collect();
-                    let tokens = service_tokens::list(&mut owner, &ids).await?;
-                    let listed: Vec<Listed> = tokens
-                        .iter()
-                        .map(|token| Listed {
-                            tenant: slugs.get(&token.tenant_id).copied().unwrap_or_default(),
-                            token,
-                        })
-                        .collect();
-                    if json {
-                        print_out(&format!("{}\n", to_json(&listed)?))
-                    } else {
-                        print_out(&token_table(&listed, &of, OffsetDateTime::now_utc()))
-                    }
-                }
-                TokenCommand::Revoke { jti, tenant } => {
-                    let jti: Uuid = jti
-                        .parse()
-                        .map_err(|_| Error::invalid("jti", "must be a token's jti, a UUID"))?;
-                    let tenants = match tenant {
-                        Some(reference) => vec![resolve_tenant(&db, &reference).await?],
-                        None => directory(&db, &operator).await?,
-                    };
-                    let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
-                    let found = service_tokens::locate(&mut owner, &ids, jti)
-                        .await?
-                        .ok_or_else(|| Error::not_found("service token"))?;
-                    let slug = tenants
-                        .iter()
-                        .find(|t| t.id == found.tenant_id)
-                        .map_or("", |t| t.slug.as_str());
-                    match service_tokens::revoke(&mut owner, &operator, found.tenant_id, jti)
-                        .await?
-                    {
-                        Revocation::Revoked(token) => println!(
-                            "revoked service token {jti} of tenant {slug} (subject {}); it is refused from its next request on",
-                            token.subject
-                        ),
-                        Revocation::AlreadyRevoked(token) => println!(
-                            "service token {jti} of tenant {slug} was already revoked at {}; nothing changed",
-                            token.revoked_at.map(display_time).unwrap_or_default()
-                        ),
-                    }
-                    Ok(())
-                }
+                let issued = Issued {
+                    token,
+                    tenant: &tenant.slug,
+                    record: &issued.record,
+                };
+                println!("{}", to_json(&issued)?);
+            } else {
+                println!("{token}");
             }
+            Ok(())
+        }
+        TokenCommand::List { tenant, json } => {
+            let (tenants, of) = match tenant {
+                Some(reference) => {
+                    let tenant = resolve_tenant(&db, &reference).await?;
+                    let of = format!("of tenant {}", tenant.slug);
+                    (vec![tenant], of)
+                }
+                None => {
+                    let tenants = directory(&db, &operator).await?;
+                    let of = format!("in {}", plural(tenants.len(), "tenant"));
+                    (tenants, of)
+                }
+            };
+            let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
+            let slugs: HashMap<TenantId, &str> =
+                tenants.iter().map(|t| (t.id, t.slug.as_str())).collect();
+            let tokens = service_tokens::list(&mut owner, &ids).await?;
+            let listed: Vec<Listed> = tokens
+                .iter()
+                .map(|token| Listed {
+                    tenant: slugs.get(&token.tenant_id).copied().unwrap_or_default(),
+                    token,
+                })
+                .collect();
+            if json {
+                print_out(&format!("{}\n", to_json(&listed)?))
+            } else {
+                print_out(&token_table(&listed, &of, OffsetDateTime::now_utc()))
+            }
+        }
+        TokenCommand::Revoke { jti, tenant } => {
+            let jti: Uuid = jti
+                .parse()
+                .map_err(|_| Error::invalid("jti", "must be a token's jti, a UUID"))?;
+            let tenants = match tenant {
+                Some(reference) => vec![resolve_tenant(&db, &reference).await?],
+                None => directory(&db, &operator).await?,
+            };
+            let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
+            let found = service_tokens::locate(&mut owner, &ids, jti)
+                .await?
+                .ok_or_else(|| Error::not_found("service token"))?;
+            let slug = tenants
+                .iter()
+                .find(|t| t.id == found.tenant_id)
+                .map_or("", |t| t.slug.as_str());
+            match service_tokens::revoke(&mut owner, &operator, found.tenant_id, jti).await? {
+                Revocation::Revoked(token) => println!(
+                    "revoked service token {jti} of tenant {slug} (subject {}); it is refused from its next request on",
+                    token.subject
+                ),
+                Revocation::AlreadyRevoked(token) => println!(
+                    "service token {jti} of tenant {slug} was already revoked at {}; nothing changed",
+                    token.revoked_at.map(display_time).unwrap_or_default()
+                ),
+            }
+            Ok(())
         }
     }
 }

@@ -6,10 +6,9 @@
 //! is active, the login session is not revoked, the user is still active (and still has
 //! the role the token was issued for), a service token (a JWT without a session) is
 //! recorded for the tenant and neither revoked nor expired, the API key is neither revoked
-//! nor expired. Each of
-//! these queries reads several capabilities' tables in one statement — a deliberate
-//! exception to "each capability owns its SQL", so that a request costs one round trip to
-//! authenticate.
+//! nor expired. Each of these queries reads several capabilities' tables in one statement
+//! — a deliberate exception to "each capability owns its SQL", so that a request costs one
+//! round trip to authenticate.
 
 use sqlx::FromRow;
 use time::OffsetDateTime;
