@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("sid", claims["sid"].as_str().unwrap_or_default().to_owned()),
         ("uid", claims["sub"].as_str().unwrap_or_default().to_owned()),
+        ("jti", claims["jti"].as_str().unwrap_or_default().to_owned()),
     ];
     let pg = pgbench(
         &bench.config,

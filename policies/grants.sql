@@ -34,6 +34,9 @@ grant select, insert on domain_events to :"app_role";
 grant select, insert, update on order_summaries to :"app_role";
 grant select, insert on order_items to :"app_role";
 grant select, insert, update on idempotency_keys to :"app_role";
+-- Service tokens are verified by the request role and written by nobody the server holds:
+-- the command line mints and revokes them as the database owner.
+grant select on service_tokens to :"app_role";
 -- Login names its tenant by slug before any credential is verified.
 grant execute on function tenant_by_slug(text) to :"app_role";
 

@@ -1,25 +1,37 @@
-//! The command line: `serve`, `migrate`, `tenant create`, `token issue`, `projections
-//! rebuild`, `openapi`. Configuration comes from the environment (see `config`), not from
-//! flags.
+//! The command line: `serve`, `migrate`, `tenant create`, `token issue`/`list`/`revoke`,
+//! `projections rebuild`, `openapi`. Configuration comes from the environment (see
+//! `config`), not from flags.
 //!
 //! A transport like `http`: each command parses its arguments, calls the same application
 //! function an HTTP handler would, and reports the outcome. A failure is the application's
 //! [`Error`], printed with its code and each offending field, and its kind decides the exit
-//! status ([`exit_code`], after BSD's `sysexits.h`).
+//! status ([`exit_code`], after BSD's `sysexits.h`). Stdout carries only the result (a
+//! token, a JSON document, a listing), so scripts can capture it; logs go to stderr.
+//!
+//! Service tokens are written as the database owner (`db::owner_connection`), the one
+//! connection that may: no role the server holds can mint or revoke one.
 
-use std::{process::ExitCode, time::Duration};
+use std::{collections::HashMap, fmt::Write as _, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use time::{OffsetDateTime, macros::format_description};
+use uuid::Uuid;
 
 use crate::{
-    access::Scopes,
-    auth::{self, jwt::JwtKeys},
+    access::{Operator, Scopes},
+    auth::{
+        self,
+        jwt::JwtKeys,
+        service_tokens::{self, NewServiceToken, Revocation, ServiceToken},
+    },
     config::Config,
     db::{self, Db, table},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
+    page::{MAX_LIMIT, PageRequest},
     platform::{self, NewTenant},
     startup::Application,
     tenancy::{Plan, Tenant},
@@ -46,7 +58,8 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Mint tokens with the configured signing key.
+    /// Mint, list and revoke service tokens (signed with the configured key, recorded in
+    /// the database).
     #[command(subcommand)]
     Token(TokenCommand),
     /// Rebuild read models from the event store.
@@ -89,7 +102,8 @@ pub enum TenantCommand {
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Print an access token for a tenant (for operators and load tests).
+    /// Mint a service token for a tenant (for scripts, services and load tests), record it,
+    /// and print it: it works until it expires or is revoked.
     Issue {
         /// Tenant slug or id.
         #[arg(long)]
@@ -97,12 +111,35 @@ pub enum TokenCommand {
         /// Space-separated scopes, e.g. "orders:read orders:write".
         #[arg(long)]
         scopes: String,
-        /// Lifetime, e.g. 15m, 1h, 7d.
+        /// Lifetime, e.g. 15m, 1h, 7d; at most TENANTRY_SERVICE_TOKEN_MAX_TTL (30d).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
-        /// The token's `sub`.
+        /// The token's `sub` (the actor `service:<subject>` in audit events).
         #[arg(long, default_value = "token-issue")]
         subject: String,
+        /// Print the token with its record (jti, expiry) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List service tokens (every tenant's, or one tenant's), newest first, revoked and
+    /// expired ones included.
+    List {
+        /// Tenant slug or id; omit for every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the tokens as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a service token: refused from its next request on. Revoking twice changes
+    /// nothing.
+    Revoke {
+        /// The token's `jti` (from `token list`, or `token issue --json`).
+        jti: String,
+        /// The token's tenant (slug or id): the token is revoked only if it is this
+        /// tenant's. Omit to look in every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -167,37 +204,250 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             let mut owner = db::owner_connection(&config).await?;
             let orders = match tenant {
                 Some(tenant) => {
-                    let tenant_id = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
-                    projection::rebuild_tenant(&mut owner, tenant_id).await?
+                    let tenant = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
+                    projection::rebuild_tenant(&mut owner, tenant.id).await?
                 }
                 None => projection::rebuild_all(&mut owner).await?,
             };
             println!("rebuilt the read models of {orders} orders");
             Ok(())
         }
-        Command::Token(TokenCommand::Issue {
+        Command::Token(command) => token(command, &config).await,
+    }
+}
+
+/// `token issue`, `token list`, `token revoke`: as the database owner, the one connection
+/// that may write service tokens.
+async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
+    db::bootstrap(config).await?;
+    let db = Db::connect(config)?;
+    let mut owner = db::owner_connection(config).await?;
+    let operator = auth::console_operator();
+    match command {
+        TokenCommand::Issue {
             tenant,
             scopes,
             ttl,
             subject,
-        }) => {
+            json,
+        } => {
             let scopes = Scopes::parse_claim(&scopes)
                 .map_err(|e| Error::invalid("--scopes", e.to_string()))?;
-            if scopes == Scopes::default() {
+            if scopes.is_empty() {
                 return Err(Error::invalid("--scopes", "must name at least one scope"));
             }
-            let db = Db::connect(&config)?;
-            let tenant_id = resolve_tenant(&db, &tenant).await?;
-            let token =
-                JwtKeys::from_config(&config)?.issue(tenant_id, &subject, scopes, ttl, None)?;
-            println!("{token}");
+            let tenant = resolve_tenant(&db, &tenant).await?;
+            let issued = service_tokens::issue(
+                &mut owner,
+                &JwtKeys::from_config(config)?,
+                &operator,
+                config.service_token_max_ttl,
+                NewServiceToken {
+                    tenant_id: tenant.id,
+                    subject: &subject,
+                    scopes,
+                    ttl,
+                },
+            )
+            .await?;
+            let token = issued.token.expose_secret();
+            if json {
+                #[derive(Serialize)]
+                struct Issued<'a> {
+                    token: &'a str,
+                    tenant: &'a str,
+                    #[serde(flatten)]
+                    record: &'a ServiceToken,
+                }
+                let issued = Issued {
+                    token,
+                    tenant: &tenant.slug,
+                    record: &issued.record,
+                };
+                println!("{}", to_json(&issued)?);
+            } else {
+                println!("{token}");
+            }
+            Ok(())
+        }
+        TokenCommand::List { tenant, json } => {
+            let (tenants, of) = match tenant {
+                Some(reference) => {
+                    let tenant = resolve_tenant(&db, &reference).await?;
+                    let of = format!("of tenant {}", tenant.slug);
+                    (vec![tenant], of)
+                }
+                None => {
+                    let tenants = directory(&db, &operator).await?;
+                    let of = format!("in {}", plural(tenants.len(), "tenant"));
+                    (tenants, of)
+                }
+            };
+            let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
+            let slugs: HashMap<TenantId, &str> =
+                tenants.iter().map(|t| (t.id, t.slug.as_str())).collect();
+            let tokens = service_tokens::list(&mut owner, &ids).await?;
+            let listed: Vec<Listed> = tokens
+                .iter()
+                .map(|token| Listed {
+                    tenant: slugs.get(&token.tenant_id).copied().unwrap_or_default(),
+                    token,
+                })
+                .collect();
+            if json {
+                print_out(&format!("{}\n", to_json(&listed)?))
+            } else {
+                print_out(&token_table(&listed, &of, OffsetDateTime::now_utc()))
+            }
+        }
+        TokenCommand::Revoke { jti, tenant } => {
+            let jti: Uuid = jti
+                .parse()
+                .map_err(|_| Error::invalid("jti", "must be a token's jti, a UUID"))?;
+            let tenants = match tenant {
+                Some(reference) => vec![resolve_tenant(&db, &reference).await?],
+                None => directory(&db, &operator).await?,
+            };
+            let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
+            let found = service_tokens::locate(&mut owner, &ids, jti)
+                .await?
+                .ok_or_else(|| Error::not_found("service token"))?;
+            let slug = tenants
+                .iter()
+                .find(|t| t.id == found.tenant_id)
+                .map_or("", |t| t.slug.as_str());
+            match service_tokens::revoke(&mut owner, &operator, found.tenant_id, jti).await? {
+                Revocation::Revoked(token) => println!(
+                    "revoked service token {jti} of tenant {slug} (subject {}); it is refused from its next request on",
+                    token.subject
+                ),
+                Revocation::AlreadyRevoked(token) => println!(
+                    "service token {jti} of tenant {slug} was already revoked at {}; nothing changed",
+                    token.revoked_at.map(display_time).unwrap_or_default()
+                ),
+            }
             Ok(())
         }
     }
 }
 
+/// A service token as `token list` shows it: with its tenant's slug.
+#[derive(Serialize)]
+struct Listed<'a> {
+    tenant: &'a str,
+    #[serde(flatten)]
+    token: &'a ServiceToken,
+}
+
+/// `token list` for people: a count, then one aligned row per token.
+fn token_table(tokens: &[Listed], of: &str, now: OffsetDateTime) -> String {
+    let mut out = String::new();
+    if tokens.is_empty() {
+        let _ = writeln!(out, "no service tokens {of}");
+        return out;
+    }
+    let _ = writeln!(out, "{} {of}", plural(tokens.len(), "service token"));
+    let header = [
+        "JTI", "TENANT", "SUBJECT", "SCOPES", "CREATED", "EXPIRES", "STATUS",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 7]> = tokens
+        .iter()
+        .map(|Listed { tenant, token }| {
+            let status = match token.revoked_at {
+                Some(at) => format!("revoked {}", display_time(at)),
+                None if token.expires_at <= now => "expired".to_owned(),
+                None => "active".to_owned(),
+            };
+            [
+                token.jti.to_string(),
+                (*tenant).to_owned(),
+                token.subject.clone(),
+                token.scopes.join(" "),
+                display_time(token.created_at),
+                display_time(token.expires_at),
+                status,
+            ]
+        })
+        .collect();
+    let mut widths = header.each_ref().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// "no tenants", "1 tenant", "2 tenants".
+fn plural(count: usize, noun: &str) -> String {
+    match count {
+        0 => format!("no {noun}s"),
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+/// A time to the second, in UTC: `2026-12-01 21:51:49Z`.
+fn display_time(at: OffsetDateTime) -> String {
+    at.format(format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_default()
+}
+
+/// Writes `text` to stdout. A reader that has stopped reading (`token list | head`) is no
+/// failure: what it wanted, it has (`println!` would panic instead).
+fn print_out(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::internal(
+            anyhow::Error::from(error).context("writing to stdout"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, Error> {
+    Ok(serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?)
+}
+
+/// Every tenant in the directory, newest first, read page by page as the platform role
+/// (which may read the directory; the owner may not, under row-level security).
+async fn directory(db: &Db, operator: &Operator) -> Result<Vec<Tenant>, Error> {
+    db.in_platform(async |tx| {
+        let mut tenants: Vec<Tenant> = Vec::new();
+        loop {
+            let page = PageRequest {
+                limit: MAX_LIMIT,
+                before: tenants.last().map(|t| t.id.as_uuid()),
+            };
+            let page = platform::list_tenants(tx, operator, page).await?;
+            let last = page.next_cursor.is_none();
+            tenants.extend(page.items);
+            if last {
+                return Ok::<_, Error>(tenants);
+            }
+        }
+    })
+    .await
+}
+
 /// The tenant `reference` (slug or id) names, if it exists.
-async fn resolve_tenant(db: &Db, reference: &str) -> Result<TenantId, Error> {
+async fn resolve_tenant(db: &Db, reference: &str) -> Result<Tenant, Error> {
     let no_such_tenant = || Error::invalid("--tenant", format!("no tenant {reference:?}"));
     let id = db
         .resolve_tenant(reference)
@@ -206,7 +456,7 @@ async fn resolve_tenant(db: &Db, reference: &str) -> Result<TenantId, Error> {
     let tenant = db
         .in_platform(async |tx| Ok::<_, Error>(table::find::<Tenant>(tx, id).await?))
         .await?;
-    tenant.map(|t| t.id).ok_or_else(no_such_tenant)
+    tenant.ok_or_else(no_such_tenant)
 }
 
 /// Prints a failure on stderr — its message, code, fields and retry hint — and returns the
@@ -248,6 +498,61 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_plural_except_for_one() {
+        assert_eq!(plural(0, "service token"), "no service tokens");
+        assert_eq!(plural(1, "service token"), "1 service token");
+        assert_eq!(plural(2, "tenant"), "2 tenants");
+    }
+
+    #[test]
+    fn the_token_table_aligns_its_columns_and_says_which_tokens_are_live() {
+        let at = |s: i64| OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap();
+        let token = |subject: &str, expires: i64, revoked: Option<i64>| ServiceToken {
+            jti: Uuid::now_v7(),
+            tenant_id: TenantId::new(),
+            subject: subject.to_owned(),
+            scopes: vec!["tenant:read".to_owned(), "users:read".to_owned()],
+            created_at: at(0),
+            expires_at: at(expires),
+            revoked_at: revoked.map(at),
+        };
+        let tokens = [
+            token("nightly-export", 3600, None),
+            token("a", 60, None),
+            token("b", 3600, Some(10)),
+        ];
+        let listed: Vec<Listed> = tokens
+            .iter()
+            .map(|token| Listed {
+                tenant: "acme",
+                token,
+            })
+            .collect();
+
+        let table = token_table(&listed, "of tenant acme", at(120));
+
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "3 service tokens of tenant acme", "{table}");
+        assert_eq!(lines.len(), 5, "a count, a header, three rows:\n{table}");
+        let column = |line: &str| line.find("acme");
+        assert!(
+            lines[2..].iter().all(|l| column(l) == column(lines[2]))
+                && column(lines[2]) == lines[1].find("TENANT"),
+            "the tenant column is aligned:\n{table}"
+        );
+        assert!(lines[2].ends_with("active"), "{table}");
+        assert!(lines[3].ends_with("expired"), "{table}");
+        assert!(
+            lines[4].ends_with("revoked 2027-01-15 08:00:10Z"),
+            "{table}"
+        );
+        assert_eq!(
+            token_table(&[], "of tenant acme", at(0)),
+            "no service tokens of tenant acme\n"
+        );
+    }
 
     #[test]
     fn input_errors_and_outages_exit_differently() {

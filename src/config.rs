@@ -3,7 +3,9 @@
 //!
 //! Every variable is documented on its field and in the README's configuration table. The
 //! defaults work against a local Postgres with no set-up; the secrets among them are
-//! development defaults, refused when `TENANTRY_ENV=production`.
+//! development defaults, refused when `TENANTRY_ENV=production`, and refused on a listen
+//! address other than loopback unless `TENANTRY_ALLOW_DEV_SECRETS=true` says otherwise:
+//! anyone who can reach such a server could mint tokens with the published default key.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -45,8 +47,15 @@ pub struct Config {
     /// `TENANTRY_ENV`: `development` (default) or `production`; production refuses the
     /// development defaults of every secret.
     pub environment: Environment,
-    /// `TENANTRY_LISTEN`: address to serve on. Default `127.0.0.1:8080`.
+    /// `TENANTRY_LISTEN`: address to serve on. Default `127.0.0.1:8080`. On any address but
+    /// loopback, development-default secrets are refused (see `allow_dev_secrets`).
     pub listen: SocketAddr,
+    /// `TENANTRY_ALLOW_DEV_SECRETS`: `true` lets a development server listen on an address
+    /// other than loopback with secrets left at their development defaults. Dangerous:
+    /// those defaults are published, so anyone who can reach the server can sign tokens
+    /// for any tenant and use the operator API. Never honoured in production. Default
+    /// `false`.
+    pub allow_dev_secrets: bool,
     /// `DATABASE_URL`: the owner connection, used to create the database, roles and schema.
     /// Default `postgres://postgres@127.0.0.1:5432/tenantry`.
     pub database_url: SecretString,
@@ -95,6 +104,9 @@ pub struct Config {
     /// was lost retries). Presented later, or after the new refresh token was itself used,
     /// it is reuse, and the session is revoked. `0s` turns the window off. Default `30s`.
     pub refresh_token_reuse_interval: Duration,
+    /// `TENANTRY_SERVICE_TOKEN_MAX_TTL`: the longest lifetime `tenantry token issue` gives a
+    /// service token; a longer `--ttl` is refused. Default `30d`.
+    pub service_token_max_ttl: Duration,
     /// `IDEMPOTENCY_KEY_TTL`: how long an `Idempotency-Key` replays its first answer;
     /// after that the key is free again and expired keys are purged. Default `24h`.
     pub idempotency_key_ttl: Duration,
@@ -194,6 +206,11 @@ impl Config {
             listen: var("TENANTRY_LISTEN", "127.0.0.1:8080")
                 .parse()
                 .context("TENANTRY_LISTEN must be an address such as 127.0.0.1:8080")?,
+            allow_dev_secrets: match var("TENANTRY_ALLOW_DEV_SECRETS", "false").as_str() {
+                "true" => true,
+                "false" => false,
+                other => bail!("TENANTRY_ALLOW_DEV_SECRETS must be true or false, not {other:?}"),
+            },
             database_url: secret(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/tenantry",
@@ -228,6 +245,7 @@ impl Config {
             access_token_ttl: duration("ACCESS_TOKEN_TTL", "15m")?,
             refresh_token_ttl: duration("REFRESH_TOKEN_TTL", "30d")?,
             refresh_token_reuse_interval: duration("REFRESH_TOKEN_REUSE_INTERVAL", "30s")?,
+            service_token_max_ttl: duration("TENANTRY_SERVICE_TOKEN_MAX_TTL", "30d")?,
             idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "24h")?,
             token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
             operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),
@@ -350,16 +368,38 @@ impl Config {
                 "TENANTRY_CLIENT_IP_HEADER must be a header name such as X-Forwarded-For, not {name:?}"
             );
         }
+        // A JWT's lifetime counts whole seconds.
+        if self.service_token_max_ttl < Duration::from_secs(1) {
+            bail!("TENANTRY_SERVICE_TOKEN_MAX_TTL must be at least 1s");
+        }
+        let defaults = self.secrets_left_at_dev_default();
+        if defaults.is_empty() {
+            return Ok(());
+        }
         if self.environment == Environment::Production {
-            let defaults = self.secrets_left_at_dev_default();
-            if !defaults.is_empty() {
-                bail!(
-                    "TENANTRY_ENV=production but these secrets still have their development defaults: {}",
-                    defaults.join(", ")
-                );
-            }
+            bail!(
+                "TENANTRY_ENV=production but these secrets still have their development defaults: {}",
+                defaults.join(", ")
+            );
+        }
+        if !self.listens_on_loopback_only() && !self.allow_dev_secrets {
+            bail!(
+                "TENANTRY_LISTEN={} is not a loopback address, but these secrets still have \
+                 their development defaults, which anyone can look up: {}. Set them, listen on \
+                 127.0.0.1 or ::1, or (dangerous) set TENANTRY_ALLOW_DEV_SECRETS=true",
+                self.listen,
+                defaults.join(", ")
+            );
         }
         Ok(())
+    }
+
+    /// Whether the listen address is a loopback one (`127.0.0.0/8`, `::1`, or `::1`'s
+    /// IPv4-mapped form), which only this machine can reach. `0.0.0.0` and `::` are every
+    /// address, not loopback.
+    pub fn listens_on_loopback_only(&self) -> bool {
+        // `to_canonical` reads `::ffff:127.0.0.1` as the IPv4 address it maps.
+        self.listen.ip().to_canonical().is_loopback()
     }
 
     /// Names of the secrets still set to their development defaults (warned about in
@@ -487,6 +527,119 @@ mod tests {
             error.to_string().contains("TENANTRY_MAX_CONNECTIONS"),
             "{error}"
         );
+    }
+
+    /// Every secret set to something other than its development default.
+    const REAL_SECRETS: [(&str, &str); 5] = [
+        ("JWT_SECRET", "a-real-jwt-secret-of-at-least-32-bytes"),
+        ("TENANTRY_OPERATOR_TOKEN", "a-real-operator-token"),
+        ("TENANTRY_TOKEN_HASH_KEY", "a-real-token-hash-key"),
+        ("DATABASE_APP_PASSWORD", "a-real-app-password"),
+        ("DATABASE_PLATFORM_PASSWORD", "a-real-platform-password"),
+    ];
+
+    #[test]
+    fn development_secrets_are_refused_on_any_address_but_loopback() {
+        for listen in [
+            "0.0.0.0:8080",
+            "203.0.113.7:8080",
+            "10.0.0.5:8080",
+            "[::]:8080",
+            "[2001:db8::1]:8080",
+        ] {
+            let error = config(&[("TENANTRY_LISTEN", listen)])
+                .err()
+                .unwrap_or_else(|| panic!("{listen}: expected development secrets refused"))
+                .to_string();
+            for named in [
+                "TENANTRY_LISTEN",
+                "JWT_SECRET",
+                "TENANTRY_OPERATOR_TOKEN",
+                "DATABASE_APP_PASSWORD",
+                "TENANTRY_ALLOW_DEV_SECRETS",
+            ] {
+                assert!(error.contains(named), "{listen}: {named} named in {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn development_secrets_are_allowed_on_loopback() {
+        for listen in [
+            "127.0.0.1:8080",
+            "127.0.0.2:0",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            let config = config(&[("TENANTRY_LISTEN", listen)])
+                .unwrap_or_else(|e| panic!("{listen}: expected the dev defaults allowed: {e}"));
+            assert_eq!(config.secrets_left_at_dev_default().len(), 5, "{listen}");
+        }
+    }
+
+    #[test]
+    fn one_development_secret_left_on_a_public_address_is_refused_by_name() {
+        let mut vars: Vec<(&str, &str)> = REAL_SECRETS
+            .into_iter()
+            .filter(|(name, _)| *name != "TENANTRY_TOKEN_HASH_KEY")
+            .collect();
+        vars.push(("TENANTRY_LISTEN", "0.0.0.0:8080"));
+        let error = config(&vars).unwrap_err().to_string();
+        assert!(error.contains("TENANTRY_TOKEN_HASH_KEY"), "{error}");
+        assert!(!error.contains("JWT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn real_secrets_may_listen_on_any_address() {
+        for listen in ["0.0.0.0:8080", "203.0.113.7:8080", "[::]:8080"] {
+            let mut vars = REAL_SECRETS.to_vec();
+            vars.push(("TENANTRY_LISTEN", listen));
+            assert!(config(&vars).is_ok(), "{listen}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_opt_in_allows_development_secrets_on_a_public_address_but_not_in_production() {
+        let allowed = config(&[
+            ("TENANTRY_LISTEN", "0.0.0.0:8080"),
+            ("TENANTRY_ALLOW_DEV_SECRETS", "true"),
+        ]);
+        assert!(allowed.is_ok(), "{:?}", allowed.err());
+        let production = config(&[
+            ("TENANTRY_LISTEN", "0.0.0.0:8080"),
+            ("TENANTRY_ALLOW_DEV_SECRETS", "true"),
+            ("TENANTRY_ENV", "production"),
+        ])
+        .unwrap_err();
+        assert!(
+            production.to_string().contains("production"),
+            "{production}"
+        );
+        let error = config(&[("TENANTRY_ALLOW_DEV_SECRETS", "yes")]).unwrap_err();
+        assert!(
+            error.to_string().contains("TENANTRY_ALLOW_DEV_SECRETS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn service_tokens_live_at_most_30_days_unless_configured() {
+        assert_eq!(
+            config(&[]).unwrap().service_token_max_ttl,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        let configured = config(&[("TENANTRY_SERVICE_TOKEN_MAX_TTL", "12h")]).unwrap();
+        assert_eq!(
+            configured.service_token_max_ttl,
+            Duration::from_secs(12 * 3600)
+        );
+        for bad in ["0s", "forever"] {
+            let error = config(&[("TENANTRY_SERVICE_TOKEN_MAX_TTL", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("TENANTRY_SERVICE_TOKEN_MAX_TTL"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

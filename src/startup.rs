@@ -32,9 +32,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        // Off loopback, configuration refuses these unless TENANTRY_ALLOW_DEV_SECRETS=true.
         let defaults = config.secrets_left_at_dev_default();
-        if !defaults.is_empty() {
+        if !defaults.is_empty() && config.listens_on_loopback_only() {
             tracing::warn!(variables = ?defaults, "using development defaults for secrets; set them before exposing this server");
+        } else if !defaults.is_empty() {
+            tracing::warn!(
+                variables = ?defaults,
+                listen = %config.listen,
+                "TENANTRY_ALLOW_DEV_SECRETS=true: serving beyond loopback with development-default secrets, which anyone can look up; anyone who reaches this server can act as any tenant or the operator"
+            );
         }
         db::bootstrap(config)
             .await

@@ -80,8 +80,9 @@ impl From<&Principal> for Author {
     }
 }
 
-/// Appends an event inside the caller's transaction, with the correlation id of the work
-/// in progress (the request id).
+/// Appends an event inside the caller's transaction, with the ids of the work in progress:
+/// the request id the server minted (`request_id`) and, beside it, the correlation id the
+/// client sent, if any (`client_request_id`).
 #[tracing::instrument(skip_all, fields(action = event.action))]
 pub async fn record(
     conn: &mut PgConnection,
@@ -90,8 +91,8 @@ pub async fn record(
 ) -> Result<(), sqlx::Error> {
     insert(
         conn,
-        "insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id, client_request_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         author.into(),
         event,
     )
@@ -115,8 +116,8 @@ pub async fn record_if_tenant_exists(
     insert(
         conn,
         "with written as (
-             insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id)
-             select $1, $2, $3, $4, $5, $6, $7, $8 where exists (select from tenants where id = $1)
+             insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id, client_request_id)
+             select $1, $2, $3, $4, $5, $6, $7, $8, $9 where exists (select from tenants where id = $1)
              returning 1
          )
          select set_config('synchronous_commit', 'off', true), (select count(*) from written)",
@@ -141,6 +142,7 @@ async fn insert(
         .bind(&event.target_id)
         .bind(&event.data)
         .bind(observability::current_request_id())
+        .bind(observability::current_client_request_id())
         .execute(conn)
         .await
         .map(drop)

@@ -4,11 +4,12 @@
 //! Signature and claims are checked before any query runs. Then one read-only query, under
 //! the credential's tenant context, confirms what a signature cannot: the tenant exists and
 //! is active, the login session is not revoked, the user is still active (and still has
-//! the role the token was issued for), the API key is neither revoked nor expired and the
-//! user it answers to (through any keys that created it) is still active. Each of
-//! these queries reads several capabilities' tables in one statement — a deliberate
-//! exception to "each capability owns its SQL", so that a request costs one round trip to
-//! authenticate.
+//! the role the token was issued for), a service token (a JWT without a session) is
+//! recorded for the tenant and neither revoked nor expired, the API key is neither revoked
+//! nor expired and the user it answers to (through any keys that created it) is still
+//! active. Each of these queries reads several capabilities' tables in one statement — a
+//! deliberate exception to "each capability owns its SQL", so that a request costs one
+//! round trip to authenticate.
 
 use sqlx::FromRow;
 use time::OffsetDateTime;
@@ -48,6 +49,11 @@ struct AccessCheck {
     user_id: Option<UserId>,
     user_status: Option<UserStatus>,
     role: Option<Role>,
+    /// The service token's record (read only for a token without a session).
+    service_subject: Option<String>,
+    service_scopes: Option<Vec<String>>,
+    service_revoked: Option<bool>,
+    service_expired: Option<bool>,
 }
 
 async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result<Principal, Error> {
@@ -68,15 +74,20 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
         r#"
         select t.status as tenant_status,
                s.revoked_at is null and s.expires_at > now() as session_live,
-               u.id as user_id, u.status as user_status, u.role
+               u.id as user_id, u.status as user_status, u.role,
+               st.subject as service_subject, st.scopes as service_scopes,
+               st.revoked_at is not null as service_revoked,
+               st.expires_at <= now() as service_expired
         from tenants t
         left join sessions s on s.tenant_id = t.id and s.id = $2
         left join users u on u.tenant_id = s.tenant_id and u.id = s.user_id
+        left join service_tokens st on st.tenant_id = t.id and st.jti = $3 and $2::uuid is null
         where t.id = $1
         "#,
     )
     .bind(tenant_id)
     .bind(session_id)
+    .bind(claims.jti)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -87,13 +98,7 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
         return Err(Error::tenant_suspended());
     }
     let Some(session_id) = session_id else {
-        // Minted by an operator with the signing key: trusted for its lifetime.
-        return Ok(Principal::verified(
-            tenant_id,
-            Actor::Service(claims.sub),
-            scopes,
-            None,
-        ));
+        return service_principal(tenant_id, claims.sub, scopes, &check);
     };
     match (
         check.session_live,
@@ -116,6 +121,47 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
             "the session of this token has ended; log in again",
         )),
     }
+}
+
+/// A service token (no session) is trusted only as recorded by `tenantry token issue`: for
+/// this tenant, under this subject, unrevoked and unexpired — a signature alone is not
+/// enough. The record's scopes bound the token's, so a token re-signed with a recorded
+/// `jti` cannot claim more than was issued.
+fn service_principal(
+    tenant_id: TenantId,
+    subject: String,
+    scopes: Scopes,
+    check: &AccessCheck,
+) -> Result<Principal, Error> {
+    let recorded = check
+        .service_subject
+        .as_deref()
+        .is_some_and(|recorded| recorded == subject);
+    if !recorded {
+        return Err(Error::unauthenticated(
+            "this service token was never issued for this tenant (tokens minted before service tokens were recorded are refused); issue a new one",
+        ));
+    }
+    if check.service_revoked == Some(true) {
+        return Err(Error::unauthenticated(
+            "this service token has been revoked",
+        ));
+    }
+    if check.service_expired != Some(false) {
+        return Err(Error::unauthenticated("this service token has expired"));
+    }
+    let issued: Scopes = check
+        .service_scopes
+        .iter()
+        .flatten()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    Ok(Principal::verified(
+        tenant_id,
+        Actor::Service(subject),
+        scopes.intersection(issued),
+        None,
+    ))
 }
 
 fn describe_jwt_error(error: &jsonwebtoken::errors::Error) -> &'static str {

@@ -144,7 +144,7 @@ impl JwtKeys {
         })
     }
 
-    /// Signs an access token.
+    /// Signs an access token: [`claims`](Self::claims) then [`sign`](Self::sign).
     pub fn issue(
         &self,
         tenant_id: TenantId,
@@ -153,39 +153,58 @@ impl JwtKeys {
         ttl: Duration,
         sid: Option<Uuid>,
     ) -> anyhow::Result<String> {
-        let stamp = Stamp {
-            iat: OffsetDateTime::now_utc().unix_timestamp(),
-            jti: Uuid::now_v7(),
-        };
-        self.issue_stamped(tenant_id, sub, scopes, ttl, sid, stamp)
+        self.sign(&self.claims(tenant_id, sub, scopes, ttl, sid))
     }
 
-    /// Signs an access token with the given issue time and id. Both signature schemes are
-    /// deterministic, so the same claims and stamp make the same token.
-    pub fn issue_stamped(
+    /// The claims of a new access token: issued now, expiring `ttl` (whole seconds) from
+    /// now, with a fresh `jti`. A caller that must record the token first (service tokens)
+    /// reads `jti` and `exp` here before signing.
+    pub fn claims(
         &self,
         tenant_id: TenantId,
         sub: &str,
         scopes: Scopes,
         ttl: Duration,
         sid: Option<Uuid>,
-        Stamp { iat: now, jti }: Stamp,
-    ) -> anyhow::Result<String> {
-        let claims = Claims {
+    ) -> Claims {
+        let stamp = Stamp {
+            iat: OffsetDateTime::now_utc().unix_timestamp(),
+            jti: Uuid::now_v7(),
+        };
+        self.stamped_claims(tenant_id, sub, scopes, ttl, sid, stamp)
+    }
+
+    /// The claims of an access token with the given issue time and id. Both signature
+    /// schemes are deterministic, so the same claims sign as the same token (how a retried
+    /// refresh answers the same pair).
+    pub fn stamped_claims(
+        &self,
+        tenant_id: TenantId,
+        sub: &str,
+        scopes: Scopes,
+        ttl: Duration,
+        sid: Option<Uuid>,
+        Stamp { iat, jti }: Stamp,
+    ) -> Claims {
+        Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: sub.to_owned(),
             tid: tenant_id.as_uuid(),
             scope: scopes.to_claim(),
-            exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
-            iat: now,
+            exp: iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            iat,
             nbf: None,
             jti,
             sid,
-        };
+        }
+    }
+
+    /// Signs `claims` with the signing key.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         let token = match &self.keys {
             Keys::Hmac { encoding, .. } => {
-                encode(&Header::new(Algorithm::HS256), &claims, encoding)?
+                encode(&Header::new(Algorithm::HS256), claims, encoding)?
             }
             Keys::Ed {
                 signing,
@@ -196,7 +215,7 @@ impl JwtKeys {
                     kid: Some(signing_kid.clone()),
                     ..Header::new(Algorithm::EdDSA)
                 };
-                encode(&header, &claims, signing)?
+                encode(&header, claims, signing)?
             }
         };
         Ok(token)

@@ -397,14 +397,14 @@ fn token_pair(
     let user_id = principal
         .user_id()
         .ok_or_else(|| anyhow::anyhow!("session principal without a user"))?;
-    let access_token = auth.jwt.issue_stamped(
+    let access_token = auth.jwt.sign(&auth.jwt.stamped_claims(
         principal.tenant_id(),
         &user_id.to_string(),
         principal.scopes(),
         auth.access_token_ttl,
         principal.session_id().map(|s| s.as_uuid()),
         stamp,
-    )?;
+    ))?;
     Ok(TokenPair {
         access_token,
         token_type: "Bearer",

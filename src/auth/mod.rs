@@ -8,6 +8,9 @@
 //!   [`throttle`] locks out clients and accounts with too many failed logins.
 //! - [`jwt`] signs and verifies access tokens; [`token`] is the format and keyed hash of
 //!   opaque secrets (API keys, refresh tokens); passwords are `users::password`.
+//! - [`service_tokens`]: access tokens an operator mints for scripts and services,
+//!   recorded by their `jti` so that they can be listed and revoked (the command line
+//!   writes them as the database owner; verification only reads them).
 //! - [`OperatorToken`] verifies the platform operator's credential into an [`Operator`].
 //!
 //! Nothing here knows how a credential travelled: the HTTP layer reads it from
@@ -19,6 +22,7 @@ mod authenticate;
 pub mod caller;
 pub mod jwt;
 pub mod login;
+pub mod service_tokens;
 pub mod throttle;
 pub mod token;
 

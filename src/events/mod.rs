@@ -53,8 +53,10 @@ pub struct StoredEvent {
 /// Where an event came from, for its metadata:
 /// - `actor`: who (`user:<id>` or `api_key:<id>`);
 /// - `command`: what they asked for (`order.confirm`);
-/// - `request_id`: the correlation id every event of one request shares, also in the logs
-///   and on the response (`X-Request-Id`);
+/// - `request_id`: the id the server minted for the request, which every event of it
+///   shares, also in the logs and on the response (`X-Request-Id`);
+/// - `client_request_id`: the correlation id the client sent (its `X-Request-Id`), or
+///   null; the client's to choose, so never relied on to be unique;
 /// - `causation_id`: the message that caused this event. For an API command that is the
 ///   request itself; an event caused by another event (a process reacting to the feed)
 ///   will name that event's id here.
@@ -64,6 +66,7 @@ pub fn metadata(principal: &Principal, command: &str) -> Value {
         "actor": principal.actor().to_string(),
         "command": command,
         "request_id": request_id,
+        "client_request_id": observability::current_client_request_id(),
         "causation_id": request_id,
     })
 }

@@ -2,7 +2,11 @@
 //! `If-Match` on writes → the [`ExpectedVersion`] the application checks (412 when the
 //! stored version moved on).
 //!
-//! The entity tag is the resource's `version`, which every change increments.
+//! The entity tag is the resource's `version`, which every change increments; this API
+//! only issues strong tags (`"3"`). As RFC 9110 (§13.1.1, §13.1.2) requires, `If-Match`
+//! compares strongly — a weak tag (`W/"3"`) never matches, so a write sent with one is
+//! refused with 412 — and `If-None-Match` compares weakly, so a cache holding `W/"3"` still
+//! gets its 304.
 
 use axum::{
     Json,
@@ -43,15 +47,29 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
+/// How entity tags are compared (RFC 9110 §8.8.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    /// Both tags strong and equal: a weak tag matches nothing (`If-Match`).
+    Strong,
+    /// Equal once any `W/` is dropped (`If-None-Match`).
+    Weak,
+}
+
 /// The versions an `If-Match`/`If-None-Match` list names; `None` for `*` (any version).
-/// Weak tags count as their strong form; tags that are not versions this API issued name
-/// nothing.
-fn versions(list: &str) -> Option<Vec<i64>> {
+/// Under strong comparison a weak tag names nothing; under weak comparison it counts as its
+/// strong form. Tags that are not versions this API issued name nothing.
+fn versions(list: &str, comparison: Comparison) -> Option<Vec<i64>> {
     let mut versions = Vec::new();
-    for tag in list.split(',').map(|t| t.trim().trim_start_matches("W/")) {
+    for tag in list.split(',').map(str::trim) {
         if tag == "*" {
             return None;
         }
+        let tag = match (tag.strip_prefix("W/"), comparison) {
+            (Some(_), Comparison::Strong) => continue,
+            (Some(strong), Comparison::Weak) => strong,
+            (None, _) => tag,
+        };
         if let Some(version) = tag
             .strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
@@ -65,9 +83,14 @@ fn versions(list: &str) -> Option<Vec<i64>> {
 }
 
 impl Preconditions {
-    /// The version a write expects, from `If-Match`.
+    /// The version a write expects, from `If-Match` (strong comparison: a weak tag names
+    /// no version, so a list of weak tags only is never met).
     pub fn expected(&self) -> ExpectedVersion {
-        match self.if_match.as_deref().map(versions) {
+        match self
+            .if_match
+            .as_deref()
+            .map(|list| versions(list, Comparison::Strong))
+        {
             Some(Some(versions)) => ExpectedVersion::OneOf(versions),
             _ => ExpectedVersion::Any,
         }
@@ -78,7 +101,7 @@ impl Preconditions {
         let current = self
             .if_none_match
             .as_deref()
-            .map(versions)
+            .map(|list| versions(list, Comparison::Weak))
             .is_some_and(|versions| versions.is_none_or(|v| v.contains(&version)));
         if current {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
@@ -106,27 +129,69 @@ fn set_etag(headers: &mut HeaderMap, version: i64) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn if_match_accepts_current_star_and_weak_tags_only() {
-        let pre = |v: &str| Preconditions {
-            if_match: Some(v.into()),
+    fn if_match(value: &str) -> Preconditions {
+        Preconditions {
+            if_match: Some(value.into()),
             if_none_match: None,
-        };
-        assert!(pre("\"3\"").expected().check(3).is_ok());
-        assert!(pre("*").expected().check(3).is_ok());
-        assert!(pre("W/\"3\", \"9\"").expected().check(3).is_ok());
+        }
+    }
+
+    fn if_none_match(value: &str) -> Preconditions {
+        Preconditions {
+            if_match: None,
+            if_none_match: Some(value.into()),
+        }
+    }
+
+    #[test]
+    fn if_match_accepts_the_current_tag_and_star_only() {
+        assert!(if_match("\"3\"").expected().check(3).is_ok());
+        assert!(if_match("*").expected().check(3).is_ok());
+        assert!(if_match("\"9\", \"3\"").expected().check(3).is_ok());
         assert!(
-            pre("\"2\"")
+            if_match("\"2\"")
                 .expected()
                 .check(3)
                 .is_err_and(|e| e.code() == "precondition_failed")
         );
         assert!(
-            pre("\"03\"").expected().check(3).is_err(),
+            if_match("\"03\"").expected().check(3).is_err(),
             "not a tag we issued"
         );
-        assert!(pre("garbage").expected().check(3).is_err());
+        assert!(if_match("garbage").expected().check(3).is_err());
         assert!(Preconditions::default().expected().check(3).is_ok());
+    }
+
+    #[test]
+    fn if_match_compares_strongly_so_a_weak_tag_never_matches() {
+        for weak in ["W/\"3\"", "W/\"3\", \"9\"", " W/\"3\" ", "W/\"*\""] {
+            assert!(
+                if_match(weak)
+                    .expected()
+                    .check(3)
+                    .is_err_and(|e| e.code() == "precondition_failed"),
+                "If-Match: {weak} must not match version 3"
+            );
+        }
+        assert!(
+            if_match("W/\"3\", \"3\"").expected().check(3).is_ok(),
+            "a strong tag beside a weak one still matches"
+        );
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_so_a_weak_tag_of_the_current_version_is_not_modified() {
+        for current in ["\"4\"", "W/\"4\"", "\"1\", W/\"4\"", "*"] {
+            assert_eq!(
+                if_none_match(current).read_response(4, "x").status(),
+                StatusCode::NOT_MODIFIED,
+                "If-None-Match: {current} names version 4"
+            );
+        }
+        assert_eq!(
+            if_none_match("W/\"3\"").read_response(4, "x").status(),
+            StatusCode::OK
+        );
     }
 
     #[test]

@@ -1,6 +1,14 @@
-//! Per-request telemetry: the request id, the request span, and the request metrics.
+//! Per-request telemetry: the request ids, the request span, and the request metrics.
 //!
-//! Each request runs in a span carrying its request id, method, route template (never the
+//! Every request gets an id the server mints (a UUIDv7): the one on the response
+//! (`X-Request-Id`), in problem bodies, the logs, audit events and domain events. A client
+//! may send its own `X-Request-Id`; when it is sane (short, printable) it is kept as the
+//! client's correlation id — logged as `client_request_id`, echoed in
+//! `X-Client-Request-Id`, recorded beside the server's id — but never used as the server's
+//! id, which a client must not be able to choose (it could reuse one, or borrow another
+//! client's, to muddle the audit trail).
+//!
+//! Each request runs in a span carrying its request ids, method, route template (never the
 //! raw path, which holds ids) and, once authenticated, its tenant id. Metrics are labelled
 //! by method, route template and status — never by raw path (unbounded cardinality, and
 //! paths carry ids), and never by a method outside the standard ones (a client may send
@@ -19,31 +27,59 @@ use tracing::{Span, field};
 
 use crate::{db, observability};
 
+/// The server's request id, on every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The client's own `X-Request-Id`, echoed back when it was kept.
+pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
 
-/// Gives every request an id: the client's `X-Request-Id` when it is short and printable
-/// (so clients can correlate), otherwise a fresh UUIDv7. The id is set on the request (for
-/// the trace span and problem bodies), made the correlation id of the work (for audit and
-/// domain events), and echoed on the response.
+/// A request's ids, in its extensions for the layers inside (span, problem bodies).
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    /// Minted by the server: a UUIDv7.
+    pub id: String,
+    /// The client's `X-Request-Id`, when it sent a usable one.
+    pub client: Option<String>,
+}
+
+/// Gives every request the ids [`RequestIds`] describes: a fresh UUIDv7, and the client's
+/// `X-Request-Id` when it is 1-64 characters of letters, digits, `-`, `_` and `.` (anything
+/// else is dropped, not repaired: it would end up in log lines). Both are set on the
+/// request (for the span and problem bodies), made the ids of the work (for audit and
+/// domain events), and sent back on the response: `X-Request-Id` the server's, and
+/// `X-Client-Request-Id` the client's.
 pub async fn request_id(mut request: Request, next: Next) -> axum::response::Response {
-    let given = request.headers().get(REQUEST_ID_HEADER).filter(|v| {
-        !v.is_empty()
-            && v.len() <= 64
-            && v.as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    let client = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        })
+        .cloned();
+    // Nothing inside may take the client's header for the request id.
+    request.headers_mut().remove(REQUEST_ID_HEADER);
+    let id = uuid::Uuid::now_v7().to_string();
+    let client_id = client
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    request.extensions_mut().insert(RequestIds {
+        id: id.clone(),
+        client: client_id.clone(),
     });
-    let value = match given {
-        Some(value) => value.clone(),
-        None => HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .expect("a UUID is a valid header value"),
-    };
-    request
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER, value.clone());
-    let id = value.to_str().unwrap_or_default().to_owned();
-    let mut response = observability::with_request_id(id, next.run(request)).await;
-    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    let mut response =
+        observability::with_request_ids(id.clone(), client_id, next.run(request)).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        REQUEST_ID_HEADER,
+        HeaderValue::from_str(&id).expect("a UUID is a valid header value"),
+    );
+    if let Some(client) = client {
+        headers.insert(CLIENT_REQUEST_ID_HEADER, client);
+    }
     response
 }
 
@@ -53,14 +89,13 @@ pub fn make_request_span(request: &Request<Body>) -> Span {
         .get::<MatchedPath>()
         .map(MatchedPath::as_str)
         .unwrap_or("unmatched");
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ids = request.extensions().get::<RequestIds>();
+    let request_id = ids.map_or("", |ids| ids.id.as_str());
+    let client_request_id = ids.and_then(|ids| ids.client.as_deref());
     tracing::info_span!(
         "request",
         request_id,
+        client_request_id,
         method = %request.method(),
         route,
         tenant_id = field::Empty,

@@ -5,9 +5,10 @@
 //! connections: header and idle timeouts, the connection cap, the shutdown deadline.
 //!
 //! Middleware, outermost first — each layer sees what the layers inside it produce:
-//! 1. sensitive headers marked (never logged), then the request id (`X-Request-Id`: kept
-//!    if the client sent a sane one, else a UUIDv7), propagated to the response;
-//! 2. trace span per request (request id, method, route template, tenant id once known);
+//! 1. sensitive headers marked (never logged), then the request ids: the server's own
+//!    (a UUIDv7, `X-Request-Id` on the response) and the client's `X-Request-Id` when it
+//!    sent a sane one (kept beside it, echoed as `X-Client-Request-Id`);
+//! 2. trace span per request (request ids, method, route template, tenant id once known);
 //! 3. problem rendering: every error response leaves as problem+json with the request id;
 //! 4. metrics: count and latency by method, route template and status;
 //! 5. panic catcher, timeout (which the request's database transactions are held to as

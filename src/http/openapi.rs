@@ -27,7 +27,13 @@ use crate::error::FieldError;
         description = "Multi-tenant SaaS API. Tenant data is isolated by PostgreSQL row-level security.\n\n\
             Authenticate with a JWT from `POST /v1/auth/login` (Authorize → `bearer`) or an API key \
             (Authorize → `api_key`). Operator routes under `/v1/platform` take the operator token \
-            (Authorize → `operator`). Every error is `application/problem+json` with a stable `code`.",
+            (Authorize → `operator`). Every error is `application/problem+json` with a stable `code`.\n\n\
+            Every response carries `X-Request-Id`, the id the server gave the request (also the \
+            `request_id` of problem bodies, audit events and order events): quote it when asking \
+            for support. A client may send its own `X-Request-Id` (1-64 letters, digits, `-`, `_` \
+            or `.`) to correlate: it is kept beside the server's id, recorded as \
+            `client_request_id`, and echoed in `X-Client-Request-Id`, never used as the \
+            server's id.",
         license(name = "Apache-2.0"),
     ),
     components(schemas(Problem, FieldError)),

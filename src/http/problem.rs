@@ -20,7 +20,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::middleware::REQUEST_ID_HEADER;
+use super::middleware::RequestIds;
 use crate::error::{Error, ErrorKind, FieldError};
 
 /// An RFC 9457 problem document.
@@ -48,7 +48,8 @@ pub struct Problem {
     /// Per-field failures (422 only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// The `X-Request-Id` of the request, to quote when asking for support.
+    /// The id the server gave the request (also its `X-Request-Id` response header), to
+    /// quote when asking for support.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
@@ -120,7 +121,9 @@ impl IntoResponse for Error {
                 "the request failed validation; see `errors`"
             }
             ErrorKind::VersionMismatch => {
-                "the resource changed since the version given in If-Match"
+                "If-Match names no current version of the resource: it changed since, or the tag \
+                 was weak (W/\"…\"), which If-Match never matches (it compares strongly); send \
+                 the ETag exactly as given"
             }
             _ => self.message(),
         };
@@ -143,10 +146,9 @@ impl IntoResponse for Error {
 
 pub async fn render_problems(request: Request, next: Next) -> Response {
     let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .extensions()
+        .get::<RequestIds>()
+        .map(|ids| ids.id.clone());
     let response = next.run(request).await;
 
     let (mut parts, body) = response.into_parts();

@@ -1,10 +1,13 @@
 //! Logs, correlation ids and the metrics recorder — set up once, used by every layer.
 //!
 //! [`init_tracing`] is the one place telemetry is set up: an env filter (`RUST_LOG`), text
-//! or JSON logs (`LOG_FORMAT`). [`with_request_id`] scopes a unit of work (an HTTP request
-//! today; a job or a socket message tomorrow) to a correlation id, which audit events and
-//! domain events record through [`current_request_id`]. Credentials never reach the logs:
-//! no code logs a token, key, password or hash.
+//! or JSON logs (`LOG_FORMAT`). [`with_request_ids`] scopes a unit of work (an HTTP request
+//! today; a job or a socket message tomorrow) to its ids, which audit events and domain
+//! events record: [`current_request_id`], the id the server minted for the work — the only
+//! id the server vouches for, unique to it — and [`current_client_request_id`], the
+//! correlation id the client sent, kept beside it (clients may reuse one, or send another
+//! client's). Credentials never reach the logs: no code logs a token, key, password or
+//! hash.
 //!
 //! The HTTP middleware that gives each request its id, span and metrics lives with the
 //! transport (`http::middleware`); this module knows nothing of HTTP.
@@ -39,19 +42,38 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
+/// The ids a unit of work is known by.
+#[derive(Debug, Clone)]
+struct RequestIds {
+    /// Minted by the server (a UUIDv7).
+    id: String,
+    /// Sent by the client, when it sent a usable one.
+    client: Option<String>,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST_IDS: RequestIds;
 }
 
-/// Runs `work` with `id` as its correlation id.
-pub async fn with_request_id<F: Future>(id: String, work: F) -> F::Output {
-    REQUEST_ID.scope(id, work).await
+/// Runs `work` as the request `id` (which the server minted), with the client's own
+/// correlation id when it sent one.
+pub async fn with_request_ids<F: Future>(id: String, client: Option<String>, work: F) -> F::Output {
+    REQUEST_IDS.scope(RequestIds { id, client }, work).await
 }
 
-/// The correlation id of the work in progress, if any.
+/// The server's id of the work in progress, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID
-        .try_with(Clone::clone)
+    REQUEST_IDS
+        .try_with(|ids| ids.id.clone())
         .ok()
+        .filter(|id| !id.is_empty())
+}
+
+/// The correlation id the client sent for the work in progress, if it sent one.
+pub fn current_client_request_id() -> Option<String> {
+    REQUEST_IDS
+        .try_with(|ids| ids.client.clone())
+        .ok()
+        .flatten()
         .filter(|id| !id.is_empty())
 }

@@ -1,27 +1,42 @@
 //! The `tenantry` command line that operators use alongside the API: creating a tenant,
-//! issuing a token, printing the OpenAPI document — stdout holding only the result.
+//! issuing, listing and revoking service tokens, printing the OpenAPI document — stdout
+//! holding only the result, failures exiting with their `sysexits.h` status.
 
 use crate::helpers::{
-    OPERATOR_TOKEN, ScratchDatabase, TestApp, database_url, expect_json, expect_problem, spawn_app,
-    tenant_path, unique,
+    OPERATOR_TOKEN, ScratchDatabase, TestApp, TestTenant, database_url, expect_json,
+    expect_problem, outcome, spawn_app, tenant_path, unique,
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 struct CliOutput {
     success: bool,
+    /// The exit status (`None` when killed by a signal).
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
 
 /// Runs the `tenantry` binary with exactly the configuration the test server uses.
 async fn tenantry_cli(app: &TestApp, args: &[&str]) -> CliOutput {
-    tenantry_cli_on(app, &database_url(), args).await
+    tenantry_cli_on(app, &database_url(), &[], args).await
 }
 
-/// Runs the `tenantry` binary against `database_url`, otherwise configured as the server.
-async fn tenantry_cli_on(app: &TestApp, database_url: &str, args: &[&str]) -> CliOutput {
+/// Runs the `tenantry` binary configured as the server, with `env` on top.
+async fn tenantry_cli_with(app: &TestApp, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
+    tenantry_cli_on(app, &database_url(), env, args).await
+}
+
+/// Runs the `tenantry` binary against `database_url`, otherwise configured as the server
+/// (with `env` on top).
+async fn tenantry_cli_on(
+    app: &TestApp,
+    database_url: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> CliOutput {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .args(args)
         .env_clear()
@@ -35,14 +50,71 @@ async fn tenantry_cli_on(app: &TestApp, database_url: &str, args: &[&str]) -> Cl
             "TENANTRY_OPERATOR_TOKEN",
             app.config.operator_token.expose_secret(),
         )
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("the tenantry binary runs");
     CliOutput {
         success: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// `token issue` for the tenant with `users:read`; returns the printed token.
+async fn issue_token(app: &TestApp, tenant: &TestTenant, ttl: &str) -> String {
+    let output = tenantry_cli(
+        app,
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            &tenant.slug,
+            "--scopes",
+            "tenant:read users:read",
+            "--ttl",
+            ttl,
+            "--subject",
+            "nightly-export",
+        ],
+    )
+    .await;
+    assert!(
+        output.success,
+        "token issue succeeds; stderr:\n{}",
+        output.stderr
+    );
+    output.stdout.trim().to_owned()
+}
+
+/// The `jti` claim of a JWT (read, not verified: the server verifies).
+fn jti_of(token: &str) -> String {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("expected a JWT, got {token:?}"));
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["jti"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a jti in {claims}"))
+        .to_owned()
+}
+
+/// `token list --tenant <tenant> --json`, parsed.
+async fn listed_tokens(app: &TestApp, tenant: &str) -> Vec<Value> {
+    let output = tenantry_cli(app, &["token", "list", "--tenant", tenant, "--json"]).await;
+    assert!(
+        output.success,
+        "token list succeeds; stderr:\n{}",
+        output.stderr
+    );
+    serde_json::from_str(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "token list --json prints one JSON array ({e}):\n{}",
+            output.stdout
+        )
+    })
 }
 
 #[tokio::test]
@@ -145,6 +217,7 @@ async fn the_cli_prints_only_json_on_stdout_even_when_it_bootstraps_a_fresh_data
     let output = tenantry_cli_on(
         &app,
         &fresh.url(),
+        &[],
         &[
             "tenant",
             "create",
@@ -288,5 +361,298 @@ async fn the_cli_prints_the_openapi_document() {
     assert_eq!(
         printed, in_process,
         "the CLI prints the same document the server serves"
+    );
+}
+
+#[tokio::test]
+async fn a_service_token_works_until_it_is_revoked_and_revoking_again_changes_nothing() {
+    // Arrange
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let token = issue_token(&app, &tenant, "10m").await;
+    let jti = jti_of(&token);
+    let me = expect_json(app.get("/v1/me", &token).await, StatusCode::OK).await;
+    assert_eq!(
+        me["tenant"]["id"],
+        tenant.id.to_string(),
+        "the token works before it is revoked: {me}"
+    );
+
+    // Act
+    let revoked = tenantry_cli(&app, &["token", "revoke", &jti]).await;
+    let after = outcome(app.get("/v1/me", &token).await).await;
+    let again = tenantry_cli(&app, &["token", "revoke", &jti]).await;
+
+    // Assert
+    assert!(
+        revoked.success,
+        "token revoke succeeds; stderr:\n{}",
+        revoked.stderr
+    );
+    assert!(
+        revoked.stdout.contains(&jti) && revoked.stdout.contains("revoked"),
+        "token revoke says what it revoked, got:\n{}",
+        revoked.stdout
+    );
+    assert!(
+        after.is_unauthenticated(),
+        "the next request with the revoked token: expected 401 `unauthenticated`, got {after:?}"
+    );
+    assert!(
+        again.success,
+        "revoking again succeeds (idempotent); stderr:\n{}",
+        again.stderr
+    );
+    assert!(
+        again.stdout.contains("already revoked"),
+        "revoking again says it was already revoked, got:\n{}",
+        again.stdout
+    );
+    let listed = listed_tokens(&app, &tenant.slug).await;
+    assert_eq!(listed.len(), 1, "one token: {listed:?}");
+    assert!(
+        listed[0]["revoked_at"].is_string(),
+        "listed as revoked: {listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ttl_beyond_the_configured_cap_is_refused_and_nothing_is_recorded() {
+    // Arrange
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let issue = |ttl: &'static str| {
+        [
+            "token",
+            "issue",
+            "--tenant",
+            &tenant.slug,
+            "--scopes",
+            "users:read",
+            "--ttl",
+            ttl,
+        ]
+        .map(str::to_owned)
+    };
+
+    // Act
+    let over_configured_cap = tenantry_cli_with(
+        &app,
+        &[("TENANTRY_SERVICE_TOKEN_MAX_TTL", "1h")],
+        &issue("2h").each_ref().map(String::as_str),
+    )
+    .await;
+    let over_default_cap = tenantry_cli(&app, &issue("31d").each_ref().map(String::as_str)).await;
+
+    // Assert
+    for (what, output, limit) in [
+        ("a configured cap of 1h", &over_configured_cap, "1h"),
+        ("the default cap of 30d", &over_default_cap, "30days"),
+    ] {
+        assert_eq!(
+            output.code,
+            Some(65),
+            "{what}: expected exit status 65 (bad input); stdout:\n{}\nstderr:\n{}",
+            output.stdout,
+            output.stderr
+        );
+        assert!(
+            output.stdout.trim().is_empty(),
+            "{what}: no token is printed, got:\n{}",
+            output.stdout
+        );
+        assert!(
+            output.stderr.contains("ttl:")
+                && output.stderr.contains("TENANTRY_SERVICE_TOKEN_MAX_TTL")
+                && output.stderr.contains(limit),
+            "{what}: the CLI names the limit that was exceeded, got:\n{}",
+            output.stderr
+        );
+    }
+    assert_eq!(
+        listed_tokens(&app, &tenant.slug).await,
+        Vec::<Value>::new(),
+        "a refused token is not recorded"
+    );
+}
+
+#[tokio::test]
+async fn token_list_shows_a_tenants_issued_and_revoked_tokens_and_no_other_tenants() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tenant, other) = (app.create_tenant().await, app.create_tenant().await);
+    let kept = jti_of(&issue_token(&app, &tenant, "1h").await);
+    let revoked = jti_of(&issue_token(&app, &tenant, "2h").await);
+    let others = jti_of(&issue_token(&app, &other, "1h").await);
+    let revocation = tenantry_cli(&app, &["token", "revoke", &revoked]).await;
+    assert!(revocation.success, "{}", revocation.stderr);
+
+    // Act
+    let listed = listed_tokens(&app, &tenant.slug).await;
+    let by_id = listed_tokens(&app, &tenant.id.to_string()).await;
+    let text = tenantry_cli(&app, &["token", "list", "--tenant", &other.slug]).await;
+    let everyone = tenantry_cli(&app, &["token", "list", "--json"]).await;
+
+    // Assert
+    let jtis: Vec<&str> = listed.iter().map(|t| t["jti"].as_str().unwrap()).collect();
+    assert_eq!(
+        jtis,
+        [revoked.as_str(), kept.as_str()],
+        "the tenant's tokens, newest first, and not the other tenant's: {listed:?}"
+    );
+    assert_eq!(by_id, listed, "a tenant is named by slug or by id alike");
+    let newest = &listed[0];
+    assert_eq!(newest["tenant_id"], tenant.id.to_string(), "{newest}");
+    assert_eq!(newest["tenant"], tenant.slug, "{newest}");
+    assert_eq!(newest["subject"], "nightly-export", "{newest}");
+    assert_eq!(
+        newest["scopes"],
+        json!(["tenant:read", "users:read"]),
+        "{newest}"
+    );
+    for field in ["created_at", "expires_at", "revoked_at"] {
+        assert!(newest[field].is_string(), "{field} is set: {newest}");
+    }
+    assert!(
+        listed[1]["revoked_at"].is_null(),
+        "the kept token is not revoked: {listed:?}"
+    );
+
+    assert!(text.success, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(&others)
+            && !text.stdout.contains(&kept)
+            && text.stdout.contains("1 service token")
+            && !text.stdout.contains("1 service tokens"),
+        "the other tenant's one token, counted in the singular, got:\n{}",
+        text.stdout
+    );
+    assert!(everyone.success, "{}", everyone.stderr);
+    let everyone: Vec<Value> = serde_json::from_str(&everyone.stdout).unwrap();
+    for jti in [&kept, &revoked, &others] {
+        assert!(
+            everyone.iter().any(|t| t["jti"] == jti.as_str()),
+            "token list without --tenant lists every tenant's tokens, {jti} among them"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_cannot_be_revoked_through_another_tenant_nor_an_unknown_jti() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tenant, other) = (app.create_tenant().await, app.create_tenant().await);
+    let token = issue_token(&app, &tenant, "1h").await;
+    let jti = jti_of(&token);
+
+    // Act
+    let wrong_tenant =
+        tenantry_cli(&app, &["token", "revoke", &jti, "--tenant", &other.slug]).await;
+    let unknown = tenantry_cli(
+        &app,
+        &["token", "revoke", &uuid::Uuid::now_v7().to_string()],
+    )
+    .await;
+    let malformed = tenantry_cli(&app, &["token", "revoke", "not-a-jti"]).await;
+
+    // Assert
+    for (what, output, code) in [
+        ("another tenant's name", &wrong_tenant, 66),
+        ("an unknown jti", &unknown, 66),
+        ("a jti that is no UUID", &malformed, 65),
+    ] {
+        assert_eq!(
+            output.code,
+            Some(code),
+            "{what}: expected exit status {code}; stdout:\n{}\nstderr:\n{}",
+            output.stdout,
+            output.stderr
+        );
+    }
+    expect_json(app.get("/v1/me", &token).await, StatusCode::OK).await;
+    assert!(
+        listed_tokens(&app, &tenant.slug).await[0]["revoked_at"].is_null(),
+        "the token is not revoked"
+    );
+
+    // And through its own tenant's name it is revoked.
+    let right_tenant =
+        tenantry_cli(&app, &["token", "revoke", &jti, "--tenant", &tenant.slug]).await;
+    assert!(right_tenant.success, "{}", right_tenant.stderr);
+    let after = outcome(app.get("/v1/me", &token).await).await;
+    assert!(
+        after.is_unauthenticated(),
+        "revoked through its own tenant: expected 401 `unauthenticated`, got {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn token_issue_json_prints_the_token_with_its_record() {
+    // Arrange
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+
+    // Act
+    let output = tenantry_cli(
+        &app,
+        &[
+            "token",
+            "issue",
+            "--tenant",
+            &tenant.slug,
+            "--scopes",
+            "tenant:read",
+            "--ttl",
+            "2h",
+            "--subject",
+            "billing-sync",
+            "--json",
+        ],
+    )
+    .await;
+
+    // Assert
+    assert!(
+        output.success,
+        "token issue succeeds; stderr:\n{}",
+        output.stderr
+    );
+    let issued: Value = serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("--json prints one JSON document ({e}):\n{}", output.stdout));
+    let token = issued["token"].as_str().expect("the token");
+    assert_eq!(
+        issued["jti"],
+        jti_of(token),
+        "the token's own jti: {issued}"
+    );
+    assert_eq!(issued["tenant"], tenant.slug, "{issued}");
+    assert_eq!(issued["tenant_id"], tenant.id.to_string(), "{issued}");
+    assert_eq!(issued["subject"], "billing-sync", "{issued}");
+    assert_eq!(issued["scopes"], json!(["tenant:read"]), "{issued}");
+    assert!(issued["revoked_at"].is_null(), "{issued}");
+    let lifetime = time::OffsetDateTime::parse(
+        issued["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+        - time::OffsetDateTime::parse(
+            issued["created_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+    assert!(
+        (lifetime.whole_seconds() - 2 * 3600).abs() <= 5,
+        "expires 2h after it was created: {issued}"
+    );
+    let me = expect_json(app.get("/v1/me", token).await, StatusCode::OK).await;
+    assert_eq!(
+        (me["actor_type"].as_str(), me["actor_id"].as_str()),
+        (Some("service"), Some("billing-sync")),
+        "{me}"
+    );
+    assert_eq!(
+        listed_tokens(&app, &tenant.slug).await[0]["jti"],
+        issued["jti"],
+        "recorded as printed"
     );
 }

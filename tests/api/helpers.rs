@@ -13,11 +13,15 @@ use reqwest::{
     Method, Response, StatusCode,
     header::{self, ETAG},
 };
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tenantry::{
-    access::{Role, Scope, Scopes},
-    auth::jwt::JwtKeys,
+    access::{Role, Scope},
+    auth::{
+        jwt::JwtKeys,
+        service_tokens::{self, IssuedServiceToken, NewServiceToken},
+    },
     config::Config,
     startup::Application,
     tenancy::TenantId,
@@ -284,19 +288,37 @@ impl TestApp {
         expect_json(response, StatusCode::CREATED).await
     }
 
-    /// Mints an access token with the server's key, as `tenantry token issue` does.
-    pub fn mint_token(&self, tenant_id: TenantId, scopes: &[Scope]) -> String {
-        let scopes: Scopes = scopes.iter().copied().collect();
-        JwtKeys::from_config(&self.config)
-            .expect("keys load")
-            .issue(
+    /// Mints a service token as `tenantry token issue` does: signed with the server's key
+    /// and recorded (and audited) as the database owner, so the server accepts it. Mint
+    /// before taking a [`snapshot`]: issuing writes an audit event.
+    pub async fn mint_token(&self, tenant_id: TenantId, scopes: &[Scope]) -> String {
+        let issued = self.issue_service_token(tenant_id, "test", scopes).await;
+        issued.token.expose_secret().to_owned()
+    }
+
+    /// [`mint_token`](Self::mint_token) with its record (`jti`, expiry), for tests that
+    /// need them; the token lives five minutes.
+    pub async fn issue_service_token(
+        &self,
+        tenant_id: TenantId,
+        subject: &str,
+        scopes: &[Scope],
+    ) -> IssuedServiceToken {
+        let mut owner = self.owner_connection().await;
+        service_tokens::issue(
+            &mut owner,
+            &JwtKeys::from_config(&self.config).expect("keys load"),
+            &tenantry::auth::console_operator(),
+            self.config.service_token_max_ttl,
+            NewServiceToken {
                 tenant_id,
-                "test",
-                scopes,
-                std::time::Duration::from_secs(300),
-                None,
-            )
-            .expect("token signs")
+                subject,
+                scopes: scopes.iter().copied().collect(),
+                ttl: std::time::Duration::from_secs(300),
+            },
+        )
+        .await
+        .expect("the service token is issued")
     }
 
     /// The audit actions recorded against one resource, oldest first.
@@ -548,15 +570,18 @@ pub fn json_log_lines(log_file: &std::path::Path) -> Vec<Value> {
 }
 
 /// The log lines of one request: those whose request span (`span`, or any entry of the
-/// `spans` list when an inner span is current) carries `request_id`.
-pub fn lines_of_request<'a>(lines: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+/// `spans` list when an inner span is current) carries the client's `client_request_id`
+/// (the `X-Request-Id` the test sent; the server's own request id is one it mints).
+pub fn lines_of_request<'a>(lines: &'a [Value], client_request_id: &str) -> Vec<&'a Value> {
     lines
         .iter()
         .filter(|line| {
-            line["span"]["request_id"] == request_id
-                || line["spans"]
-                    .as_array()
-                    .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == request_id))
+            line["span"]["client_request_id"] == client_request_id
+                || line["spans"].as_array().is_some_and(|spans| {
+                    spans
+                        .iter()
+                        .any(|s| s["client_request_id"] == client_request_id)
+                })
         })
         .collect()
 }

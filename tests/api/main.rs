@@ -5,8 +5,8 @@
 //! A folder per resource (`auth`, `users`, `api_keys`, `platform`, `catalog`, `orders`),
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
-//! idempotency, the event feed, connections, recovery from a database outage on a throwaway
-//! cluster). Helpers shared between files are in `helpers`.
+//! idempotency, the event feed, connections, request ids, recovery from a database outage
+//! on a throwaway cluster). Helpers shared between files are in `helpers`.
 
 mod helpers;
 
@@ -28,6 +28,7 @@ mod plans;
 mod platform;
 mod privileges;
 mod recovery;
+mod request_ids;
 mod rls;
 mod tenant_profile;
 mod timeouts;

@@ -37,6 +37,7 @@ const APP: &[(&str, &str)] = &[
     ("refresh_tokens", "insert"),
     ("refresh_tokens", "select"),
     ("refresh_tokens", "update"),
+    ("service_tokens", "select"),
     ("sessions", "insert"),
     ("sessions", "select"),
     ("sessions", "update"),

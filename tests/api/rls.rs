@@ -55,6 +55,7 @@ async fn every_table_with_a_tenant_id_has_forced_rls_and_a_using_and_with_check_
         "audit_events",
         "products",
         "customers",
+        "service_tokens",
     ] {
         assert!(
             names.contains(&expected),

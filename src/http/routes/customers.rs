@@ -154,7 +154,7 @@ impl UpdateCustomer {
     responses(
         (status = 200, description = "The updated customer", body = Customer, headers(("ETag" = String))),
         (status = 409, description = "A customer already has this email (`email_taken`)", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_customer(

@@ -207,9 +207,10 @@ pub struct OrderEventView {
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// Who (`actor`), what they asked for (`command`), in which request (`request_id`, the
-    /// correlation id) and what caused the event (`causation_id`: the request, for commands
-    /// sent to the API).
-    #[schema(value_type = Object, example = json!({"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "command": "order.confirm", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "causation_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"}))]
+    /// id the server gave it, its `X-Request-Id`; `client_request_id`, the `X-Request-Id`
+    /// the client sent, or null) and what caused the event (`causation_id`: the request,
+    /// for commands sent to the API).
+    #[schema(value_type = Object, example = json!({"actor": "api_key:01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69", "command": "order.confirm", "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61", "client_request_id": "checkout-7f3a", "causation_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"}))]
     pub metadata: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,

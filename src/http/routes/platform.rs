@@ -138,7 +138,7 @@ pub struct UpdateTenant {
     security(("operator" = [])),
     responses(
         (status = 200, description = "The updated tenant", body = Tenant, headers(("ETag" = String))),
-        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_tenant(

@@ -180,7 +180,7 @@ impl UpdateProduct {
     responses(
         (status = 200, description = "The updated product", body = Product, headers(("ETag" = String))),
         (status = 409, description = "A live product already has this SKU (`sku_taken`)", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_product(
@@ -208,7 +208,7 @@ pub async fn update_product(
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_product(

@@ -156,7 +156,7 @@ pub struct UpdateUser {
     responses(
         (status = 200, description = "The updated user", body = User, headers(("ETag" = String))),
         (status = 409, description = "The tenant would lose its last owner (`last_owner`)", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_user(

@@ -243,7 +243,9 @@ async fn revoking_or_taking_over_a_key_takes_every_scope_it_holds_and_a_user() {
 async fn a_service_token_cannot_create_an_api_key() {
     let app = spawn_app().await;
     let tenant: TestTenant = app.create_tenant().await;
-    let token = app.mint_token(tenant.id, &[Scope::ApiKeysWrite, Scope::OrdersRead]);
+    let token = app
+        .mint_token(tenant.id, &[Scope::ApiKeysWrite, Scope::OrdersRead])
+        .await;
 
     expect_problem(
         app.post(

@@ -7,7 +7,6 @@ use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Sha256, Sha512};
 use tenantry::{access::Scope, tenancy::TenantId};
-use uuid::Uuid;
 
 use crate::helpers::{JWT_SECRET, TestApp, expect_json, outcome, spawn_app};
 
@@ -60,8 +59,13 @@ fn jwt_header(alg: &str) -> Value {
     json!({"alg": alg, "typ": "JWT"})
 }
 
-/// Claims the server accepts (a service token for `tenant_id`), to be broken one at a time.
-fn valid_claims(app: &TestApp, tenant_id: TenantId) -> Value {
+/// Claims the server accepts (a service token for `tenant_id`, recorded as issued), to be
+/// broken one at a time.
+async fn valid_claims(app: &TestApp, tenant_id: TenantId) -> Value {
+    let recorded = app
+        .issue_service_token(tenant_id, "forger", &[Scope::TenantRead, Scope::UsersRead])
+        .await
+        .record;
     let now = unix_now();
     json!({
         "iss": app.config.jwt_issuer,
@@ -71,7 +75,7 @@ fn valid_claims(app: &TestApp, tenant_id: TenantId) -> Value {
         "scope": "tenant:read users:read",
         "exp": now + 300,
         "iat": now,
-        "jti": Uuid::new_v4().to_string(),
+        "jti": recorded.jti.to_string(),
     })
 }
 
@@ -92,7 +96,7 @@ async fn forged_malformed_and_out_of_date_access_tokens_are_unauthenticated() {
     // Arrange
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
-    let claims = valid_claims(&app, tenant.id);
+    let claims = valid_claims(&app, tenant.id).await;
     let now = unix_now();
     let control = forge(jwt_header("HS256"), &claims, Signature::Hs256(JWT_SECRET));
     let control_response =
@@ -224,7 +228,17 @@ async fn non_bearer_authorization_schemes_are_unauthenticated() {
 async fn a_valid_token_naming_an_unknown_tenant_is_unauthenticated() {
     // Arrange
     let app = spawn_app().await;
-    let token = app.mint_token(TenantId::new(), &[Scope::TenantRead, Scope::UsersRead]);
+    // Signed with the server's key (no tenant to record it for)
+    let token = tenantry::auth::jwt::JwtKeys::from_config(&app.config)
+        .expect("keys load")
+        .issue(
+            TenantId::new(),
+            "test",
+            [Scope::TenantRead, Scope::UsersRead].into_iter().collect(),
+            std::time::Duration::from_secs(300),
+            None,
+        )
+        .expect("token signs");
 
     for path in ["/v1/me", "/v1/tenant", "/v1/users"] {
         // Act

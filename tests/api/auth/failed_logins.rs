@@ -60,7 +60,7 @@ async fn a_failed_login_is_audited_in_its_tenant_without_the_password() {
     let audited = |request_id: String| {
         sqlx::query_as::<_, (Uuid, String, String, String, Value, String)>(
             "select tenant_id, actor, action, target_type, data, row_to_json(a)::text
-             from audit_events a where request_id = $1",
+             from audit_events a where client_request_id = $1",
         )
         .bind(request_id)
     };

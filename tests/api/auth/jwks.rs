@@ -74,7 +74,7 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_removed() {
     let (old, new) = (key_file(), key_file());
     let before = eddsa_app(&[&old]).await;
     let tenant = before.create_tenant().await;
-    let old_token = before.mint_token(tenant.id, &[Scope::TenantRead]);
+    let old_token = before.mint_token(tenant.id, &[Scope::TenantRead]).await;
 
     let rotated = eddsa_app(&[&new, &old]).await;
     assert_eq!(
@@ -83,7 +83,7 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_removed() {
         "both keys are published during rotation"
     );
     expect_json(rotated.get("/v1/tenant", &old_token).await, StatusCode::OK).await;
-    let new_token = rotated.mint_token(tenant.id, &[Scope::TenantRead]);
+    let new_token = rotated.mint_token(tenant.id, &[Scope::TenantRead]).await;
     assert_ne!(
         jsonwebtoken::decode_header(&new_token).unwrap().kid,
         jsonwebtoken::decode_header(&old_token).unwrap().kid,
@@ -108,7 +108,7 @@ async fn an_eddsa_server_refuses_hs256_tokens_and_publishes_nothing_under_hs256(
         "a shared secret is never published"
     );
     let tenant = hs.create_tenant().await;
-    let hs_token = hs.mint_token(tenant.id, &[Scope::TenantRead]);
+    let hs_token = hs.mint_token(tenant.id, &[Scope::TenantRead]).await;
 
     let ed = eddsa_app(&[&key_file()]).await;
     expect_problem(

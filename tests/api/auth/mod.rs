@@ -1,8 +1,9 @@
 //! Authentication and the scope gate: access tokens (forged, malformed, out of date), login
 //! sessions (refresh, logout, user changes reaching live tokens), EdDSA signing and the
-//! JWKS, passwords (their storage, login failures that reveal nothing), failed logins (their
-//! audit trail, their cost), login throttling and the bound on password hashing, and every
-//! tenant route requiring a credential and its scope.
+//! JWKS, service tokens (recorded, revocable), passwords (their storage, login failures
+//! that reveal nothing), failed logins (their audit trail, their cost), login throttling
+//! and the bound on password hashing, refresh retries, and every tenant route requiring a
+//! credential and its scope.
 
 mod access_tokens;
 mod capacity;
@@ -11,6 +12,7 @@ mod jwks;
 mod passwords;
 mod refresh_retries;
 mod scopes;
+mod service_tokens;
 mod sessions;
 mod throttling;
 

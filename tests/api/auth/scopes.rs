@@ -399,8 +399,9 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
             }
         };
         // The credentials each step sends, made before the snapshot (making one is a change).
-        // (A key holds at least one scope: "no scope at all" is a service token.)
-        let scopeless = app.mint_token(tenant.id, &[]);
+        // (A key holds at least one scope: "no scope at all" is a service token, recorded
+        // and audited when minted — before the snapshot too.)
+        let scopeless = app.mint_token(tenant.id, &[]).await;
         let (all_but_required, just_required, with_needs) = match case.scope {
             Some(required) => {
                 let mut needed = case

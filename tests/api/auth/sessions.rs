@@ -344,7 +344,7 @@ async fn logout_without_a_session_is_refused_as_no_session() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
     let (_, api_key) = app.create_api_key(&tenant, &["tenant:read"]).await;
-    let service_token = app.mint_token(tenant.id, &[Scope::TenantRead]);
+    let service_token = app.mint_token(tenant.id, &[Scope::TenantRead]).await;
 
     for (name, credential) in [
         ("API key", &api_key),

@@ -472,6 +472,75 @@ async fn a_write_with_a_stale_if_match_is_refused_with_412_and_changes_nothing()
 }
 
 #[tokio::test]
+async fn a_write_with_a_weak_if_match_is_refused_with_412_even_for_the_current_version() {
+    // Arrange: a product at version 1, whose ETag is "1"
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let product = app.create_product(&tenant).await;
+    let path = product_path(&product);
+    let auth = format!("Bearer {}", tenant.token);
+
+    // Act: If-Match compares strongly (RFC 9110), so W/"1" matches nothing
+    let weak_patch = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &[("authorization", &auth), (IF_MATCH.as_str(), "W/\"1\"")],
+        Some(json!({"stock": 100})),
+    )
+    .await;
+    let weak_delete = send(
+        &app,
+        Method::DELETE,
+        &path,
+        &[("authorization", &auth), (IF_MATCH.as_str(), "W/\"1\"")],
+        None,
+    )
+    .await;
+
+    // Assert
+    let problem = expect_problem(
+        weak_patch,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("weak")),
+        "the detail says that weak tags never match: {problem}"
+    );
+    expect_problem(
+        weak_delete,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    )
+    .await;
+    assert_eq!(
+        expect_json(app.get(&path, &tenant.token).await, StatusCode::OK).await,
+        product,
+        "the refused writes changed nothing"
+    );
+    let weak_read = send(
+        &app,
+        Method::GET,
+        &path,
+        &[
+            ("authorization", &auth),
+            (IF_NONE_MATCH.as_str(), "W/\"1\""),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        weak_read.status(),
+        StatusCode::NOT_MODIFIED,
+        "If-None-Match keeps weak comparison: W/\"1\" is the current version"
+    );
+}
+
+#[tokio::test]
 async fn products_are_listed_newest_first_one_page_at_a_time() {
     // Arrange
     let app = spawn_app().await;

@@ -244,22 +244,33 @@ async fn an_event_names_the_request_that_caused_it() {
     let customer = app.create_customer(&tenant).await;
     let product = product_with(&app, &tenant, 500, "EUR", 5).await;
     let placed = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
-    let request_id = unique("req");
+    let client_request_id = unique("req");
 
     let bearer = format!("Bearer {}", tenant.token);
     let confirmed = send(
         &app,
         Method::POST,
         &format!("/v1/orders/{}/confirm", id(&placed)),
-        &[("authorization", &bearer), ("x-request-id", &request_id)],
+        &[
+            ("authorization", &bearer),
+            ("x-request-id", &client_request_id),
+        ],
         Some(json!({})),
     )
     .await;
 
+    let request_id = confirmed.headers()["x-request-id"]
+        .to_str()
+        .expect("the server's request id is text")
+        .to_owned();
+    assert_ne!(
+        request_id, client_request_id,
+        "the server mints its own request id"
+    );
     assert_eq!(
-        confirmed.headers()["x-request-id"],
-        request_id.as_str(),
-        "the client's request id is kept"
+        confirmed.headers()["x-client-request-id"],
+        client_request_id.as_str(),
+        "the client's request id is echoed as its own"
     );
     expect_json(confirmed, StatusCode::OK).await;
     let events = history(&app, &tenant, id(&placed)).await;
@@ -267,6 +278,11 @@ async fn an_event_names_the_request_that_caused_it() {
     assert_eq!(confirm["command"], "order.confirm", "{confirm}");
     assert_eq!(confirm["request_id"], request_id.as_str(), "{confirm}");
     assert_eq!(confirm["causation_id"], request_id.as_str(), "{confirm}");
+    assert_eq!(
+        confirm["client_request_id"],
+        client_request_id.as_str(),
+        "{confirm}"
+    );
     assert_ne!(
         events[0]["metadata"]["request_id"],
         request_id.as_str(),

@@ -14,7 +14,9 @@ async fn operator_routes_refuse_every_tenant_credential_and_a_wrong_token() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
     let (_, api_key) = app.create_api_key(&tenant, &["users:read"]).await;
-    let service_token = app.mint_token(tenant.id, &[tenantry::access::Scope::TenantRead]);
+    let service_token = app
+        .mint_token(tenant.id, &[tenantry::access::Scope::TenantRead])
+        .await;
     let owner_bearer = format!("Bearer {}", tenant.token);
     let key_bearer = format!("Bearer {api_key}");
     let service_bearer = format!("Bearer {service_token}");

@@ -145,7 +145,9 @@ async fn every_credential_of_a_suspended_tenant_is_forbidden_until_reactivated()
     let (_, api_key) = app
         .create_api_key(&tenant, &["tenant:read", "users:read"])
         .await;
-    let service_token = app.mint_token(tenant.id, &[Scope::TenantRead, Scope::UsersRead]);
+    let service_token = app
+        .mint_token(tenant.id, &[Scope::TenantRead, Scope::UsersRead])
+        .await;
     let credentials = [
         ("owner session token", tenant.token.as_str()),
         ("API key", api_key.as_str()),
