@@ -42,6 +42,63 @@ pub async fn authenticate(
     }
 }
 
+/// The one statement that checks an access token: `$1` its tenant, `$2` its session (none
+/// for a service token), `$3` its `jti`. Every row it reads is reached by primary key: the
+/// lateral probes (`offset 0` keeps the planner from turning them into joins) make sure of
+/// it whatever the planner believes about the tenant's size — a hash join would read all of
+/// a tenant's users on every request. Public so that a plan test can `EXPLAIN` it.
+pub const ACCESS_TOKEN_CHECK: &str = r#"
+    select t.status as tenant_status,
+           s.revoked_at is null and s.expires_at > now() as session_live,
+           u.id as user_id, u.status as user_status, u.role,
+           st.subject as service_subject, st.scopes as service_scopes,
+           st.revoked_at is not null as service_revoked,
+           st.expires_at <= now() as service_expired
+    from tenants t
+    left join lateral (
+        select s.revoked_at, s.expires_at, s.user_id from sessions s
+        where s.tenant_id = $1 and s.id = $2 offset 0
+    ) s on true
+    left join lateral (
+        select u.id, u.status, u.role from users u
+        where u.tenant_id = $1 and u.id = s.user_id offset 0
+    ) u on true
+    left join lateral (
+        select st.subject, st.scopes, st.revoked_at, st.expires_at from service_tokens st
+        where st.tenant_id = $1 and st.jti = $3 and $2::uuid is null offset 0
+    ) st on true
+    where t.id = $1
+"#;
+
+/// The one statement that checks an API key and the chain of keys it answers to, up to
+/// the user at its root: `$1` the tenant, `$2` the key, `$3` the longest chain followed.
+/// Probed by primary key at every step, as [`ACCESS_TOKEN_CHECK`] is, and not sorted
+/// (the links are put in order here). Public so that a plan test can `EXPLAIN` it.
+pub const API_KEY_CHECK: &str = r#"
+    with recursive chain as (
+        select 0 as depth, k.secret_hash, k.scopes, k.expires_at, k.revoked_at,
+               k.created_by_user, k.created_by_key
+        from api_keys k where k.tenant_id = $1 and k.id = $2
+      union all
+        select c.depth + 1, null::bytea, p.scopes, p.expires_at, p.revoked_at,
+               p.created_by_user, p.created_by_key
+        from chain c cross join lateral (
+            select p.scopes, p.expires_at, p.revoked_at, p.created_by_user, p.created_by_key
+            from api_keys p where p.tenant_id = $1 and p.id = c.created_by_key offset 0
+        ) p
+        where c.depth < $3
+    )
+    select c.depth, t.status as tenant_status, c.secret_hash, c.scopes, c.expires_at,
+           c.revoked_at, c.created_by_key is not null as has_parent,
+           u.status as creator_status, u.role as creator_role
+    from chain c
+    join tenants t on t.id = $1
+    left join lateral (
+        select u.status, u.role from users u
+        where u.tenant_id = $1 and u.id = c.created_by_user offset 0
+    ) u on true
+"#;
+
 #[derive(FromRow)]
 struct AccessCheck {
     tenant_status: TenantStatus,
@@ -70,26 +127,12 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
     let session_id = claims.sid.map(SessionId::from_uuid);
 
     let mut tx = TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadOnly).await?;
-    let check: Option<AccessCheck> = sqlx::query_as(
-        r#"
-        select t.status as tenant_status,
-               s.revoked_at is null and s.expires_at > now() as session_live,
-               u.id as user_id, u.status as user_status, u.role,
-               st.subject as service_subject, st.scopes as service_scopes,
-               st.revoked_at is not null as service_revoked,
-               st.expires_at <= now() as service_expired
-        from tenants t
-        left join sessions s on s.tenant_id = t.id and s.id = $2
-        left join users u on u.tenant_id = s.tenant_id and u.id = s.user_id
-        left join service_tokens st on st.tenant_id = t.id and st.jti = $3 and $2::uuid is null
-        where t.id = $1
-        "#,
-    )
-    .bind(tenant_id)
-    .bind(session_id)
-    .bind(claims.jti)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let check: Option<AccessCheck> = sqlx::query_as(ACCESS_TOKEN_CHECK)
+        .bind(tenant_id)
+        .bind(session_id)
+        .bind(claims.jti)
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
 
     let check =
@@ -182,6 +225,8 @@ fn describe_jwt_error(error: &jsonwebtoken::errors::Error) -> &'static str {
 /// key that created it, and so on up to the one a user created.
 #[derive(FromRow)]
 struct KeyLink {
+    /// 0 for the presented key, 1 for the key that created it, and so on.
+    depth: i32,
     tenant_status: TenantStatus,
     /// Only the presented key's (depth 0): the others' secrets are not being checked.
     secret_hash: Option<Vec<u8>>,
@@ -211,33 +256,14 @@ async fn verify_api_key(db: &Db, auth: &AuthService, presented: &str) -> Result<
 
     let mut tx =
         TenantTx::begin_for_credential_check(db, token.tenant_id, Access::ReadOnly).await?;
-    let chain: Vec<KeyLink> = sqlx::query_as(
-        r#"
-        with recursive chain as (
-            select 0 as depth, k.secret_hash, k.scopes, k.expires_at, k.revoked_at,
-                   k.created_by_user, k.created_by_key
-            from api_keys k where k.tenant_id = $1 and k.id = $2
-          union all
-            select c.depth + 1, null::bytea, p.scopes, p.expires_at, p.revoked_at,
-                   p.created_by_user, p.created_by_key
-            from chain c join api_keys p on p.tenant_id = $1 and p.id = c.created_by_key
-            where c.depth < $3
-        )
-        select t.status as tenant_status, c.secret_hash, c.scopes, c.expires_at, c.revoked_at,
-               c.created_by_key is not null as has_parent,
-               u.status as creator_status, u.role as creator_role
-        from chain c
-        join tenants t on t.id = $1
-        left join users u on u.tenant_id = $1 and u.id = c.created_by_user
-        order by c.depth
-        "#,
-    )
-    .bind(token.tenant_id)
-    .bind(token.id)
-    .bind(MAX_KEY_CHAIN)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut chain: Vec<KeyLink> = sqlx::query_as(API_KEY_CHECK)
+        .bind(token.tenant_id)
+        .bind(token.id)
+        .bind(MAX_KEY_CHAIN)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
+    chain.sort_by_key(|link| link.depth);
 
     let key = chain.first().ok_or_else(invalid)?;
     let matches = key

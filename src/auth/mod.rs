@@ -18,7 +18,7 @@
 //!
 //! [`Principal`]: crate::access::Principal
 
-mod authenticate;
+pub mod authenticate;
 pub mod caller;
 pub mod jwt;
 pub mod login;

@@ -267,19 +267,31 @@ async fn configure_roles(
     roles: &Roles,
     database: &str,
 ) -> anyhow::Result<()> {
-    let limits = [
-        ("statement_timeout", config.database_statement_timeout),
-        ("lock_timeout", config.database_lock_timeout),
+    let millis = |limit: Duration| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    let settings = [
+        (
+            "statement_timeout",
+            millis(config.database_statement_timeout).to_string(),
+        ),
+        (
+            "lock_timeout",
+            millis(config.database_lock_timeout).to_string(),
+        ),
         (
             "idle_in_transaction_session_timeout",
-            config.database_idle_in_transaction_timeout,
+            millis(config.database_idle_in_transaction_timeout).to_string(),
         ),
-        // The server probes a connection whose peer went quiet, and checks during a long
-        // query that the client is still there, so a vanished instance's session (and its
-        // locks) does not outlive it by the kernel's default of hours.
-        ("tcp_keepalives_idle", Duration::from_secs(30)),
-        ("tcp_keepalives_interval", Duration::from_secs(10)),
-        ("client_connection_check_interval", Duration::from_secs(5)),
+        // The server probes a connection whose peer went quiet (seconds), and checks during
+        // a long query that the client is still there (milliseconds), so a vanished
+        // instance's session, and its locks, do not outlive it by the kernel's hours.
+        ("tcp_keepalives_idle", "30".to_owned()),
+        ("tcp_keepalives_interval", "10".to_owned()),
+        ("client_connection_check_interval", "5000".to_owned()),
+        // No JIT: these roles run short statements that finish long before JIT would have
+        // compiled them (tens to hundreds of milliseconds), and read transactions price
+        // sorts out (`db::READ_ONLY_SETTINGS`), which would push a statement that must
+        // still sort past JIT's cost thresholds.
+        ("jit", "off".to_owned()),
     ];
     for (role, password) in [
         (&roles.app, config.database_app_password.expose_secret()),
@@ -292,7 +304,7 @@ async fn configure_roles(
             .execute(password_statement(role, password).as_str())
             .await
             .with_context(|| format!("setting the password of {role}"))?;
-        for (setting, value) in limits {
+        for (setting, value) in &settings {
             // `client_connection_check_interval` is new in Postgres 14.
             let known: bool =
                 sqlx::query_scalar("select exists (select 1 from pg_settings where name = $1)")
@@ -302,10 +314,6 @@ async fn configure_roles(
             if !known {
                 continue;
             }
-            let value = match setting {
-                "tcp_keepalives_idle" | "tcp_keepalives_interval" => value.as_secs(),
-                _ => u64::try_from(value.as_millis()).unwrap_or(u64::MAX),
-            };
             owner
                 .execute(
                     format!(

@@ -15,6 +15,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tenantry::{
     api_keys::ApiKey,
+    auth::authenticate::{ACCESS_TOKEN_CHECK, API_KEY_CHECK},
     catalog::{customers::Customer, products::Product},
     db::table::{Table, page_statement},
     events::load_statement,
@@ -35,7 +36,7 @@ use crate::helpers::{TestApp, spawn_app};
 async fn every_order_list_filter_combination_has_an_index_ordered_generic_plan() {
     let app = spawn_app().await;
     let mut db = app.owner_connection().await;
-    let mut tx = seeded(&app, &mut db).await;
+    let (mut tx, _) = seeded(&app, &mut db).await;
 
     for mask in 0..32u8 {
         let has = |bit: u8| mask & (1 << bit) != 0;
@@ -106,7 +107,7 @@ fn index_conditions(plan: &Value) -> String {
 async fn every_paged_resource_list_has_an_index_ordered_generic_plan() {
     let app = spawn_app().await;
     let mut db = app.owner_connection().await;
-    let mut tx = seeded(&app, &mut db).await;
+    let (mut tx, _) = seeded(&app, &mut db).await;
 
     for cursor in [false, true] {
         check_page::<User>(&mut tx, cursor).await;
@@ -120,7 +121,7 @@ async fn every_paged_resource_list_has_an_index_ordered_generic_plan() {
 async fn an_order_history_has_an_index_ordered_generic_plan() {
     let app = spawn_app().await;
     let mut db = app.owner_connection().await;
-    let mut tx = seeded(&app, &mut db).await;
+    let (mut tx, _) = seeded(&app, &mut db).await;
 
     let stream = format!("'{}'", Uuid::now_v7());
     for (bounded, arguments) in [
@@ -130,6 +131,45 @@ async fn an_order_history_has_an_index_ordered_generic_plan() {
         let sql = load_statement(bounded);
         let plan = explain_generic(&mut tx, sql, &arguments).await;
         assert_index_ordered(&plan, "domain_events", sql);
+    }
+}
+
+#[tokio::test]
+async fn credential_checks_reach_every_row_by_primary_key_whatever_the_tenants_size() {
+    // A credential is checked on every request: a plan that read all of a tenant's users,
+    // sessions or keys would make every request slower as the tenant grows.
+    let app = spawn_app().await;
+    let mut db = app.owner_connection().await;
+    let (mut tx, tenant) = seeded(&app, &mut db).await;
+    let (tenant, id) = (format!("'{tenant}'"), format!("'{}'", Uuid::now_v7()));
+
+    for (name, sql, arguments) in [
+        (
+            "a login token",
+            ACCESS_TOKEN_CHECK,
+            vec![tenant.clone(), id.clone(), id.clone()],
+        ),
+        (
+            "a service token",
+            ACCESS_TOKEN_CHECK,
+            vec![tenant.clone(), "null".to_owned(), id.clone()],
+        ),
+        (
+            "an API key",
+            API_KEY_CHECK,
+            vec![tenant.clone(), id.clone(), "16".to_owned()],
+        ),
+    ] {
+        let plan = explain_generic(&mut tx, sql, &arguments).await;
+        let mut nodes = Vec::new();
+        collect(&plan, &mut nodes);
+        for node in &nodes {
+            let kind = node["Node Type"].as_str().unwrap_or_default();
+            assert!(
+                !["Sort", "Seq Scan", "Bitmap Heap Scan", "Hash Join"].contains(&kind),
+                "checking {name}: a {kind} node reads more than the rows it needs\n{plan:#}"
+            );
+        }
     }
 }
 
@@ -236,7 +276,7 @@ fn collect<'a>(node: &'a Value, into: &mut Vec<&'a Value>) {
 /// that count them, switched to the request role inside that tenant, with the settings of
 /// the server's read-only transactions. It is never
 /// committed, so no other test sees these rows.
-async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, Postgres> {
+async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> (Transaction<'c, Postgres>, Uuid) {
     let tenant = app.create_tenant().await.id.as_uuid();
     let mut tx = db.begin().await.unwrap();
     let statements = [
@@ -275,6 +315,12 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, 
                 'EUR', 100, 1, now() - n * interval '1 minute', now()
          from generate_series(1, 6000) n
          join lateral (select id from customers where tenant_id = $1 offset n % 200 limit 1) c on true",
+        "insert into sessions (tenant_id, id, user_id, expires_at)
+         select $1, gen_random_uuid(), u.id, now() + interval '1 day'
+         from users u where u.tenant_id = $1",
+        "insert into service_tokens (tenant_id, jti, subject, scopes, expires_at)
+         select $1, gen_random_uuid(), 'plans', '{}', now() + interval '1 day'
+         from generate_series(1, 2000)",
         "insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
                                     event_type, data, metadata)
          select $1, 'order', o.id, v, gen_random_uuid(), 'order.placed', '{}', '{}'
@@ -290,7 +336,8 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, 
         query.execute(&mut *tx).await.unwrap();
     }
     sqlx::raw_sql(&format!(
-        "analyze customers, products, users, api_keys, order_summaries, domain_events;
+        "analyze customers, products, users, api_keys, order_summaries, domain_events,
+                 sessions, service_tokens;
          set local role {};
          {}; select set_config('app.tenant_id', '{tenant}', true)",
         app.roles().app,
@@ -299,5 +346,5 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> Transaction<'c, 
     .execute(&mut *tx)
     .await
     .unwrap();
-    tx
+    (tx, tenant)
 }
