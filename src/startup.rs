@@ -2,7 +2,7 @@
 //! descriptor limit, binds the listener (port 0 in tests) and wires the state;
 //! [`Application::run_until_stopped`] serves until SIGINT/SIGTERM (or the given signal), then
 //! stops accepting and drains in-flight requests, within the shutdown deadline, before
-//! returning. While serving, expired idempotency keys are purged. How connections are served
+//! returning. While serving, expired idempotency keys are purged and metric samples drained. How connections are served
 //! (timeouts, the connection cap, the drain) is [`http::server`]'s business.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -17,7 +17,7 @@ use crate::{
         self, AppState,
         server::{self, Limits},
     },
-    idempotency,
+    idempotency, observability,
 };
 
 /// How often expired idempotency keys are deleted (an indexed delete; cheap).
@@ -94,8 +94,12 @@ impl Application {
             self.db.clone(),
             IDEMPOTENCY_PURGE_PERIOD,
         ));
+        let upkeep = tokio::spawn(observability::metrics::upkeep_periodically(
+            observability::metrics::UPKEEP_PERIOD,
+        ));
         server::serve(self.listener, self.router, self.limits, signal).await;
         purge.abort();
+        upkeep.abort();
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())
