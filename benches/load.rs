@@ -1,7 +1,8 @@
 //! Load benchmark: `cargo bench --bench load`.
 //!
-//! Starts the real server in-process against the local Postgres, then, side by side in one
-//! run and with the same client concurrency:
+//! Starts the release binary as a separate process against the local Postgres, then, side
+//! by side in one run and with the same client concurrency (each phase with the server's
+//! CPU time per request and resident memory):
 //! 1. `GET /health/live` (the HTTP stack alone),
 //! 2. `GET /v1/me` with a login JWT (credential check + one tenant read: 2 transactions),
 //! 3. `GET /v1/me` with an API key,
@@ -59,21 +60,37 @@ async fn main() -> anyhow::Result<()> {
         duration.as_secs()
     );
 
+    let idle = bench.server.status();
+    println!(
+        "server idle: RSS {:.1} MiB, {} threads\n",
+        idle.rss_kib as f64 / 1024.0,
+        idle.threads
+    );
     let (client, url) = (bench.client.clone(), bench.url("/health/live"));
-    let live = hammer(concurrency, duration, move |_, _| client.get(&url)).await;
-    live.print("GET /health/live");
+    let live = bench
+        .measured(
+            "GET /health/live",
+            hammer(concurrency, duration, move |_, _| client.get(&url)),
+        )
+        .await;
     let (client, url, bearer) = (bench.client.clone(), bench.url("/v1/me"), jwt.clone());
-    let me_jwt = hammer(concurrency, duration, move |_, _| {
-        client.get(&url).bearer_auth(&bearer)
-    })
-    .await;
-    me_jwt.print("GET /v1/me (JWT)");
+    let me_jwt = bench
+        .measured(
+            "GET /v1/me (JWT)",
+            hammer(concurrency, duration, move |_, _| {
+                client.get(&url).bearer_auth(&bearer)
+            }),
+        )
+        .await;
     let (client, url, key) = (bench.client.clone(), bench.url("/v1/me"), api_key.clone());
-    let me_key = hammer(concurrency, duration, move |_, _| {
-        client.get(&url).header("x-api-key", &key)
-    })
-    .await;
-    me_key.print("GET /v1/me (API key)");
+    let me_key = bench
+        .measured(
+            "GET /v1/me (API key)",
+            hammer(concurrency, duration, move |_, _| {
+                client.get(&url).header("x-api-key", &key)
+            }),
+        )
+        .await;
     let vars = [
         (
             "tid",

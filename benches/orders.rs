@@ -2,7 +2,9 @@
 //!
 //! Several tenants, each with an API key, a customer and 20 products; `BENCH_CONCURRENCY`
 //! clients spread over the tenants place orders (`POST /v1/orders`, one line each), then
-//! read them back (`GET /v1/orders/{id}`). Side by side, pgbench runs the same SQL as a
+//! read them back (`GET /v1/orders/{id}`) and list them (`GET /v1/orders?limit=50`). The
+//! server is the release binary in a process of its own: after each phase the bench prints
+//! its CPU time per request and its resident memory (now and at peak). Side by side, pgbench runs the same SQL as a
 //! placement (`benches/place_order.sql`) and as a read (`benches/get_order.sql`), one
 //! pgbench per tenant at the same total concurrency, and the ratios are printed.
 //! Settings: see `support::Bench`; `BENCH_TENANTS` (default 4).
@@ -101,17 +103,28 @@ async fn main() -> anyhow::Result<()> {
         duration.as_secs()
     );
 
+    let idle = bench.server.status();
+    println!(
+        "server idle after seeding: RSS {:.1} MiB (peak so far {:.1} MiB), {} threads\n",
+        idle.rss_kib as f64 / 1024.0,
+        idle.peak_kib as f64 / 1024.0,
+        idle.threads
+    );
+
     let (client, url, s) = (bench.client.clone(), bench.url("/v1/orders"), shops.clone());
-    let create = hammer(concurrency, duration, move |worker, iteration| {
-        let shop = &s[worker % s.len()];
-        let product = &shop.products[(worker * 7 + iteration) % shop.products.len()];
-        client
-            .post(&url)
-            .header("x-api-key", &shop.key)
-            .json(&json!({"customer_id": shop.customer_id, "items": [{"product_id": product, "quantity": 1}]}))
-    })
-    .await;
-    create.print("POST /v1/orders");
+    let create = bench
+        .measured(
+            "POST /v1/orders",
+            hammer(concurrency, duration, move |worker, iteration| {
+                let shop = &s[worker % s.len()];
+                let product = &shop.products[(worker * 7 + iteration) % shop.products.len()];
+                client
+                    .post(&url)
+                    .header("x-api-key", &shop.key)
+                    .json(&json!({"customer_id": shop.customer_id, "items": [{"product_id": product, "quantity": 1}]}))
+            }),
+        )
+        .await;
 
     // The orders to read: the newest page of each tenant.
     let mut ids: Vec<Vec<String>> = Vec::new();
@@ -143,16 +156,41 @@ async fn main() -> anyhow::Result<()> {
         shops.clone(),
         ids.clone(),
     );
-    let get = hammer(concurrency, duration, move |worker, iteration| {
-        let tenant = worker % s.len();
-        let orders = &order_ids[tenant];
-        let id = &orders[(worker * 13 + iteration) % orders.len().max(1)];
-        client
-            .get(format!("{base}/v1/orders/{id}"))
-            .header("x-api-key", &s[tenant].key)
-    })
-    .await;
-    get.print("GET /v1/orders/{id}");
+    let get = bench
+        .measured(
+            "GET /v1/orders/{id}",
+            hammer(concurrency, duration, move |worker, iteration| {
+                let tenant = worker % s.len();
+                let orders = &order_ids[tenant];
+                let id = &orders[(worker * 13 + iteration) % orders.len().max(1)];
+                client
+                    .get(format!("{base}/v1/orders/{id}"))
+                    .header("x-api-key", &s[tenant].key)
+            }),
+        )
+        .await;
+    let (client, url, s) = (
+        bench.client.clone(),
+        bench.url("/v1/orders?limit=50"),
+        shops.clone(),
+    );
+    bench
+        .measured(
+            "GET /v1/orders?limit=50",
+            hammer(concurrency, duration, move |worker, _| {
+                client
+                    .get(&url)
+                    .header("x-api-key", &s[worker % s.len()].key)
+            }),
+        )
+        .await;
+    let end = bench.server.status();
+    println!(
+        "\nserver after the load: RSS {:.1} MiB, peak {:.1} MiB, {} threads",
+        end.rss_kib as f64 / 1024.0,
+        end.peak_kib as f64 / 1024.0,
+        end.threads
+    );
 
     // pgbench: one process per tenant, the same total concurrency, all at once.
     let per_tenant = (concurrency / tenants).max(1);
