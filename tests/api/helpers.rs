@@ -496,6 +496,30 @@ pub async fn spawn_server_process(
     start_server_process(command, env, log_file).await
 }
 
+/// [`spawn_server_process`] logging, as JSON to `log_file`, every SQL statement with the
+/// request it belongs to, on a single request connection: sqlx resolves a type's OID once
+/// per connection (`select $1::regtype::oid`), which would otherwise count against whichever
+/// request happens to get a fresh one. (`RUST_LOG=sqlx::query=debug,warn` alone would
+/// disable the INFO `request` span, target `tenantry::http::middleware`, and statements
+/// would then carry no request at all, so that span is enabled too.) Read the lines back
+/// with [`log_lines`], a request's with [`lines_of_request`].
+pub async fn spawn_statement_logging_server(
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, TestApp) {
+    spawn_server_process(
+        &[
+            ("LOG_FORMAT", "json"),
+            (
+                "RUST_LOG",
+                "sqlx::query=debug,tenantry::http::middleware=info,warn",
+            ),
+            ("DATABASE_MAX_CONNECTIONS", "1"),
+        ],
+        log_file,
+    )
+    .await
+}
+
 /// [`spawn_server_process`], with the process's limit on open descriptors (soft and hard)
 /// set to `descriptors` by the shell that starts it.
 pub async fn spawn_server_process_with_descriptor_limit(

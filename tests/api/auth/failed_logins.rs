@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::attempt_login;
 use crate::helpers::{
     PASSWORD, expect_json, expect_problem, json_log_lines, lines_of_request, sigterm, spawn_app,
-    spawn_server_process, statements_in, unique,
+    spawn_statement_logging_server, statements_in, unique,
 };
 
 const WRONG: &str = "not the right password, secret-4711";
@@ -97,21 +97,10 @@ async fn a_failed_login_is_audited_in_its_tenant_without_the_password() {
 
 #[tokio::test]
 async fn an_unknown_tenant_costs_the_same_statements_as_an_unknown_user() {
-    // Arrange: the real binary logging every statement with its request id, on one
-    // connection (sqlx resolves some types once per connection; warm-up logins take that).
+    // Arrange: the real binary logging every statement with its request, on one
+    // connection (warm-up logins take the per-connection type lookups).
     let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-samepath")));
-    let (mut server, app) = spawn_server_process(
-        &[
-            ("LOG_FORMAT", "json"),
-            (
-                "RUST_LOG",
-                "sqlx::query=debug,tenantry::http::middleware=info,warn",
-            ),
-            ("DATABASE_MAX_CONNECTIONS", "1"),
-        ],
-        &log_file,
-    )
-    .await;
+    let (mut server, app) = spawn_statement_logging_server(&log_file).await;
     let tenant = app.create_tenant().await;
     let run = Uuid::now_v7().simple().to_string();
     let cases = [

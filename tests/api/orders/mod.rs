@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp, TestTenant, all_pages, command, command_body, etag_of, expect_json, expect_problem,
     id, json_log_lines, lines_of_request, order_request, place, place_ok, post_with_key, replayed,
-    send, sigterm, spawn_app, spawn_server_process, statements_in, unique,
+    send, sigterm, spawn_app, spawn_statement_logging_server, statements_in, unique,
 };
 
 /// Creates a product with a unique SKU and the given price, currency and stock.

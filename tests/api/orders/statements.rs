@@ -4,25 +4,9 @@ use super::*;
 
 #[tokio::test]
 async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundred() {
-    // Arrange: the real binary logging every statement. `RUST_LOG=sqlx::query=debug,warn`
-    // alone disables the INFO `request` span (target `tenantry::http::middleware`), and
-    // statement events then carry no request id at all, so that span is enabled too.
-    // One request connection: sqlx resolves a type's OID once per connection (`select
-    // $1::regtype::oid`), which would otherwise count against whichever request happens
-    // to get a fresh connection.
+    // Arrange: the real binary logging every statement with its request.
     let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-nplus1")));
-    let (mut server, app) = spawn_server_process(
-        &[
-            ("LOG_FORMAT", "json"),
-            (
-                "RUST_LOG",
-                "sqlx::query=debug,tenantry::http::middleware=info,warn",
-            ),
-            ("DATABASE_MAX_CONNECTIONS", "1"),
-        ],
-        &log_file,
-    )
-    .await;
+    let (mut server, app) = spawn_statement_logging_server(&log_file).await;
     let tenant = app.create_tenant().await;
     let mut customers = Vec::new();
     let mut products = Vec::new();
