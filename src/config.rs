@@ -144,7 +144,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `PASSWORD_HASH_CONCURRENCY`: how many argon2 computations (login checks, new users'
     /// and owners' passwords) run at once, each in a 19 MiB buffer allocated once and
-    /// reused. Default: the CPUs available to the process. At least 1.
+    /// reused. Default: the CPUs available to the process less one (at least 1), so a
+    /// flood of logins always leaves a core to every other tenant's requests.
     pub password_hash_concurrency: usize,
     /// `PASSWORD_HASH_QUEUE`: how many more callers may wait for a hashing slot; beyond
     /// them a caller is refused at once with 503 `password_hashing_busy`. A waiter costs a
@@ -268,7 +269,8 @@ impl Config {
                 Some(value) => value
                     .parse()
                     .context("PASSWORD_HASH_CONCURRENCY must be a positive integer")?,
-                None => std::thread::available_parallelism().map_or(1, usize::from),
+                None => std::thread::available_parallelism()
+                    .map_or(1, |cpus| usize::from(cpus).saturating_sub(1).max(1)),
             },
             password_hash_queue: var("PASSWORD_HASH_QUEUE", "1024")
                 .parse()

@@ -8,7 +8,10 @@
 //! from being a CPU and memory sink for anyone who can reach it:
 //!
 //! - **Slots.** At most `PASSWORD_HASH_CONCURRENCY` computations run at once (default: the
-//!   CPUs), each on the blocking pool so the async runtime never stalls. A caller first
+//!   CPUs less one), each on a hashing thread of its own so the async runtime never stalls.
+//!   Those threads run at a lower priority than the rest of the process (nice 10): when the
+//!   CPUs are contended — a flood of logins — the scheduler serves other tenants' requests
+//!   first, and argon2 gets what is left; on an idle machine it runs at full speed. A caller first
 //!   takes a [`Slot`]; at most `PASSWORD_HASH_QUEUE` callers wait for one, none longer than
 //!   `PASSWORD_HASH_MAX_WAIT`, and anyone else is refused at once with
 //!   [`Error::password_hashing_busy`] (503 with `Retry-After`). A slot is freed when its
@@ -43,6 +46,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
+use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{config::Config, error::Error};
@@ -91,6 +95,8 @@ struct Pool {
     buffers: Mutex<Vec<Vec<Block>>>,
     /// What an unknown user's login is verified against (made through a slot at start-up).
     dummy_hash: OnceLock<String>,
+    /// Where computations run: one thread per slot.
+    workers: Workers,
 }
 
 /// The right to run one argon2 computation now; taken by [`Passwords::slot`] and spent by
@@ -118,6 +124,7 @@ impl Passwords {
                 waiting: AtomicUsize::new(0),
                 buffers: Mutex::new(Vec::with_capacity(limits.concurrency)),
                 dummy_hash: OnceLock::new(),
+                workers: Workers::start(limits.concurrency)?,
             }),
         };
         let dummy = passwords
@@ -200,7 +207,7 @@ impl Slot {
         Ok(real && matches)
     }
 
-    /// Runs `work` on the blocking pool with a buffer of the pool's, holding the slot until
+    /// Runs `work` on a hashing thread with a buffer of the pool's, holding the slot until
     /// it ends — even when the caller stops waiting, so the bound holds.
     async fn run<T: Send + 'static>(
         self,
@@ -208,15 +215,16 @@ impl Slot {
         work: impl FnOnce(&Params, &mut [Block]) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let Slot { pool, permit } = self;
-        let done = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut memory = pool.take_buffer();
-            let done = work(&pool.params, &mut memory);
-            pool.give_back(memory);
-            done
-        })
-        .await
-        .context("password hashing task")?;
+        let workers = pool.workers.clone();
+        let done = workers
+            .run(move || {
+                let _permit = permit;
+                let mut memory = pool.take_buffer();
+                let done = work(&pool.params, &mut memory);
+                pool.give_back(memory);
+                done
+            })
+            .await?;
         metrics::counter!("password_hash_computations_total", "computation" => computation)
             .increment(1);
         // Lets a test (and an operator at debug level) see which request ran argon2.
@@ -240,6 +248,69 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(memory);
+    }
+}
+
+/// How much less the hashing threads get of contended CPUs: nice 10 (a CFS weight of 110
+/// against 1024 at nice 0), so a thread serving requests is preferred about nine to one.
+/// Raising one's own niceness needs no privilege.
+const HASHING_PRIORITY: u8 = 21;
+
+/// A computation handed to a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads argon2 runs on, one per slot (the slots' semaphore keeps jobs from
+/// queueing here), at [`HASHING_PRIORITY`]. They end with the last [`Passwords`] handle.
+#[derive(Clone)]
+struct Workers {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Workers {
+    fn start(count: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..count {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    let priority = ThreadPriorityValue::try_from(HASHING_PRIORITY)
+                        .map(ThreadPriority::Crossplatform);
+                    match priority.map(set_current_thread_priority) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => tracing::warn!(
+                            ?error,
+                            "could not lower the priority of a password hashing thread"
+                        ),
+                        Err(error) => tracing::warn!(error, "hashing thread priority"),
+                    }
+                    loop {
+                        // The lock is held only while waiting; the guard goes with the
+                        // statement, before the job runs.
+                        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = job else { return };
+                        // A panicking computation must not take its thread with it.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .context("starting a password hashing thread")?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on a hashing thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| anyhow::anyhow!("the password hashing threads have stopped"))?;
+        Ok(result.await.context("password hashing computation")?)
     }
 }
 
