@@ -88,13 +88,17 @@ impl Drop for ScratchDatabase {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async {
                 if let Ok(mut conn) = PgConnection::connect(&maintenance).await {
-                    let _ = sqlx::raw_sql(&format!(
-                        "drop database if exists \"{name}\" with (force);
-                         drop role if exists \"{name}_app\";
-                         drop role if exists \"{name}_platform\""
-                    ))
-                    .execute(&mut conn)
-                    .await;
+                    // One statement each: several in one query would be one transaction,
+                    // and DROP DATABASE refuses to run inside one.
+                    for statement in [
+                        format!("drop database if exists \"{name}\" with (force)"),
+                        format!("drop role if exists \"{name}_app\""),
+                        format!("drop role if exists \"{name}_platform\""),
+                    ] {
+                        if let Err(error) = sqlx::query(&statement).execute(&mut conn).await {
+                            eprintln!("cleaning up the scratch database: {statement}: {error}");
+                        }
+                    }
                 }
             });
         })
