@@ -167,11 +167,12 @@ impl Error {
         )
     }
 
+    /// A body that is not JSON, where JSON is what the operation reads.
     pub fn unsupported_media_type() -> Self {
         Self::new(
             ErrorKind::UnsupportedMediaType,
             "unsupported_media_type",
-            "unsupported media type",
+            "the body must be JSON: send it with `Content-Type: application/json` (or send no body)",
         )
     }
 

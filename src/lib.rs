@@ -3,7 +3,8 @@
 //!
 //! The map (`ARCHITECTURE.md` tells the whole story), from the bottom layer up:
 //! - foundation, shared by every layer: [`config`], [`error`] (the one error type, free of
-//!   any transport), [`id`] (typed ids), [`page`] (cursor pagination), [`observability`]
+//!   any transport), [`id`] (typed ids), [`page`] (cursor pagination), [`rule`] (input rules,
+//!   declared once for `parse` and the OpenAPI schema), [`observability`]
 //!   (logs, correlation ids, the metrics recorder), [`access`] (the [`access::Principal`],
 //!   scopes, roles, the grant rule);
 //! - [`db`]: the pools, start-up bootstrap and the tenant-scoped transaction — the only
@@ -37,6 +38,7 @@ pub mod observability;
 pub mod orders;
 pub mod page;
 pub mod platform;
+pub mod rule;
 pub mod startup;
 pub mod tenancy;
 pub mod users;

@@ -7,12 +7,15 @@
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Type, schema::Schema},
+};
 
 macro_rules! scopes {
     ($($variant:ident => $name:literal),+ $(,)?) => {
         /// A permission a credential may carry.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum Scope {
             $(#[serde(rename = $name)] $variant),+
         }
@@ -64,6 +67,21 @@ scopes! {
 }
 
 const _: () = assert!(Scope::ALL.len() <= 32, "Scopes is a u32 bit set");
+
+/// The scope names, as the wire has them (written by hand: a derive would read the names
+/// the macro above passes it as hidden groups, and publish the variants' Rust names).
+impl PartialSchema for Scope {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A permission a credential may carry."))
+            .enum_values(Some(Scope::ALL.iter().map(|s| s.as_str())))
+            .examples(["orders:read"])
+            .into()
+    }
+}
+
+impl ToSchema for Scope {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown scope {0:?}")]

@@ -27,18 +27,39 @@ use crate::{
     users::UserStatus,
 };
 
+/// A credential as a request presented it.
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    /// Where only an API key belongs (HTTP's `X-API-Key`).
+    ApiKey(&'a str),
+    /// A bearer credential: an access token (a JWT) or an API key.
+    Bearer(&'a str),
+}
+
 /// Verifies a presented credential — an API key (`tnty_…`) or a JWT access token — and
-/// returns the principal it names. 401 when it does not verify, 403 when its tenant is
-/// suspended.
+/// returns the principal it names. 401 when it does not verify (saying what it was taken
+/// for), 403 when its tenant is suspended.
 pub async fn authenticate(
     db: &Db,
     auth: &AuthService,
-    presented: &str,
+    presented: Presented<'_>,
 ) -> Result<Principal, Error> {
-    if presented.starts_with(TokenKind::ApiKey.prefix()) {
-        verify_api_key(db, auth, presented).await
-    } else {
-        verify_access_token(db, auth, presented).await
+    let api_key_prefix = TokenKind::ApiKey.prefix();
+    match presented {
+        Presented::ApiKey(key) if !key.starts_with(api_key_prefix) => Err(Error::unauthenticated(
+            format_args!("invalid API key: API keys start with `{api_key_prefix}`"),
+        )),
+        Presented::ApiKey(key) => verify_api_key(db, auth, key).await,
+        Presented::Bearer(key) if key.starts_with(api_key_prefix) => {
+            verify_api_key(db, auth, key).await
+        }
+        // A JWT is three base64url parts joined by dots; anything else is neither kind.
+        Presented::Bearer(token) if token.split('.').count() != 3 => {
+            Err(Error::unauthenticated(format_args!(
+                "the bearer credential is neither an access token (a JWT) nor an API key (`{api_key_prefix}…`)"
+            )))
+        }
+        Presented::Bearer(token) => verify_access_token(db, auth, token).await,
     }
 }
 

@@ -26,7 +26,7 @@ pub mod service_tokens;
 pub mod throttle;
 pub mod token;
 
-pub use authenticate::authenticate;
+pub use authenticate::{Presented, authenticate};
 
 use std::time::Duration;
 

@@ -22,24 +22,19 @@ pub use customers::{Customer, CustomerId};
 pub use money::Currency;
 pub use products::{Product, ProductId, Sku};
 
-use crate::error::Error;
+use crate::{error::Error, rule};
 
-/// A product's or customer's display name: 1-200 characters after trimming, no control
-/// characters (they have no place in a name, and Postgres refuses NUL in text).
+/// A product's or customer's display name ([`rule::NAME`]): 1-200 characters after
+/// trimming, no control characters (they have no place in a name, and Postgres refuses NUL
+/// in text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Name(String);
 
 impl Name {
     pub fn parse(value: &str) -> Result<Self, Error> {
         let name = value.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Error::invalid("name", "must be 1-200 characters"));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "name",
-                "must not contain control characters",
-            ));
+        if !rule::NAME.fits(name) || !rule::is_printable_text(name) {
+            return Err(Error::invalid("name", rule::NAME.message));
         }
         Ok(Self(name.to_owned()))
     }
@@ -60,5 +55,26 @@ mod tests {
         for bad in ["", "   ", "a\u{0}b", "tab\there", &"n".repeat(201)] {
             assert!(Name::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_name_schema_admits_only_names_parse_accepts() {
+        rule::conformance::schema_admits_only_what_parse_accepts(
+            &rule::NAME,
+            &[
+                "Blue mug",
+                " padded ",
+                "é",
+                "\u{3000}x",
+                "\u{feff}",
+                " ",
+                "\t",
+                "a\u{85}b",
+                "\u{a0}",
+                &"n".repeat(200),
+                &"n".repeat(201),
+            ],
+            |value| Name::parse(value).is_ok(),
+        );
     }
 }

@@ -9,26 +9,28 @@ use sqlx::{
     error::BoxDynError,
     postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef},
 };
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        ObjectBuilder, RefOr, Type as SchemaType, extensions::ExtensionsBuilder, schema::Schema,
+    },
+};
 
-use crate::error::Error;
+use crate::{error::Error, rule};
 
 /// An ISO 4217 currency code in upper case, e.g. `EUR`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
-#[schema(value_type = String, example = "EUR")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency(iso_currency::Currency);
+
+const CURRENCY_MESSAGE: &str =
+    "must be an active ISO 4217 currency code in upper case, such as EUR";
 
 impl Currency {
     /// Accepts an active ISO 4217 code with minor units. Codes are case-sensitive, as the
     /// standard writes them: `usd` is refused rather than guessed at. Superseded codes
     /// (`HRK`) and units without minor units (`XAU`, `XXX`) cannot price a product.
     pub fn parse(value: &str) -> Result<Self, Error> {
-        Self::from_code(value).ok_or_else(|| {
-            Error::invalid(
-                "currency",
-                "must be an active ISO 4217 currency code in upper case, such as EUR",
-            )
-        })
+        Self::from_code(value).ok_or_else(|| Error::invalid("currency", CURRENCY_MESSAGE))
     }
 
     fn from_code(code: &str) -> Option<Self> {
@@ -50,6 +52,38 @@ impl Currency {
         self.0.exponent().unwrap_or(0)
     }
 }
+
+/// Every code [`Currency::parse`] accepts, in order.
+pub fn codes() -> Vec<&'static str> {
+    use iso_currency::IntoEnumIterator;
+    let mut codes: Vec<&str> = iso_currency::Currency::iter()
+        .filter_map(|c| Currency::from_code(c.code()))
+        .map(Currency::code)
+        .collect();
+    codes.sort_unstable();
+    codes
+}
+
+/// The codes `parse` accepts, as an enum: the spec lists exactly what the server takes.
+impl PartialSchema for Currency {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::String)
+            .enum_values(Some(codes()))
+            .description(Some(
+                "An active ISO 4217 currency code with minor units, in upper case.",
+            ))
+            .examples(["EUR"])
+            .extensions(Some(
+                ExtensionsBuilder::new()
+                    .add(rule::MESSAGE_EXTENSION, CURRENCY_MESSAGE)
+                    .build(),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Currency {}
 
 impl std::fmt::Display for Currency {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +150,26 @@ mod tests {
             "", "ABC", "usd", "Eur", "EURO", "EU", " EUR", "HRK", "XAU", "XXX",
         ] {
             assert!(Currency::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_published_codes_are_exactly_those_parse_accepts() {
+        let codes = codes();
+        assert!(codes.len() > 100, "{codes:?}");
+        assert!(codes.iter().all(|c| Currency::parse(c).is_ok()));
+        assert!(!codes.contains(&"HRK") && !codes.contains(&"XAU"));
+        for letter in 'A'..='Z' {
+            for second in 'A'..='Z' {
+                for third in 'A'..='Z' {
+                    let code = format!("{letter}{second}{third}");
+                    assert_eq!(
+                        Currency::parse(&code).is_ok(),
+                        codes.contains(&code.as_str()),
+                        "{code}"
+                    );
+                }
+            }
         }
     }
 

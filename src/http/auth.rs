@@ -23,7 +23,7 @@ use axum::{
 use super::AppState;
 use crate::{
     access::{Operator, Principal, RequiredScope},
-    auth,
+    auth::{self, Presented},
     error::Error,
 };
 
@@ -61,11 +61,11 @@ pub async fn authenticate(
 
 /// `X-API-Key: <key>` or `Authorization: Bearer <credential>`; `None` when neither header
 /// was sent.
-fn credential(headers: &HeaderMap) -> Option<Result<&str, Error>> {
+fn credential(headers: &HeaderMap) -> Option<Result<Presented<'_>, Error>> {
     if let Some(key) = headers.get("x-api-key") {
         return Some(
             key.to_str()
-                .map(str::trim)
+                .map(|key| Presented::ApiKey(key.trim()))
                 .map_err(|_| Error::unauthenticated("malformed X-API-Key header")),
         );
     }
@@ -78,7 +78,7 @@ fn credential(headers: &HeaderMap) -> Option<Result<&str, Error>> {
         Some((scheme, token))
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
         {
-            Ok(token.trim())
+            Ok(Presented::Bearer(token.trim()))
         }
         _ => Err(Error::unauthenticated(
             "the Authorization scheme must be Bearer",

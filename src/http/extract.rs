@@ -13,17 +13,25 @@ use axum::{
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
-use validator::Validate;
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::body_schema;
 use crate::error::{Error, FieldError};
 
-/// A JSON body, deserialised with the path of any failing field, then validated.
+/// A JSON body, checked against its OpenAPI schema (every broken rule reported at once,
+/// [`body_schema`]) and deserialised. `T`'s schema name is the component its operation
+/// publishes as the request body.
+///
+/// An empty body reads as `{}`, whatever its `Content-Type` (or none): an action that takes
+/// no fields (`confirm`, `ship`) can be sent bare, and a command missing its body is told
+/// which fields are required. A body that is not empty must be JSON (415 otherwise).
 pub struct ValidJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ValidJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned + Validate,
+    T: DeserializeOwned + ToSchema,
 {
     type Rejection = Error;
 
@@ -34,9 +42,6 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<mime_essence::Essence>().ok())
             .is_some_and(|essence| essence.is_json());
-        if !is_json {
-            return Err(Error::unsupported_media_type());
-        }
         let bytes =
             Bytes::from_request(request, state)
                 .await
@@ -44,15 +49,48 @@ where
                     BytesRejection::FailedToBufferBody(_) => Error::too_large(),
                     other => Error::malformed("unreadable_body", other.body_text()),
                 })?;
-        let value = parse_json::<T>(&bytes)?;
-        value.validate()?;
-        Ok(Self(value))
+        let value = if bytes.is_empty() {
+            Value::Object(Default::default())
+        } else if !is_json {
+            return Err(Error::unsupported_media_type());
+        } else {
+            parse_json::<Value>(&bytes)?
+        };
+        body_schema::check(&T::name(), &value)?;
+        deserialize(value).map(Self)
+    }
+}
+
+/// Deserialises a body that passed its schema. JSON Schema counts `2.0` as the integer 2,
+/// so integral numbers written with a fraction or an exponent are read as integers first.
+fn deserialize<T: DeserializeOwned>(mut value: Value) -> Result<T, Error> {
+    integral_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        field_error(&path, &error.into_inner().to_string())
+    })
+}
+
+fn integral_numbers_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float.abs() < 9.0e15
+            {
+                // Exact: every integer below 2^53 is a float exactly.
+                *number = serde_json::Number::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(members) => members.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
     }
 }
 
 /// Deserialises JSON, telling a syntax error (400) from a well-formed body of the wrong
-/// shape (422 with the field path). A NUL character in any string (or member name) is a
-/// 422 naming every such field, whatever the body's type would accept.
+/// shape (422 naming the field). A NUL character in any string (or member name) is a 422
+/// naming every such field, whatever the body's type would accept.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if has_nul_escape(bytes) {
         refuse_nul(bytes)?;
@@ -62,18 +100,70 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_data() {
-            let field = if path == "." { String::new() } else { path };
-            Error::validation(vec![FieldError::new(
-                field,
-                strip_position(&inner.to_string()),
-            )])
+            field_error(&path, &strip_position(&inner.to_string()))
         } else {
             Error::malformed(
                 "malformed_json",
-                format!("the body is not valid JSON: {inner}"),
+                format!(
+                    "the body is not valid JSON: {}",
+                    strip_position(&inner.to_string())
+                ),
             )
         }
     })
+}
+
+/// A deserialisation failure as a 422 naming its field, in words rather than serde's (which
+/// speak of Rust types: "expected i64").
+fn field_error(path: &str, message: &str) -> Error {
+    let path = if path == "." { "" } else { path };
+    let (field, message) = serde_message(message);
+    let field = match field {
+        Some(name) if path.is_empty() => name,
+        Some(name) => format!("{path}.{name}"),
+        None => path.to_owned(),
+    };
+    Error::validation(vec![FieldError::new(field, message)])
+}
+
+/// Reads a serde error message: the member it names, if it names one (a missing or unknown
+/// field), and what the value must be, without the value itself.
+pub fn serde_message(message: &str) -> (Option<String>, String) {
+    let quoted = |text: &str| {
+        let start = text.find('`')? + 1;
+        let end = start + text[start..].find('`')?;
+        Some(text[start..end].to_owned())
+    };
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        return (quoted(rest), "is required".to_owned());
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        return (quoted(rest), "is not a field of this request".to_owned());
+    }
+    if message.contains("UUID") || message.contains("uuid") {
+        return (None, "must be a UUID".to_owned());
+    }
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, expected)| expected.trim());
+    let rule = match expected {
+        Some(e) if is_integer_type(e) => "must be an integer".to_owned(),
+        Some("a string" | "string") => "must be a string".to_owned(),
+        Some("a boolean") => "must be a boolean".to_owned(),
+        Some("a sequence") => "must be an array".to_owned(),
+        Some(e) if e.starts_with("struct ") || e == "a map" => "must be an object".to_owned(),
+        Some(e) if e.starts_with("one of ") => format!("must be {e}"),
+        Some(e) if e.starts_with("a ") || e.starts_with("an ") => format!("must be {e}"),
+        _ => "has an invalid value".to_owned(),
+    };
+    (None, rule)
+}
+
+fn is_integer_type(expected: &str) -> bool {
+    matches!(
+        expected,
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize"
+    ) || expected.contains("integer")
 }
 
 const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
@@ -201,9 +291,28 @@ where
             .map(Self)
             .map_err(|error| {
                 let path = error.path().to_string();
+                let message = error.into_inner().to_string();
+                let (named, rule) = match message.as_str() {
+                    "invalid digit found in string" | "cannot parse integer from empty string" => {
+                        (None, "must be an integer".to_owned())
+                    }
+                    "number too large to fit in target type"
+                    | "number too small to fit in target type" => {
+                        (None, "is out of range".to_owned())
+                    }
+                    other if other.starts_with("unknown variant ") => (
+                        None,
+                        other.split_once(", expected ").map_or_else(
+                            || "has an invalid value".to_owned(),
+                            |(_, e)| format!("must be {e}"),
+                        ),
+                    ),
+                    other => serde_message(other),
+                };
+                let name = named.unwrap_or(path);
                 Error::malformed(
                     "invalid_query",
-                    format!("invalid query parameter {path}: {}", error.into_inner()),
+                    format!("invalid query parameter {name}: {rule}"),
                 )
             })
     }

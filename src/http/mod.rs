@@ -22,6 +22,7 @@
 //! 8. the routes, whose extractors ask for the principal and the scope they need.
 
 pub mod auth;
+pub mod body_schema;
 pub mod client_ip;
 pub mod etag;
 pub mod extract;
@@ -103,6 +104,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState, config: &Config) -> Router {
     let (router, spec) = api_router().split_for_parts();
     let spec = openapi::finish(spec);
+    body_schema::prepare();
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { StatusCode::NOT_FOUND })

@@ -116,16 +116,15 @@ impl IntoResponse for Error {
             _ => {}
         }
         // Say it in HTTP's terms where the application's words are transport-neutral.
-        let detail = match self.kind() {
-            ErrorKind::Invalid if !self.fields().is_empty() => {
-                "the request failed validation; see `errors`"
-            }
+        let detail: String = match self.kind() {
+            ErrorKind::Invalid if !self.fields().is_empty() => validation_detail(self.fields()),
             ErrorKind::VersionMismatch => {
                 "If-Match names no current version of the resource: it changed since, or the tag \
                  was weak (W/\"…\"), which If-Match never matches (it compares strongly); send \
                  the ETag exactly as given"
+                    .to_owned()
             }
-            _ => self.message(),
+            _ => self.message().to_owned(),
         };
         let mut problem = Problem::new(status(self.kind()), self.code(), detail);
         problem.errors = self.fields().to_vec();
@@ -142,6 +141,19 @@ impl IntoResponse for Error {
         }
         response
     }
+}
+
+/// "the request failed validation: `sku` must be …; `quantity` is required" — every field
+/// in the detail too, for clients that show only the detail.
+fn validation_detail(fields: &[FieldError]) -> String {
+    let each: Vec<String> = fields
+        .iter()
+        .map(|f| match f.field.as_str() {
+            "" => format!("the body {}", f.message),
+            field => format!("`{field}` {}", f.message),
+        })
+        .collect();
+    format!("the request failed validation: {}", each.join("; "))
 }
 
 pub async fn render_problems(request: Request, next: Next) -> Response {

@@ -13,16 +13,28 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 pub use crate::id::TenantId;
-use crate::{db::table::Table, error::Error, versioning::Versioned};
+use crate::{
+    db::table::Table,
+    error::Error,
+    rule::{self, TextRule, text_schema},
+    versioning::Versioned,
+};
 
 /// A tenant's URL-safe unique handle: 3-63 lowercase letters, digits and inner hyphens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(value_type = String, example = "acme")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Slug(String);
 
 impl Slug {
+    pub const RULE: TextRule = TextRule {
+        chars: 3..=63,
+        pattern: Some("^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"),
+        message: "must be 3-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen",
+        example: "acme",
+        secret: false,
+    };
+
     pub fn parse(value: &str) -> Result<Self, Error> {
-        let ok = (3..=63).contains(&value.len())
+        let ok = Self::RULE.fits(value)
             && value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -31,10 +43,7 @@ impl Slug {
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(Error::invalid(
-                "slug",
-                "must be 3-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen",
-            ))
+            Err(Error::invalid("slug", Self::RULE.message))
         }
     }
 
@@ -43,11 +52,14 @@ impl Slug {
     }
 }
 
-/// A tenant's display name: 1-200 characters after trimming.
+text_schema!(Slug, "Slug", Slug::RULE);
+
+/// A tenant's display name ([`rule::NAME`]): 1-200 characters after trimming, no control
+/// characters.
 pub fn parse_name(value: &str) -> Result<String, Error> {
     let name = value.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("name", "must be 1-200 characters"));
+    if !rule::NAME.fits(name) || !rule::is_printable_text(name) {
+        return Err(Error::invalid("name", rule::NAME.message));
     }
     Ok(name.to_owned())
 }
@@ -128,6 +140,24 @@ mod tests {
         ] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_slug_schema_admits_only_slugs_parse_accepts() {
+        rule::conformance::schema_admits_only_what_parse_accepts(
+            &Slug::RULE,
+            &[
+                "acme",
+                "a-1",
+                "a--b",
+                "ab",
+                "-acme",
+                "acme-",
+                "Acme",
+                &"x".repeat(63),
+            ],
+            |value| Slug::parse(value).is_ok(),
+        );
     }
 
     #[test]

@@ -49,10 +49,28 @@ use subtle::ConstantTimeEq;
 use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{config::Config, error::Error};
+use crate::{
+    config::Config,
+    error::Error,
+    rule::{TextRule, text_schema},
+};
 
 pub const MIN_LENGTH: usize = 12;
 pub const MAX_LENGTH: usize = 128;
+
+/// A password someone chooses (for a new user or a tenant's owner): its length is all
+/// that is asked of it (NIST 800-63B: length, not composition rules).
+pub const RULE: TextRule = TextRule {
+    chars: MIN_LENGTH..=MAX_LENGTH,
+    pattern: None,
+    message: "must be 12-128 characters",
+    example: "correct horse battery staple",
+    secret: true,
+};
+
+/// The schema of a chosen password ([`RULE`]), for request fields that take one.
+pub struct NewPassword;
+text_schema!(NewPassword, "NewPassword", RULE);
 
 /// What a caller refused for want of a slot is told to wait before retrying.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -395,14 +413,10 @@ pub fn generate() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Checks a chosen password's length (NIST 800-63B: length, not composition rules).
+/// Checks a chosen password against [`RULE`].
 pub fn validate(field: &str, password: &str) -> Result<(), Error> {
-    let length = password.chars().count();
-    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
-        return Err(Error::invalid(
-            field,
-            format!("must be {MIN_LENGTH}-{MAX_LENGTH} characters"),
-        ));
+    if !RULE.fits(password) {
+        return Err(Error::invalid(field, RULE.message));
     }
     Ok(())
 }

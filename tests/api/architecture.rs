@@ -23,7 +23,15 @@ use syn::visit::{self, Visit};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["config", "error", "id", "page", "observability", "access"],
+        &[
+            "config",
+            "error",
+            "id",
+            "page",
+            "rule",
+            "observability",
+            "access",
+        ],
     ),
     ("database", &["db"]),
     (

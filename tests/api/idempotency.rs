@@ -276,9 +276,10 @@ async fn claiming_a_key_writes_nothing_so_a_command_gets_its_transaction_id_when
     let auth = tenantry::auth::AuthService::from_config(&app.config)
         .await
         .unwrap();
-    let principal = tenantry::auth::authenticate(&db, &auth, &tenant.token)
-        .await
-        .unwrap();
+    let principal =
+        tenantry::auth::authenticate(&db, &auth, tenantry::auth::Presented::Bearer(&tenant.token))
+            .await
+            .unwrap();
     let mut tx = db
         .tenant(&principal, tenantry::db::Access::ReadWrite)
         .await

@@ -13,6 +13,7 @@ mod helpers;
 mod api_keys;
 mod architecture;
 mod auth;
+mod bodies;
 mod bootstrap;
 mod catalog;
 mod cli;

@@ -25,6 +25,7 @@ use crate::{
     },
     error::Error,
     page::{Page, PageRequest},
+    rule::{self, text_schema},
     versioning::{self, Change, ExpectedVersion, Versioned},
 };
 
@@ -33,18 +34,23 @@ use crate::{
 pub struct Sku(String);
 
 impl Sku {
+    pub const RULE: rule::TextRule = rule::TextRule {
+        chars: 1..=64,
+        pattern: Some("^[A-Za-z0-9._-]+$"),
+        message: "must be 1-64 letters, digits, dots, underscores or hyphens",
+        example: "MUG-BLUE-330",
+        secret: false,
+    };
+
     pub fn parse(value: &str) -> Result<Self, Error> {
-        let ok = (1..=64).contains(&value.len())
+        let ok = Self::RULE.fits(value)
             && value
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(Error::invalid(
-                "sku",
-                "must be 1-64 letters, digits, dots, underscores or hyphens",
-            ))
+            Err(Error::invalid("sku", Self::RULE.message))
         }
     }
 
@@ -52,6 +58,8 @@ impl Sku {
         &self.0
     }
 }
+
+text_schema!(Sku, "Sku", Sku::RULE);
 
 /// A product as the API shows it. The catalog shows live products only; an order's
 /// `expand=items.product` also shows a deleted one, with its `deleted_at`.
@@ -319,5 +327,21 @@ mod tests {
         for bad in ["", "has space", "ümlaut", "a/b", "a\u{0}", &"x".repeat(65)] {
             assert!(Sku::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_sku_schema_admits_only_skus_parse_accepts() {
+        rule::conformance::schema_admits_only_what_parse_accepts(
+            &Sku::RULE,
+            &[
+                "A",
+                "MUG-BLUE-330",
+                "ümlaut",
+                "a b",
+                &"x".repeat(64),
+                &"x".repeat(65),
+            ],
+            |value| Sku::parse(value).is_ok(),
+        );
     }
 }

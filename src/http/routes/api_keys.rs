@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use validator::Validate;
 
 use crate::{
-    access::scope,
+    access::{Scope, scope},
     api_keys::{self, ApiKey, ApiKeyId, NewApiKey},
     error::Error,
     http::{
@@ -56,15 +55,13 @@ pub async fn list_api_keys(
     Ok(Json(keys))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    #[schema(example = "checkout-service")]
-    #[validate(length(min = 1, max = 100, message = "must be 1-100 characters"))]
+    #[schema(example = "checkout-service", min_length = 1, max_length = 100)]
     pub name: String,
     /// At most the caller's own scopes.
-    #[schema(example = json!(["orders:read", "orders:write"]))]
-    #[validate(length(min = 1, max = 32, message = "must list 1-32 scopes"))]
+    #[schema(value_type = Vec<Scope>, example = json!(["orders:read", "orders:write"]), min_items = 1, max_items = 32)]
     pub scopes: Vec<String>,
     /// Optional expiry, in the future (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]

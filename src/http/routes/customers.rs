@@ -4,7 +4,6 @@ use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use validator::Validate;
 
 use crate::{
     access::scope,
@@ -23,6 +22,7 @@ use crate::{
         problem::Problem,
     },
     page::{Page, PageRequest},
+    rule::DisplayName,
     users::Email,
 };
 
@@ -54,14 +54,13 @@ pub async fn list_customers(
     Ok(Json(customers))
 }
 
-#[derive(Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
     /// Unique within the tenant; stored trimmed and in lower case.
-    #[schema(example = "grace@example.test")]
+    #[schema(value_type = Email)]
     pub email: String,
-    /// 1-200 characters.
-    #[schema(example = "Grace Hopper")]
+    #[schema(value_type = DisplayName)]
     pub name: String,
 }
 
@@ -126,12 +125,12 @@ pub async fn get_customer(
 }
 
 /// The fields to change; omitted (or `null`) fields keep their value.
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
-    #[schema(example = "grace.hopper@example.test")]
+    #[schema(value_type = Option<Email>)]
     pub email: Option<String>,
-    #[schema(example = "Rear Admiral Grace Hopper")]
+    #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
 }
 

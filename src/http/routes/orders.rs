@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
-use validator::Validate;
 
 use crate::{
     access::{Principal, scope},
@@ -45,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_order))
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "customer_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a69",
@@ -53,16 +52,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 }))]
 pub struct PlaceOrder {
     pub customer_id: CustomerId,
-    #[validate(length(min = 1, max = 100, message = "must list 1-100 items"), nested)]
+    /// 1-100 lines; a product may appear on several.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemRequest>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
     pub product_id: ProductId,
-    #[validate(range(min = 1, max = 10000, message = "must be 1-10000"))]
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 10000)]
     pub quantity: i32,
 }
 
@@ -267,27 +266,30 @@ pub async fn list_order_events(
 }
 
 /// `{}`: the body of `confirm`, `ship` and `deliver`.
-#[derive(Debug, Default, Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({}))]
 pub struct Empty {}
 
-#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayOrder {
     /// Must equal the order total.
-    #[schema(example = 2500)]
+    #[schema(example = 2500, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub amount_cents: i64,
-    #[validate(length(min = 1, max = 200, message = "must be 1-200 characters"))]
-    #[schema(example = "pi_3PqR2x")]
+    /// The payment's reference in the payment provider.
+    #[schema(example = "pi_3PqR2x", min_length = 1, max_length = 200)]
     pub reference: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrder {
-    #[validate(length(min = 1, max = 500, message = "must be 1-500 characters"))]
-    #[schema(example = "customer changed their mind")]
+    #[schema(
+        example = "customer changed their mind",
+        min_length = 1,
+        max_length = 500
+    )]
     pub reason: String,
 }
 

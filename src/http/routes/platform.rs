@@ -10,7 +10,6 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use validator::Validate;
 
 use crate::{
     access::Operator,
@@ -24,7 +23,9 @@ use crate::{
     },
     page::{Page, PageRequest},
     platform::{self, CreatedTenant, NewTenant, TenantChanges},
-    tenancy::{Plan, Tenant, TenantId, TenantStatus},
+    rule::DisplayName,
+    tenancy::{Plan, Slug, Tenant, TenantId, TenantStatus},
+    users::{Email, password::NewPassword},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,18 +34,20 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tenant, update_tenant))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    #[schema(example = "acme")]
+    /// Unique across tenants; names the tenant at login.
+    #[schema(value_type = Slug)]
     pub slug: String,
-    #[schema(example = "Acme Corp")]
+    #[schema(value_type = DisplayName)]
     pub name: String,
+    /// `free` when omitted.
     pub plan: Option<Plan>,
-    #[schema(example = "owner@acme.test")]
+    #[schema(value_type = Email)]
     pub owner_email: String,
-    /// 12-128 characters. Omit it to have one generated and returned once.
-    #[schema(value_type = Option<String>, format = Password, example = "correct horse battery staple")]
+    /// Omit it to have one generated and returned once.
+    #[schema(value_type = Option<NewPassword>)]
     pub owner_password: Option<SecretString>,
 }
 
@@ -120,10 +123,11 @@ pub async fn get_tenant(
     Ok(preconditions.read_response(tenant.version, tenant))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+/// The fields to change; omitted (or `null`) fields keep their value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateTenant {
-    #[schema(example = "Acme Corporation")]
+pub struct UpdateTenantAsOperator {
+    #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
     pub plan: Option<Plan>,
     /// `suspended` refuses every credential of the tenant with 403 `tenant_suspended`.
@@ -134,7 +138,7 @@ pub struct UpdateTenant {
 #[utoipa::path(
     patch, path = "/v1/platform/tenants/{tenant_id}", tag = "platform",
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
-    request_body = UpdateTenant,
+    request_body = UpdateTenantAsOperator,
     security(("operator" = [])),
     responses(
         (status = 200, description = "The updated tenant", body = Tenant, headers(("ETag" = String))),
@@ -146,7 +150,7 @@ pub async fn update_tenant(
     operator: Operator,
     ApiPath(id): ApiPath<TenantId>,
     preconditions: Preconditions,
-    ValidJson(body): ValidJson<UpdateTenant>,
+    ValidJson(body): ValidJson<UpdateTenantAsOperator>,
 ) -> Result<Response, Error> {
     let changes = TenantChanges {
         name: body.name,

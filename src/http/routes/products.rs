@@ -4,7 +4,6 @@ use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use validator::Validate;
 
 use crate::{
     access::scope,
@@ -23,6 +22,7 @@ use crate::{
         problem::Problem,
     },
     page::{Page, PageRequest},
+    rule::DisplayName,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,26 +53,22 @@ pub async fn list_products(
     Ok(Json(products))
 }
 
-#[derive(Serialize, Deserialize, Validate, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
-    /// 1-64 letters, digits, `.`, `_` or `-`; unique among the tenant's live products.
-    #[schema(example = "MUG-BLUE-330")]
+    /// Unique among the tenant's live products.
+    #[schema(value_type = Sku)]
     pub sku: String,
-    /// 1-200 characters.
-    #[schema(example = "Blue mug, 330 ml")]
+    #[schema(value_type = DisplayName)]
     pub name: String,
     /// Price in the currency's minor units (cents for EUR), zero or more.
-    #[schema(example = 1250, minimum = 0)]
-    #[validate(range(min = 0, message = "must be zero or more"))]
+    #[schema(example = 1250, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub price_cents: i64,
-    /// ISO 4217 code, upper case.
-    #[schema(example = "EUR")]
+    #[schema(value_type = Currency)]
     pub currency: String,
     /// Units available, 0 to 2147483647 (a 32-bit integer; the stock the API shows is
     /// 64-bit, since cancelled orders give their units back on top of it).
-    #[schema(example = 40, minimum = 0)]
-    #[validate(range(min = 0, message = "must be zero or more"))]
+    #[schema(example = 40, minimum = 0, maximum = 2_147_483_647)]
     pub stock: i32,
 }
 
@@ -140,21 +136,19 @@ pub async fn get_product(
 }
 
 /// The fields to change; omitted (or `null`) fields keep their value.
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
-    #[schema(example = "MUG-BLUE-330")]
+    #[schema(value_type = Option<Sku>)]
     pub sku: Option<String>,
-    #[schema(example = "Blue mug, 330 ml")]
+    #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
-    #[schema(example = 1400, minimum = 0)]
-    #[validate(range(min = 0, message = "must be zero or more"))]
+    #[schema(example = 1400, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub price_cents: Option<i64>,
-    #[schema(example = "EUR")]
+    #[schema(value_type = Option<Currency>)]
     pub currency: Option<String>,
     /// The new stock level (absolute, not a delta), 0 to 2147483647.
-    #[schema(example = 35, minimum = 0)]
-    #[validate(range(min = 0, message = "must be zero or more"))]
+    #[schema(example = 35, minimum = 0, maximum = 2_147_483_647)]
     pub stock: Option<i32>,
 }
 

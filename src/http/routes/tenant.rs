@@ -4,7 +4,6 @@ use axum::{extract::State, response::Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use validator::Validate;
 
 use crate::{
     access::scope,
@@ -16,6 +15,7 @@ use crate::{
         extract::ValidJson,
         problem::Problem,
     },
+    rule::DisplayName,
     tenancy::{
         Tenant,
         profile::{self, ProfileChanges},
@@ -47,11 +47,12 @@ pub async fn get_tenant(
     Ok(preconditions.read_response(tenant.version, tenant))
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+/// The fields to change; omitted (or `null`) fields keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     /// New display name.
-    #[schema(example = "Acme Corporation")]
+    #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
 }
 

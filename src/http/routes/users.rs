@@ -10,7 +10,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use validator::Validate;
 
 use crate::{
     access::{Role, scope},
@@ -24,7 +23,7 @@ use crate::{
         problem::Problem,
     },
     page::{Page, PageRequest},
-    users::{self, NewUser, User, UserChanges, UserId, UserStatus},
+    users::{self, Email, NewUser, User, UserChanges, UserId, UserStatus, password::NewPassword},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,14 +54,15 @@ pub async fn list_users(
     Ok(Json(users))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[schema(example = "ada@acme.test")]
+    /// Unique within the tenant; stored trimmed and in lower case.
+    #[schema(value_type = Email)]
     pub email: String,
     pub role: Role,
-    /// 12-128 characters. Omit it to have one generated and returned once.
-    #[schema(value_type = Option<String>, format = Password, example = "correct horse battery staple")]
+    /// Omit it to have one generated and returned once.
+    #[schema(value_type = Option<NewPassword>)]
     pub password: Option<SecretString>,
 }
 
@@ -139,7 +139,7 @@ pub async fn get_user(
     Ok(preconditions.read_response(user.version, user))
 }
 
-#[derive(Deserialize, Validate, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"role": "admin"}))]
 pub struct UpdateUser {
