@@ -7,7 +7,10 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Type, schema::Schema},
+};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -24,7 +27,9 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    /// Checks a limit (default [`DEFAULT_LIMIT`]) and decodes a cursor this API issued.
+    /// Checks a limit (default [`DEFAULT_LIMIT`]) and decodes a cursor this API issued; an
+    /// empty cursor asks for the first page, as none does (for clients that always send
+    /// `cursor=` with whatever the last page gave).
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, Error> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -33,7 +38,10 @@ impl PageRequest {
                 format!("limit must be between 1 and {MAX_LIMIT}"),
             ));
         }
-        let before = cursor.map(decode_cursor).transpose()?;
+        let before = cursor
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?;
         Ok(Self { limit, before })
     }
 
@@ -50,6 +58,25 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, Error> {
         .and_then(|bytes| Uuid::from_slice(&bytes).ok())
         .ok_or_else(|| Error::malformed("invalid_cursor", "cursor is not one this API issued"))
 }
+
+/// The schema of a cursor: what [`Page::from_rows`] issues, 16 bytes in unpadded base64url
+/// (22 characters, the last carrying 2 bits, so one of `A`, `Q`, `g`, `w`), or nothing.
+pub struct Cursor;
+
+impl PartialSchema for Cursor {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^(?:[A-Za-z0-9_-]{21}[AQgw])?$"))
+            .description(Some(
+                "The `next_cursor` of the previous page (empty or absent: the first page).",
+            ))
+            .examples(["AZN6Xnwaez6aUi8NPEtaaQ"])
+            .into()
+    }
+}
+
+impl ToSchema for Cursor {}
 
 /// One page of a list.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -112,6 +139,35 @@ mod tests {
             (None, Some("AAAA")),
         ] {
             assert!(PageRequest::parse(limit, cursor).is_err());
+        }
+    }
+
+    #[test]
+    fn the_cursor_schema_admits_exactly_the_cursors_parse_accepts() {
+        let schema = serde_json::to_value(Cursor::schema()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let alphabet: Vec<char> = ('A'..='Z')
+            .chain('a'..='z')
+            .chain('0'..='9')
+            .chain(['-', '_', '+', '/', '='])
+            .collect();
+        let issued = Page::from_rows(
+            vec![Uuid::now_v7(), Uuid::now_v7()],
+            PageRequest::parse(Some(1), None).unwrap(),
+            |id| *id,
+        )
+        .next_cursor
+        .unwrap();
+        let mut samples = vec![String::new(), issued, "AAAA".to_owned(), "A".repeat(23)];
+        // Every last character after a fixed 21, and a spread of other positions.
+        for last in &alphabet {
+            samples.push(format!("{}{last}", "AZN6Xnwaez6aUi8NPEtaa"));
+            samples.push(format!("{last}{}", "ZN6Xnwaez6aUi8NPEtaaQ"));
+        }
+        for sample in samples {
+            let admitted = validator.is_valid(&serde_json::Value::from(sample.as_str()));
+            let accepted = PageRequest::parse(None, Some(&sample)).is_ok();
+            assert_eq!(admitted, accepted, "{sample:?}");
         }
     }
 }

@@ -85,23 +85,9 @@ pub const NAME: TextRule = TextRule {
     secret: false,
 };
 
-/// Free text such as a cancellation reason or a payment reference: at least one character
-/// that is not whitespace, none a control character, within `max` characters.
-pub const fn free_text(max: usize, message: &'static str, example: &'static str) -> TextRule {
-    TextRule {
-        chars: 1..=max,
-        pattern: Some(
-            r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
-        ),
-        message,
-        example,
-        secret: false,
-    }
-}
-
 /// Whether `value` has no control characters (Unicode `Cc`, what `char::is_control` means:
 /// U+0000-U+001F, U+007F-U+009F) and one character that is not whitespace: the pattern of
-/// [`NAME`] and [`free_text`], as code.
+/// [`NAME`], as code.
 pub fn is_printable_text(value: &str) -> bool {
     !value.chars().any(char::is_control) && value.chars().any(|c| !c.is_whitespace())
 }
@@ -175,11 +161,6 @@ pub(crate) mod conformance {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_name_is_free_text_of_200_characters() {
-        assert_eq!(NAME.pattern, free_text(1, "", "").pattern);
-    }
 
     #[test]
     fn a_rule_publishes_its_bounds_pattern_and_message() {

@@ -16,6 +16,13 @@ use axum::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::{
+    IntoParams,
+    openapi::{
+        ObjectBuilder, Required, Type,
+        path::{Parameter, ParameterBuilder, ParameterIn},
+    },
+};
 
 use super::{AppState, etag::with_etag};
 use crate::{
@@ -30,6 +37,32 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The `Idempotency-Key` header, if sent: 1-255 printable ASCII characters.
 pub struct IdempotencyKey(Option<String>);
+
+/// The header as the spec publishes it: optional, and exactly as the extractor checks it.
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[!-~]+$"))
+            .examples(["checkout-0001"]);
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1-255 printable ASCII characters, chosen by the client (a UUID is a good \
+                     choice). Makes retries safe: the same key and body, from the same \
+                     credential, replay the first answer (`Idempotent-Replayed: true`) for 24 hours by \
+                     default; the same key with another body is 422 `idempotency_key_reused`.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = Error;

@@ -4,7 +4,10 @@
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::{error::Error, page::PageRequest};
+use crate::{
+    error::Error,
+    page::{Cursor, PageRequest},
+};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -12,7 +15,7 @@ pub struct PageParams {
     /// Items per page, 1-200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Cursor>)]
     pub cursor: Option<String>,
 }
 

@@ -9,6 +9,10 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Type, schema::Schema},
+};
 use uuid::Uuid;
 
 use super::{
@@ -34,15 +38,16 @@ pub struct Expand {
 }
 
 impl Expand {
-    /// Parses `customer,items.product` (either, both, or nothing).
+    /// What `expand` may name, comma-separated, as [`Expand::parse`] reads it.
+    const PATTERN: &str = r"^(?:customer|items\.product)(?:,(?:customer|items\.product))*$";
+
+    /// Parses `customer`, `items.product` or both, comma-separated (absent: nothing).
     pub fn parse(value: Option<&str>) -> Result<Self, Error> {
         let mut expand = Self::default();
-        for part in value
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
+        let Some(value) = value else {
+            return Ok(expand);
+        };
+        for part in value.split(',') {
             match part {
                 "customer" => expand.customer = true,
                 "items.product" => expand.products = true,
@@ -80,6 +85,22 @@ impl Expand {
         Ok(())
     }
 }
+
+/// `expand` as the spec publishes it: exactly what [`Expand::parse`] accepts.
+impl PartialSchema for Expand {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Self::PATTERN))
+            .description(Some(
+                "Related records to embed, comma-separated: `customer`, `items.product`.",
+            ))
+            .examples(["customer,items.product"])
+            .into()
+    }
+}
+
+impl ToSchema for Expand {}
 
 fn distinct<T: Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> Vec<T> {
     ids.collect::<HashSet<_>>().into_iter().collect()
@@ -317,4 +338,36 @@ async fn lines_of(
         });
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expand_schema_admits_exactly_what_parse_accepts() {
+        let schema = serde_json::to_value(Expand::schema()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for value in [
+            "customer",
+            "items.product",
+            "customer,items.product",
+            "items.product,customer,customer",
+            "",
+            "customer,",
+            ",customer",
+            "customer, items.product",
+            " customer",
+            "items",
+            "itemsXproduct",
+            "customer,,items.product",
+            "CUSTOMER",
+        ] {
+            assert_eq!(
+                validator.is_valid(&serde_json::Value::from(value)),
+                Expand::parse(Some(value)).is_ok(),
+                "{value:?}"
+            );
+        }
+    }
 }

@@ -96,7 +96,11 @@ pub struct RefreshRequest {
 #[utoipa::path(
     post, path = "/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 200, description = "A new token pair", body = TokenPair))
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPair),
+        (status = 401, description = "The refresh token is malformed, unknown, expired, already used (which revokes its session) or of an ended session (`unauthenticated`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The tenant is suspended (`tenant_suspended`)", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn refresh(
     State(state): State<AppState>,

@@ -77,7 +77,7 @@ impl CreateCustomer {
 #[utoipa::path(
     post, path = "/v1/customers", tag = "catalog",
     request_body = CreateCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
+    params(IdempotencyKey),
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 201, description = "Created", body = Customer, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),

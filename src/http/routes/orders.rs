@@ -29,7 +29,7 @@ use crate::{
         self, NewOrder, Order, OrderStatus, OrderView, Requested, Transition,
         queries::{self, Expand, Filter},
     },
-    page::{Page, PageRequest},
+    page::{Cursor, Page, PageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -71,7 +71,7 @@ pub struct OrderItemRequest {
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders",
     request_body = PlaceOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
+    params(IdempotencyKey),
     security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
     responses(
         (status = 201, description = "Placed", body = OrderView, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
@@ -114,11 +114,12 @@ pub struct ListOrdersQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub created_to: Option<OffsetDateTime>,
-    /// Comma-separated: `customer`, `items.product`.
-    #[param(example = "customer,items.product")]
+    #[param(value_type = Option<Expand>)]
     pub expand: Option<String>,
-    #[param(minimum = 1, maximum = 200)]
+    /// Items per page, 1-200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
+    #[param(value_type = Option<Cursor>)]
     pub cursor: Option<String>,
 }
 
@@ -156,9 +157,9 @@ pub async fn list_orders(
 #[into_params(parameter_in = Query)]
 pub struct GetOrderQuery {
     /// The order as it was after this many events.
-    #[param(minimum = 1, example = 2)]
+    #[param(minimum = 1, maximum = 2_147_483_647, example = 2)]
     pub as_of_version: Option<i32>,
-    /// Comma-separated: `customer`, `items.product`.
+    #[param(value_type = Option<Expand>)]
     pub expand: Option<String>,
 }
 
@@ -319,7 +320,7 @@ macro_rules! transition_route {
         #[doc = $doc]
         #[utoipa::path(
             post, path = $path, tag = "orders",
-            params(("id" = OrderId, Path, description = "Order id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+            params(("id" = OrderId, Path, description = "Order id"), IdempotencyKey),
             request_body = $body,
             security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
             responses(

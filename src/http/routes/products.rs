@@ -88,7 +88,7 @@ impl CreateProduct {
 #[utoipa::path(
     post, path = "/v1/products", tag = "catalog",
     request_body = CreateProduct,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
+    params(IdempotencyKey),
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 201, description = "Created", body = Product, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
