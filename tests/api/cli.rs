@@ -3,63 +3,26 @@
 //! holding only the result, failures exiting with their `sysexits.h` status.
 
 use crate::helpers::{
-    OPERATOR_TOKEN, ScratchDatabase, TestApp, TestTenant, database_url, expect_json,
-    expect_problem, outcome, spawn_app, tenant_path, unique,
+    CliOutput, OPERATOR_TOKEN, ScratchDatabase, TestApp, TestTenant, expect_json, expect_problem,
+    outcome, run_tenantry, spawn_app, tenant_path, unique,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-
-struct CliOutput {
-    success: bool,
-    /// The exit status (`None` when killed by a signal).
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs the `tenantry` binary with exactly the configuration the test server uses.
 async fn tenantry_cli(app: &TestApp, args: &[&str]) -> CliOutput {
-    tenantry_cli_on(app, &database_url(), &[], args).await
+    run_tenantry(&app.config, &[], args).await
 }
 
 /// Runs the `tenantry` binary configured as the server, with `env` on top.
 async fn tenantry_cli_with(app: &TestApp, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
-    tenantry_cli_on(app, &database_url(), env, args).await
+    run_tenantry(&app.config, env, args).await
 }
 
-/// Runs the `tenantry` binary against `database_url`, otherwise configured as the server
-/// (with `env` on top).
-async fn tenantry_cli_on(
-    app: &TestApp,
-    database_url: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-) -> CliOutput {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", app.config.jwt_secret.expose_secret())
-        .env(
-            "TENANTRY_TOKEN_HASH_KEY",
-            app.config.token_hash_key.expose_secret(),
-        )
-        .env(
-            "TENANTRY_OPERATOR_TOKEN",
-            app.config.operator_token.expose_secret(),
-        )
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("the tenantry binary runs");
-    CliOutput {
-        success: output.status.success(),
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+/// Runs the `tenantry` binary against `database_url`, otherwise configured as the server.
+async fn tenantry_cli_on(app: &TestApp, database_url: &str, args: &[&str]) -> CliOutput {
+    run_tenantry(&app.config, &[("DATABASE_URL", database_url)], args).await
 }
 
 /// `token issue` for the tenant with `users:read`; returns the printed token.
@@ -217,7 +180,6 @@ async fn the_cli_prints_only_json_on_stdout_even_when_it_bootstraps_a_fresh_data
     let output = tenantry_cli_on(
         &app,
         &fresh.url(),
-        &[],
         &[
             "tenant",
             "create",

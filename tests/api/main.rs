@@ -6,8 +6,10 @@
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
 //! idempotency, the event feed, connections, request ids, recovery from a database outage
-//! on a throwaway cluster). Helpers shared between files are in `helpers`.
+//! on a throwaway cluster). Helpers shared between files are in `helpers`, the throwaway
+//! cluster in `cluster`.
 
+mod cluster;
 mod helpers;
 
 mod api_keys;
