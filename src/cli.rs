@@ -8,8 +8,8 @@
 //! typed (`--owner-email`), not the application's field name (`owner_email`) — and its kind
 //! decides the exit status ([`exit_code`], after BSD's `sysexits.h`); arguments clap itself
 //! refuses exit 64 ([`EX_USAGE`]). No failure prints a backtrace: they are reports, not
-//! crashes. Stdout carries only the result (a token, a JSON document, a listing), so
-//! scripts can capture it; logs go to stderr.
+//! crashes. Stdout carries only the result (a token, a JSON document, a listing, what
+//! `migrate` did), so scripts can capture it; logs go to stderr.
 //!
 //! Service tokens are written as the database owner (`db::owner_connection`), the one
 //! connection that may: no role the server holds can mint or revoke one.
@@ -30,7 +30,7 @@ use crate::{
         service_tokens::{self, NewServiceToken, Revocation, ServiceToken},
     },
     config::Config,
-    db::{self, Db, table},
+    db::{self, BootstrapReport, Db, table},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
@@ -205,7 +205,10 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             .await?
             .run_until_stopped()
             .await?),
-        Command::Migrate => Ok(db::bootstrap(&config).await?),
+        Command::Migrate => {
+            let report = db::bootstrap(&config).await?;
+            print_out(&bootstrap_summary(&report))
+        }
         Command::Openapi => {
             let spec = crate::http::openapi()
                 .to_pretty_json()
@@ -445,6 +448,55 @@ fn token_table(tokens: &[Listed], of: &str, now: OffsetDateTime) -> String {
             .join("  ");
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    out
+}
+
+/// What `migrate` did, one line per step: the database, each role, the migrations, the
+/// policies.
+fn bootstrap_summary(report: &BootstrapReport) -> String {
+    let mut out = String::new();
+    let created = |created: bool| {
+        if created {
+            "created"
+        } else {
+            "already existed"
+        }
+    };
+    let _ = writeln!(
+        out,
+        "database {}: {}",
+        report.database,
+        created(report.database_created)
+    );
+    for role in &report.roles {
+        let set = if role.created {
+            ""
+        } else {
+            "; password and limits set"
+        };
+        let _ = writeln!(out, "role {}: {}{set}", role.name, created(role.created));
+    }
+    let migrations = match report.migrations_applied.as_slice() {
+        [] => format!(
+            "schema up to date ({})",
+            plural(report.migrations_total, "migration")
+        ),
+        applied => format!(
+            "applied {} ({})",
+            plural(applied.len(), "migration"),
+            applied.join(", ")
+        ),
+    };
+    let _ = writeln!(out, "{migrations}");
+    let _ = writeln!(
+        out,
+        "policies and grants {}",
+        if report.policies_applied {
+            "applied"
+        } else {
+            "up to date"
+        }
+    );
     out
 }
 
@@ -705,6 +757,46 @@ mod tests {
             Plan::Pro => PlanArg::Pro,
             Plan::Enterprise => PlanArg::Enterprise,
         };
+    }
+
+    #[test]
+    fn migrate_says_what_it_did_in_words_that_agree_with_the_counts() {
+        let role = |name: &str, created| db::RoleReport {
+            name: name.to_owned(),
+            created,
+        };
+        let fresh = BootstrapReport {
+            database: "shop".to_owned(),
+            database_created: true,
+            roles: vec![role("shop_app", true), role("shop_platform", true)],
+            migrations_applied: vec!["0001_foundation".to_owned()],
+            migrations_total: 1,
+            policies_applied: true,
+        };
+        assert_eq!(
+            bootstrap_summary(&fresh),
+            "database shop: created\n\
+             role shop_app: created\n\
+             role shop_platform: created\n\
+             applied 1 migration (0001_foundation)\n\
+             policies and grants applied\n"
+        );
+        let again = BootstrapReport {
+            database_created: false,
+            roles: vec![role("shop_app", false), role("shop_platform", false)],
+            migrations_applied: vec![],
+            migrations_total: 11,
+            policies_applied: false,
+            ..fresh
+        };
+        assert_eq!(
+            bootstrap_summary(&again),
+            "database shop: already existed\n\
+             role shop_app: already existed; password and limits set\n\
+             role shop_platform: already existed; password and limits set\n\
+             schema up to date (11 migrations)\n\
+             policies and grants up to date\n"
+        );
     }
 
     #[test]

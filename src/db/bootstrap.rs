@@ -14,13 +14,16 @@
 //! Role passwords never travel in clear text: the SCRAM-SHA-256 verifier is computed here
 //! and sent instead, so neither the server's statement log nor `pg_stat_activity` ever
 //! shows a password.
+//!
+//! [`bootstrap`] returns a [`BootstrapReport`] of what it did, which `tenantry migrate`
+//! prints and `serve` logs.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, Executor, PgConnection, postgres::PgConnectOptions};
+use sqlx::{Connection, Executor, PgConnection, migrate::Migrate, postgres::PgConnectOptions};
 
 use super::{Roles, database_name, parse_url};
 use crate::config::Config;
@@ -37,6 +40,32 @@ const LEGACY_ROLES: [&str; 2] = ["tenantry_app", "tenantry_platform"];
 const DDL_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many times bootstrap tries when it cannot get its locks.
 const DDL_ATTEMPTS: u32 = 5;
+/// What a bootstrap did, for `tenantry migrate` to say and `serve` to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapReport {
+    /// The database `DATABASE_URL` names.
+    pub database: String,
+    /// Whether this run created the database (otherwise it existed already).
+    pub database_created: bool,
+    /// The request role, then the platform role, and whether this run created each.
+    /// Both have their passwords and limits set again on every run.
+    pub roles: Vec<RoleReport>,
+    /// The migrations this run applied, oldest first, named as their files are
+    /// (`0010_api_key_creators`).
+    pub migrations_applied: Vec<String>,
+    /// How many migrations the schema has now (every one this binary knows).
+    pub migrations_total: usize,
+    /// Whether the policies and grants were applied (otherwise they were current).
+    pub policies_applied: bool,
+}
+
+/// One login role in a [`BootstrapReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleReport {
+    pub name: String,
+    /// Whether this run created it (otherwise it existed already).
+    pub created: bool,
+}
 
 /// The owner connection options from `DATABASE_URL`.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -44,7 +73,7 @@ pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn bootstrap(config: &Config) -> anyhow::Result<()> {
+pub async fn bootstrap(config: &Config) -> anyhow::Result<BootstrapReport> {
     let target = connect_options(config)?;
     let roles = Roles::from_config(config)?;
     let database = database_name(&target);
@@ -72,7 +101,7 @@ async fn bootstrap_locked(
     maintenance: &mut PgConnection,
     target: &PgConnectOptions,
     database: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BootstrapReport> {
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
             .bind(database)
@@ -92,6 +121,7 @@ async fn bootstrap_locked(
     owner
         .execute(format!("set lock_timeout = {}", DDL_LOCK_TIMEOUT.as_millis()).as_str())
         .await?;
+    let pending = pending_migrations(&mut owner).await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -101,25 +131,67 @@ async fn bootstrap_locked(
             break;
         }
     }
-    create_roles(&mut owner, roles).await?;
+    let roles_created = create_roles(&mut owner, roles).await?;
     let mut attempt = 0;
-    loop {
+    let policies_applied = loop {
         attempt += 1;
         let applied = apply_policies(&mut owner, roles, database).await;
         if !pause_to_retry("applying policies and grants", attempt, &applied).await {
-            applied?;
-            break;
+            break applied?;
         }
-    }
+    };
     configure_roles(&mut owner, config, roles, database).await?;
     owner.close().await?;
-    Ok(())
+    Ok(BootstrapReport {
+        database: database.to_owned(),
+        database_created: !exists,
+        roles: [&roles.app, &roles.platform]
+            .into_iter()
+            .map(|name| RoleReport {
+                name: name.clone(),
+                created: roles_created.contains(name),
+            })
+            .collect(),
+        migrations_applied: pending,
+        migrations_total: MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .count(),
+        policies_applied,
+    })
+}
+
+/// The migrations this database has yet to apply, named as their files are. Read before
+/// running them, under the bootstrap lock, so they are exactly the ones the run applies.
+async fn pending_migrations(owner: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    owner
+        .ensure_migrations_table()
+        .await
+        .context("creating the migrations table")?;
+    let applied: HashSet<i64> = owner
+        .list_applied_migrations()
+        .await
+        .context("reading the applied migrations")?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| migration_name(m.version, &m.description))
+        .collect())
+}
+
+/// A migration's name as its file has it: sqlx keeps `0010_api_key_creators.sql` as version
+/// 10 and the description "api key creators".
+fn migration_name(version: i64, description: &str) -> String {
+    format!("{version:04}_{}", description.replace(' ', "_"))
 }
 
 /// Whether a failed step should run again: when it failed because a lock was held too
 /// long by someone else, and it has not used its attempts, this waits a growing pause and
 /// says yes. Success and any other failure say no.
-async fn pause_to_retry(what: &str, attempt: u32, result: &anyhow::Result<()>) -> bool {
+async fn pause_to_retry<T>(what: &str, attempt: u32, result: &anyhow::Result<T>) -> bool {
     match result {
         Err(error) if attempt < DDL_ATTEMPTS && is_lock_timeout(error) => {
             let pause = Duration::from_millis(500) * attempt;
@@ -148,8 +220,10 @@ fn is_lock_timeout(error: &anyhow::Error) -> bool {
 
 /// Creates this database's login roles if missing: not superuser, no `BYPASSRLS`, no
 /// role or database creation, inheriting nothing. Another database's bootstrap may be
-/// creating the same names at once only if they were configured alike; both succeed.
-async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result<()> {
+/// creating the same names at once only if they were configured alike; both succeed (and
+/// only the one that made a role reports it created). Returns the roles this run created.
+async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result<Vec<String>> {
+    let mut created_here = Vec::new();
     for role in [&roles.app, &roles.platform] {
         let exists: bool =
             sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
@@ -174,10 +248,11 @@ async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result
                 if matches!(db.code().as_deref(), Some("42710" | "23505")) => {}
             other => {
                 other.with_context(|| format!("creating role {role}"))?;
+                created_here.push(role.clone());
             }
         }
     }
-    Ok(())
+    Ok(created_here)
 }
 
 /// The policy and grant files with this deployment's names in place of their variables.
@@ -190,11 +265,12 @@ fn policy_sql(roles: &Roles, database: &str) -> String {
     format!("{}\n{}", substitute(POLICIES), substitute(GRANTS))
 }
 
+/// Applies the policies and grants unless the ones in force are these; says whether it did.
 async fn apply_policies(
     owner: &mut PgConnection,
     roles: &Roles,
     database: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let schema_version = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let sql = policy_sql(roles, database);
     let fingerprint = format!("{schema_version}:{:x}", Sha256::digest(&sql));
@@ -207,7 +283,7 @@ async fn apply_policies(
             .fetch_optional(&mut *owner)
             .await?;
     if applied.as_deref() == Some(fingerprint.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!("applying row-level security policies and grants");
     let mut tx = owner.begin().await?;
@@ -220,7 +296,7 @@ async fn apply_policies(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The first migrations granted to fixed role names, which every database on a cluster
@@ -352,6 +428,19 @@ fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_are_named_as_their_files() {
+        assert_eq!(
+            migration_name(10, "api key creators"),
+            "0010_api_key_creators"
+        );
+        let first = MIGRATOR.iter().next().expect("migrations");
+        assert_eq!(
+            migration_name(first.version, &first.description),
+            "0001_foundation"
+        );
+    }
 
     #[test]
     fn quoting_doubles_the_quote_character() {

@@ -792,6 +792,63 @@ async fn a_plan_that_does_not_exist_is_refused_with_the_plans_that_do() {
 }
 
 #[tokio::test]
+async fn migrate_says_what_it_did_and_the_second_time_that_the_schema_is_up_to_date() {
+    // Arrange
+    let scratch = ScratchDatabase::new("tenantry_migrate");
+    let config = test_config(&[("DATABASE_URL", &scratch.url())]);
+    let name = &scratch.name;
+    let mut migrations: Vec<String> = std::fs::read_dir("migrations")
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            path.file_stem().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    migrations.sort();
+
+    // Act
+    let first = run_tenantry(&config, &[], &["migrate"]).await;
+    let second = run_tenantry(&config, &[], &["migrate"]).await;
+
+    // Assert
+    assert!(
+        first.success,
+        "the first migrate succeeds:\n{}",
+        first.stderr
+    );
+    assert_eq!(
+        first.stdout,
+        format!(
+            "database {name}: created\n\
+             role {name}_app: created\n\
+             role {name}_platform: created\n\
+             applied {} migrations ({})\n\
+             policies and grants applied\n",
+            migrations.len(),
+            migrations.join(", ")
+        ),
+        "the first migrate says it created everything"
+    );
+    assert!(
+        second.success,
+        "the second migrate succeeds:\n{}",
+        second.stderr
+    );
+    assert_eq!(
+        second.stdout,
+        format!(
+            "database {name}: already existed\n\
+             role {name}_app: already existed; password and limits set\n\
+             role {name}_platform: already existed; password and limits set\n\
+             schema up to date ({} migrations)\n\
+             policies and grants up to date\n",
+            migrations.len()
+        ),
+        "the second migrate says there was nothing to do but set the roles' passwords"
+    );
+}
+
+#[tokio::test]
 async fn help_lists_the_plans_and_describes_every_command_and_flag() {
     // Arrange
     let config = test_config(&[]);
