@@ -30,7 +30,7 @@ use crate::{
         service_tokens::{self, NewServiceToken, Revocation, ServiceToken},
     },
     config::Config,
-    db::{self, BootstrapReport, Db, table},
+    db::{self, BootstrapReport, ConnectError, Db, table},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
@@ -576,11 +576,14 @@ async fn resolve_tenant(db: &Db, reference: &str) -> Result<Tenant, Error> {
 /// internal error is printed with its chain of causes (`Error`'s `Display`), never a
 /// backtrace.
 pub fn report(error: &Error) -> ExitCode {
+    let connect = error.cause().and_then(connect_failure);
     let code = error.code();
-    match error.fields() {
-        [] => eprintln!("error: {error} ({code})"),
-        [_] => eprintln!("error: an argument is invalid ({code})"),
-        fields => eprintln!("error: {} arguments are invalid ({code})", fields.len()),
+    match (connect, error.fields()) {
+        // Says what it waited for and why it stopped; `internal_error` would mislead.
+        (Some(_), _) => eprintln!("error: {error}"),
+        (None, []) => eprintln!("error: {error} ({code})"),
+        (None, [_]) => eprintln!("error: an argument is invalid ({code})"),
+        (None, fields) => eprintln!("error: {} arguments are invalid ({code})", fields.len()),
     }
     for field in error.fields() {
         eprintln!("  {}: {}", flag(&field.field), field.message);
@@ -588,7 +591,13 @@ pub fn report(error: &Error) -> ExitCode {
     if let Some(after) = error.retry_after() {
         eprintln!("  retry in {}s", after.as_secs().max(1));
     }
-    ExitCode::from(exit_code(error.kind()))
+    ExitCode::from(match connect {
+        // EX_UNAVAILABLE: the database server never came up; try again later.
+        Some(ConnectError::Unreachable { .. }) => 69,
+        // EX_CONFIG: it answered and refused DATABASE_URL.
+        Some(ConnectError::Refused { .. }) => 78,
+        None => exit_code(error.kind()),
+    })
 }
 
 /// The argument a user typed for an input field the application names: each flag is its
@@ -599,6 +608,11 @@ fn flag(field: &str) -> String {
         "jti" => "<JTI>".to_owned(),
         field => format!("--{}", field.replace('_', "-")),
     }
+}
+
+/// The start-up connection failure behind an internal error, if that is what it is.
+fn connect_failure(cause: &anyhow::Error) -> Option<&ConnectError> {
+    cause.chain().find_map(|cause| cause.downcast_ref())
 }
 
 /// `sysexits.h` statuses: what a script calling `tenantry` can act on.

@@ -15,6 +15,13 @@
 //! and sent instead, so neither the server's statement log nor `pg_stat_activity` ever
 //! shows a password.
 //!
+//! Patient with a database that is not up yet (a compose stack whose Postgres is still
+//! initialising, a server restarting): the first connection is retried with a growing pause
+//! for up to `DATABASE_CONNECT_TIMEOUT`, as long as the failure is one that waiting can mend
+//! (refused, reset, no such host yet, "the database system is starting up"). One that it
+//! cannot — a wrong password, a missing role or database — ends the bootstrap at once
+//! ([`ConnectError`]).
+//!
 //! [`bootstrap`] returns a [`BootstrapReport`] of what it did, which `tenantry migrate`
 //! prints and `serve` logs.
 
@@ -24,9 +31,13 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Executor, PgConnection, migrate::Migrate, postgres::PgConnectOptions};
+use tokio::time::Instant;
 
 use super::{Roles, database_name, parse_url};
-use crate::config::Config;
+use crate::{
+    config::Config,
+    error::{DatabaseFault, database_fault},
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const POLICIES: &str = include_str!("../../policies/rls.sql");
@@ -40,6 +51,15 @@ const LEGACY_ROLES: [&str; 2] = ["tenantry_app", "tenantry_platform"];
 const DDL_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many times bootstrap tries when it cannot get its locks.
 const DDL_ATTEMPTS: u32 = 5;
+/// The pause after the first failed connection attempt; each later pause doubles it.
+const FIRST_CONNECT_PAUSE: Duration = Duration::from_millis(250);
+/// The longest pause between connection attempts.
+const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// The least time one connection attempt is given before it counts as failed (a host that
+/// drops packets would otherwise keep it for the kernel's two minutes), even when less of
+/// `DATABASE_CONNECT_TIMEOUT` is left.
+const MIN_CONNECT_ATTEMPT: Duration = Duration::from_secs(5);
+
 /// What a bootstrap did, for `tenantry migrate` to say and `serve` to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapReport {
@@ -67,6 +87,36 @@ pub struct RoleReport {
     pub created: bool,
 }
 
+/// Why bootstrap could not connect to the database server at all. The command line exits
+/// by it: 69 (`EX_UNAVAILABLE`) for a server that never answered, 78 (`EX_CONFIG`) for one
+/// that refused `DATABASE_URL`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No connection within `DATABASE_CONNECT_TIMEOUT`, every attempt failing in a way that
+    /// waiting might have mended.
+    #[error(
+        "waited {} (DATABASE_CONNECT_TIMEOUT) for the database server at {server} to accept a connection, {attempts} attempts; the last failed with: {last}",
+        humantime::format_duration(*.waited)
+    )]
+    Unreachable {
+        /// `host:port`.
+        server: String,
+        waited: Duration,
+        attempts: u32,
+        last: sqlx::Error,
+    },
+    /// The server answered and refused: a wrong password, a role or database that does not
+    /// exist. Not retried: waiting would not change the answer.
+    #[error(
+        "the database server at {server} refused a connection to its maintenance database `postgres` as DATABASE_URL's user; waiting would not change that, so check DATABASE_URL: {refusal}"
+    )]
+    Refused {
+        /// `host:port`.
+        server: String,
+        refusal: sqlx::Error,
+    },
+}
+
 /// The owner connection options from `DATABASE_URL`.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     parse_url(config.database_url.expose_secret())
@@ -78,9 +128,11 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<BootstrapReport> {
     let roles = Roles::from_config(config)?;
     let database = database_name(&target);
 
-    let mut maintenance = PgConnection::connect_with(&target.clone().database("postgres"))
-        .await
-        .context("connecting to the maintenance database `postgres` with DATABASE_URL")?;
+    let mut maintenance = connect_patiently(
+        &target.clone().database("postgres"),
+        config.database_connect_timeout,
+    )
+    .await?;
     sqlx::query("select pg_advisory_lock($1)")
         .bind(BOOTSTRAP_LOCK)
         .execute(&mut maintenance)
@@ -93,6 +145,84 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<BootstrapReport> {
         .await;
     let _ = maintenance.close().await;
     result
+}
+
+/// Connects, retrying for up to `timeout` while the server cannot be reached or is still
+/// starting: a pause of [`FIRST_CONNECT_PAUSE`] after the first failure, doubling up to
+/// [`MAX_CONNECT_PAUSE`], the last attempt made when the time is up. A refusal that waiting
+/// cannot mend ends it at once.
+async fn connect_patiently(
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<PgConnection, ConnectError> {
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let limit = deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_CONNECT_ATTEMPT);
+        let error = match tokio::time::timeout(limit, PgConnection::connect_with(options)).await {
+            Ok(Ok(connection)) => {
+                if attempt > 1 {
+                    tracing::info!(%server, attempt, "database reachable");
+                }
+                return Ok(connection);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {}", humantime::format_duration(limit)),
+            )),
+        };
+        if !worth_waiting_for(&error) {
+            return Err(ConnectError::Refused {
+                server,
+                refusal: error,
+            });
+        }
+        let Some(pause) =
+            connect_pause(attempt, deadline.saturating_duration_since(Instant::now()))
+        else {
+            return Err(ConnectError::Unreachable {
+                server,
+                waited: timeout,
+                attempts: attempt,
+                last: error,
+            });
+        };
+        tracing::warn!(
+            %server,
+            attempt,
+            error = %error,
+            "database not reachable yet; retrying in {}",
+            humantime::format_duration(pause)
+        );
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Whether a failed connection attempt may succeed later: the server could not be reached,
+/// was starting up or shutting down (`database_fault`'s connection faults), or had no
+/// connection slot free. Anything else — a wrong password (28P01), a role or database that
+/// does not exist (28000, 3D000), a TLS set-up the server refuses — is not.
+fn worth_waiting_for(error: &sqlx::Error) -> bool {
+    database_fault(error) != DatabaseFault::Other
+}
+
+/// The pause after failed attempt number `attempt` (from 1), given `remaining` of the time
+/// allowed: the doubling back-off, cut to what remains (in whole milliseconds, as the log
+/// shows it) so that the last attempt comes when the time is up; `None` when no time
+/// remains.
+fn connect_pause(attempt: u32, remaining: Duration) -> Option<Duration> {
+    let remaining = Duration::from_millis(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
+    if remaining.is_zero() {
+        return None;
+    }
+    let doubled = FIRST_CONNECT_PAUSE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    Some(doubled.min(MAX_CONNECT_PAUSE).min(remaining))
 }
 
 async fn bootstrap_locked(
@@ -428,6 +558,39 @@ fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_attempts_back_off_doubling_up_to_5_s_and_stop_when_the_time_is_up() {
+        let long = Duration::from_secs(600);
+        let pauses: Vec<u64> = (1..=8)
+            .map(|attempt| connect_pause(attempt, long).unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert_eq!(
+            connect_pause(3, Duration::from_micros(300_900)),
+            Some(Duration::from_millis(300)),
+            "the last pause ends when the time does, for one last attempt then"
+        );
+        assert_eq!(connect_pause(1, Duration::ZERO), None);
+        assert_eq!(connect_pause(1, Duration::from_micros(999)), None);
+        assert_eq!(
+            connect_pause(u32::MAX, long),
+            Some(MAX_CONNECT_PAUSE),
+            "no overflow however many attempts"
+        );
+    }
+
+    #[test]
+    fn only_failures_that_waiting_can_mend_are_retried() {
+        let io = |kind: std::io::ErrorKind| sqlx::Error::Io(kind.into());
+        assert!(worth_waiting_for(&io(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+        assert!(worth_waiting_for(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!worth_waiting_for(&sqlx::Error::Configuration(
+            "bad sslmode".into()
+        )));
+    }
 
     #[test]
     fn migrations_are_named_as_their_files() {

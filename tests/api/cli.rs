@@ -4,7 +4,7 @@
 
 use crate::helpers::{
     CliOutput, OPERATOR_TOKEN, ScratchDatabase, TestApp, TestTenant, expect_json, expect_problem,
-    outcome, run_tenantry, spawn_app, tenant_path, test_config, unique,
+    free_port, outcome, run_tenantry, spawn_app, tenant_path, test_config, unique,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
@@ -910,8 +910,9 @@ struct Failing<'a> {
 #[tokio::test]
 async fn rust_backtrace_1_prints_no_backtrace_for_any_failure() {
     // Arrange: failures of each kind a user meets — bad input, a bad command line, a bad
-    // configuration.
+    // configuration, a database that is not there.
     let config = test_config(&[]);
+    let nowhere = format!("postgres://postgres@127.0.0.1:{}/tenantry", free_port());
     let cases = [
         Failing {
             what: "a required flag left out",
@@ -939,6 +940,15 @@ async fn rust_backtrace_1_prints_no_backtrace_for_any_failure() {
             env: vec![("JWT_SECRET", "short")],
             args: &["migrate"],
             code: 78,
+        },
+        Failing {
+            what: "no database server",
+            env: vec![
+                ("DATABASE_URL", nowhere.as_str()),
+                ("DATABASE_CONNECT_TIMEOUT", "0s"),
+            ],
+            args: &["migrate"],
+            code: 69,
         },
     ];
 
