@@ -4,30 +4,33 @@
 //!
 //! A transport like `http`: each command parses its arguments, calls the same application
 //! function an HTTP handler would, and reports the outcome. A failure is the application's
-//! [`Error`], printed with its code and each offending field, and its kind decides the exit
-//! status ([`exit_code`], after BSD's `sysexits.h`). Stdout carries only the result (a
-//! token, a JSON document, a listing), so scripts can capture it; logs go to stderr.
+//! [`Error`], printed with its code and each offending field — named by the flag the user
+//! typed (`--owner-email`), not the application's field name (`owner_email`) — and its kind
+//! decides the exit status ([`exit_code`], after BSD's `sysexits.h`); arguments clap itself
+//! refuses exit 64 ([`EX_USAGE`]). No failure prints a backtrace: they are reports, not
+//! crashes. Stdout carries only the result (a token, a JSON document, a listing, what
+//! `migrate` did), so scripts can capture it; logs go to stderr.
 //!
 //! Service tokens are written as the database owner (`db::owner_connection`), the one
 //! connection that may: no role the server holds can mint or revoke one.
 
 use std::{collections::HashMap, fmt::Write as _, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use time::{OffsetDateTime, macros::format_description};
 use uuid::Uuid;
 
 use crate::{
-    access::{Operator, Scopes},
+    access::{Operator, Scope, Scopes},
     auth::{
         self,
         jwt::JwtKeys,
         service_tokens::{self, NewServiceToken, Revocation, ServiceToken},
     },
     config::Config,
-    db::{self, Db, table},
+    db::{self, BootstrapReport, ConnectError, Db, table},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
@@ -38,11 +41,22 @@ use crate::{
     users::password::{HashingLimits, Passwords},
 };
 
+/// `sysexits.h`'s `EX_USAGE`: the command line itself was wrong (an unknown flag, a value
+/// clap cannot parse, a plan that does not exist).
+pub const EX_USAGE: u8 = 64;
+
 #[derive(Parser)]
 #[command(
     name = "tenantry",
     version,
-    about = "Multi-tenant SaaS API isolated by PostgreSQL row-level security"
+    about = "Multi-tenant SaaS API isolated by PostgreSQL row-level security",
+    after_help = "Configuration comes from the environment (DATABASE_URL, JWT_SECRET, \
+                  TENANTRY_OPERATOR_TOKEN, ...), not from flags; README.md lists every \
+                  variable.\n\
+                  Exit statuses (sysexits.h): 0 done, 64 bad command line, 65 invalid \
+                  input, 66 not found, 69 database unavailable, 70 internal error, 73 \
+                  already exists, 75 try again later, 77 not permitted, 78 bad \
+                  configuration."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -51,11 +65,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Create the database, roles, schema and policies if missing, then serve the API.
+    /// Create the database, roles, schema and policies if missing, then serve the API on
+    /// TENANTRY_LISTEN until SIGINT or SIGTERM.
     Serve,
-    /// Create the database, roles, schema and policies if missing, then exit.
+    /// Create the database, roles, schema and policies if missing, say what was done, and
+    /// exit.
     Migrate,
-    /// Manage tenants.
+    /// Create tenants with their owners.
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Mint, list and revoke service tokens (signed with the configured key, recorded in
@@ -74,30 +90,55 @@ pub enum ProjectionsCommand {
     /// Replay the event store into fresh order read models (all tenants, or one).
     Rebuild {
         /// Tenant slug or id; omit for every tenant.
-        #[arg(long)]
+        #[arg(long, value_name = "SLUG_OR_ID")]
         tenant: Option<String>,
     },
 }
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
-    /// Create a tenant and its owner.
+    /// Create a tenant and its owner (who may then log in and invite the rest).
     Create {
+        /// The tenant's handle, in logins and the operator API: 3-63 lowercase letters,
+        /// digits and inner hyphens.
         #[arg(long)]
         slug: String,
+        /// The tenant's display name, 1-200 characters.
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        /// The email address the owner logs in with.
+        #[arg(long, value_name = "EMAIL")]
         owner_email: String,
-        /// Omit to generate one (printed once).
-        #[arg(long)]
+        /// The owner's password, 12-128 characters. Omit it to have one generated and
+        /// printed once (a password given here may show in the shell's history and the
+        /// process list).
+        #[arg(long, value_name = "PASSWORD")]
         owner_password: Option<String>,
-        #[arg(long, value_parser = parse_plan)]
-        plan: Option<Plan>,
-        /// Print the result as JSON.
+        /// The tenant's plan.
+        #[arg(long, value_enum, default_value_t = PlanArg::Free)]
+        plan: PlanArg,
+        /// Print the tenant, its owner and any generated password as one JSON document.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The plans `--plan` accepts: the names the API's `plan` takes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum PlanArg {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+impl From<PlanArg> for Plan {
+    fn from(plan: PlanArg) -> Self {
+        match plan {
+            PlanArg::Free => Plan::Free,
+            PlanArg::Pro => Plan::Pro,
+            PlanArg::Enterprise => Plan::Enterprise,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -106,15 +147,15 @@ pub enum TokenCommand {
     /// and print it: it works until it expires or is revoked.
     Issue {
         /// Tenant slug or id.
-        #[arg(long)]
+        #[arg(long, value_name = "SLUG_OR_ID")]
         tenant: String,
-        /// Space-separated scopes, e.g. "orders:read orders:write".
-        #[arg(long)]
+        #[arg(long, help = format!("Space-separated scopes, e.g. \"orders:read orders:write\"; any of {}", scope_names()))]
         scopes: String,
         /// Lifetime, e.g. 15m, 1h, 7d; at most TENANTRY_SERVICE_TOKEN_MAX_TTL (30d).
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
-        /// The token's `sub` (the actor `service:<subject>` in audit events).
+        /// The token's `sub` (the actor `service:<subject>` in audit events), 1-200
+        /// printable characters.
         #[arg(long, default_value = "token-issue")]
         subject: String,
         /// Print the token with its record (jti, expiry) as JSON.
@@ -125,7 +166,7 @@ pub enum TokenCommand {
     /// expired ones included.
     List {
         /// Tenant slug or id; omit for every tenant.
-        #[arg(long)]
+        #[arg(long, value_name = "SLUG_OR_ID")]
         tenant: Option<String>,
         /// Print the tokens as a JSON array.
         #[arg(long)]
@@ -138,14 +179,24 @@ pub enum TokenCommand {
         jti: String,
         /// The token's tenant (slug or id): the token is revoked only if it is this
         /// tenant's. Omit to look in every tenant.
-        #[arg(long)]
+        #[arg(long, value_name = "SLUG_OR_ID")]
         tenant: Option<String>,
     },
 }
 
-fn parse_plan(value: &str) -> Result<Plan, String> {
-    serde_json::from_value(serde_json::Value::String(value.to_owned()))
-        .map_err(|_| "plan must be free, pro or enterprise".to_owned())
+/// Every scope, as `--scopes` takes them.
+fn scope_names() -> String {
+    Scope::ALL
+        .iter()
+        .map(|scope| scope.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `--ttl`: a duration as `humantime` reads it, refused with an example of one.
+fn parse_ttl(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|error| format!("must be a duration such as 15m, 1h or 7d ({error})"))
 }
 
 pub async fn run(command: Command, config: Config) -> Result<(), Error> {
@@ -154,7 +205,10 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             .await?
             .run_until_stopped()
             .await?),
-        Command::Migrate => Ok(db::bootstrap(&config).await?),
+        Command::Migrate => {
+            let report = db::bootstrap(&config).await?;
+            print_out(&bootstrap_summary(&report))
+        }
         Command::Openapi => {
             let spec = crate::http::openapi()
                 .to_pretty_json()
@@ -170,17 +224,18 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             plan,
             json,
         }) => {
-            db::bootstrap(&config).await?;
-            let db = Db::connect(&config)?;
+            // The arguments are checked before the database is reached (or waited for).
             let new = NewTenant::parse(
                 &Passwords::new(HashingLimits::from_config(&config)).await?,
                 &slug,
                 &name,
-                plan,
+                Some(plan.into()),
                 &owner_email,
                 owner_password.map(SecretString::from),
             )
             .await?;
+            db::bootstrap(&config).await?;
+            let db = Db::connect(&config)?;
             let operator = auth::console_operator();
             let created = db
                 .in_platform(async |tx| platform::create_tenant(tx, &operator, new).await)
@@ -209,7 +264,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 }
                 None => projection::rebuild_all(&mut owner).await?,
             };
-            println!("rebuilt the read models of {orders} orders");
+            println!("rebuilt the read models of {}", plural(orders, "order"));
             Ok(())
         }
         Command::Token(command) => token(command, &config).await,
@@ -217,11 +272,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
 }
 
 /// `token issue`, `token list`, `token revoke`: as the database owner, the one connection
-/// that may write service tokens.
+/// that may write service tokens. Each checks what it can of its arguments before it
+/// reaches the database.
 async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
-    db::bootstrap(config).await?;
-    let db = Db::connect(config)?;
-    let mut owner = db::owner_connection(config).await?;
     let operator = auth::console_operator();
     match command {
         TokenCommand::Issue {
@@ -232,10 +285,11 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
             json,
         } => {
             let scopes = Scopes::parse_claim(&scopes)
-                .map_err(|e| Error::invalid("--scopes", e.to_string()))?;
+                .map_err(|e| Error::invalid("scopes", format!("{e}; any of {}", scope_names())))?;
             if scopes.is_empty() {
-                return Err(Error::invalid("--scopes", "must name at least one scope"));
+                return Err(Error::invalid("scopes", "must name at least one scope"));
             }
+            let (db, mut owner) = connect_as_owner(config).await?;
             let tenant = resolve_tenant(&db, &tenant).await?;
             let issued = service_tokens::issue(
                 &mut owner,
@@ -271,6 +325,7 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
             Ok(())
         }
         TokenCommand::List { tenant, json } => {
+            let (db, mut owner) = connect_as_owner(config).await?;
             let (tenants, of) = match tenant {
                 Some(reference) => {
                     let tenant = resolve_tenant(&db, &reference).await?;
@@ -304,6 +359,7 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
             let jti: Uuid = jti
                 .parse()
                 .map_err(|_| Error::invalid("jti", "must be a token's jti, a UUID"))?;
+            let (db, mut owner) = connect_as_owner(config).await?;
             let tenants = match tenant {
                 Some(reference) => vec![resolve_tenant(&db, &reference).await?],
                 None => directory(&db, &operator).await?,
@@ -329,6 +385,13 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Bootstraps, then connects as the token commands need: the pools (to resolve tenants,
+/// as the platform role) and the database owner (to read and write service tokens).
+async fn connect_as_owner(config: &Config) -> Result<(Db, sqlx::PgConnection), Error> {
+    db::bootstrap(config).await?;
+    Ok((Db::connect(config)?, db::owner_connection(config).await?))
 }
 
 /// A service token as `token list` shows it: with its tenant's slug.
@@ -385,6 +448,55 @@ fn token_table(tokens: &[Listed], of: &str, now: OffsetDateTime) -> String {
             .join("  ");
         let _ = writeln!(out, "{}", line.trim_end());
     }
+    out
+}
+
+/// What `migrate` did, one line per step: the database, each role, the migrations, the
+/// policies.
+fn bootstrap_summary(report: &BootstrapReport) -> String {
+    let mut out = String::new();
+    let created = |created: bool| {
+        if created {
+            "created"
+        } else {
+            "already existed"
+        }
+    };
+    let _ = writeln!(
+        out,
+        "database {}: {}",
+        report.database,
+        created(report.database_created)
+    );
+    for role in &report.roles {
+        let set = if role.created {
+            ""
+        } else {
+            "; password and limits set"
+        };
+        let _ = writeln!(out, "role {}: {}{set}", role.name, created(role.created));
+    }
+    let migrations = match report.migrations_applied.as_slice() {
+        [] => format!(
+            "schema up to date ({})",
+            plural(report.migrations_total, "migration")
+        ),
+        applied => format!(
+            "applied {} ({})",
+            plural(applied.len(), "migration"),
+            applied.join(", ")
+        ),
+    };
+    let _ = writeln!(out, "{migrations}");
+    let _ = writeln!(
+        out,
+        "policies and grants {}",
+        if report.policies_applied {
+            "applied"
+        } else {
+            "up to date"
+        }
+    );
     out
 }
 
@@ -448,7 +560,7 @@ async fn directory(db: &Db, operator: &Operator) -> Result<Vec<Tenant>, Error> {
 
 /// The tenant `reference` (slug or id) names, if it exists.
 async fn resolve_tenant(db: &Db, reference: &str) -> Result<Tenant, Error> {
-    let no_such_tenant = || Error::invalid("--tenant", format!("no tenant {reference:?}"));
+    let no_such_tenant = || Error::invalid("tenant", format!("no tenant {reference:?}"));
     let id = db
         .resolve_tenant(reference)
         .await?
@@ -459,17 +571,48 @@ async fn resolve_tenant(db: &Db, reference: &str) -> Result<Tenant, Error> {
     tenant.ok_or_else(no_such_tenant)
 }
 
-/// Prints a failure on stderr — its message, code, fields and retry hint — and returns the
-/// exit status its kind calls for.
+/// Prints a failure on stderr — what failed, its code, each offending argument with the
+/// rule it broke, and the retry hint — and returns the exit status it calls for. An
+/// internal error is printed with its chain of causes (`Error`'s `Display`), never a
+/// backtrace.
 pub fn report(error: &Error) -> ExitCode {
-    eprintln!("error: {error} ({})", error.code());
+    let connect = error.cause().and_then(connect_failure);
+    let code = error.code();
+    match (connect, error.fields()) {
+        // Says what it waited for and why it stopped; `internal_error` would mislead.
+        (Some(_), _) => eprintln!("error: {error}"),
+        (None, []) => eprintln!("error: {error} ({code})"),
+        (None, [_]) => eprintln!("error: an argument is invalid ({code})"),
+        (None, fields) => eprintln!("error: {} arguments are invalid ({code})", fields.len()),
+    }
     for field in error.fields() {
-        eprintln!("  {}: {}", field.field, field.message);
+        eprintln!("  {}: {}", flag(&field.field), field.message);
     }
     if let Some(after) = error.retry_after() {
         eprintln!("  retry in {}s", after.as_secs().max(1));
     }
-    ExitCode::from(exit_code(error.kind()))
+    ExitCode::from(match connect {
+        // EX_UNAVAILABLE: the database server never came up; try again later.
+        Some(ConnectError::Unreachable { .. }) => 69,
+        // EX_CONFIG: it answered and refused DATABASE_URL.
+        Some(ConnectError::Refused { .. }) => 78,
+        None => exit_code(error.kind()),
+    })
+}
+
+/// The argument a user typed for an input field the application names: each flag is its
+/// field's name in kebab case (`owner_email` is `--owner-email`), as clap derives it; the
+/// one positional argument is `<JTI>`.
+fn flag(field: &str) -> String {
+    match field {
+        "jti" => "<JTI>".to_owned(),
+        field => format!("--{}", field.replace('_', "-")),
+    }
+}
+
+/// The start-up connection failure behind an internal error, if that is what it is.
+fn connect_failure(cause: &anyhow::Error) -> Option<&ConnectError> {
+    cause.chain().find_map(|cause| cause.downcast_ref())
 }
 
 /// `sysexits.h` statuses: what a script calling `tenantry` can act on.
@@ -551,6 +694,122 @@ mod tests {
         assert_eq!(
             token_table(&[], "of tenant acme", at(0)),
             "no service tokens of tenant acme\n"
+        );
+    }
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is_for() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if command.get_about().is_none() {
+                missing.push(path.to_owned());
+            }
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "tenantry",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    #[test]
+    fn every_field_the_application_names_is_reported_as_a_flag_the_command_has() {
+        let cli = <Cli as clap::CommandFactory>::command();
+        for (command, fields) in [
+            (
+                ["tenant", "create"],
+                &["slug", "name", "owner_email", "owner_password"][..],
+            ),
+            (
+                ["token", "issue"],
+                &["tenant", "scopes", "ttl", "subject"][..],
+            ),
+            (["token", "revoke"], &["jti", "tenant"][..]),
+        ] {
+            let sub = command
+                .iter()
+                .fold(&cli, |c, name| c.find_subcommand(name).unwrap());
+            let typed: Vec<String> = sub
+                .get_arguments()
+                .map(|arg| match arg.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => format!("<{}>", arg.get_id().as_str().to_uppercase()),
+                })
+                .collect();
+            for field in fields {
+                assert!(
+                    typed.contains(&flag(field)),
+                    "{command:?}: {field} is reported as {}, which is none of {typed:?}",
+                    flag(field)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plan_values_are_the_apis_plan_names() {
+        for plan in PlanArg::value_variants() {
+            let name = plan.to_possible_value().unwrap().get_name().to_owned();
+            assert_eq!(
+                serde_json::to_value(Plan::from(*plan)).unwrap(),
+                name.as_str(),
+                "--plan {name}"
+            );
+        }
+        // Fails to compile when a plan is added without a --plan value.
+        let _every_plan_has_a_value = |plan: Plan| match plan {
+            Plan::Free => PlanArg::Free,
+            Plan::Pro => PlanArg::Pro,
+            Plan::Enterprise => PlanArg::Enterprise,
+        };
+    }
+
+    #[test]
+    fn migrate_says_what_it_did_in_words_that_agree_with_the_counts() {
+        let role = |name: &str, created| db::RoleReport {
+            name: name.to_owned(),
+            created,
+        };
+        let fresh = BootstrapReport {
+            database: "shop".to_owned(),
+            database_created: true,
+            roles: vec![role("shop_app", true), role("shop_platform", true)],
+            migrations_applied: vec!["0001_foundation".to_owned()],
+            migrations_total: 1,
+            policies_applied: true,
+        };
+        assert_eq!(
+            bootstrap_summary(&fresh),
+            "database shop: created\n\
+             role shop_app: created\n\
+             role shop_platform: created\n\
+             applied 1 migration (0001_foundation)\n\
+             policies and grants applied\n"
+        );
+        let again = BootstrapReport {
+            database_created: false,
+            roles: vec![role("shop_app", false), role("shop_platform", false)],
+            migrations_applied: vec![],
+            migrations_total: 11,
+            policies_applied: false,
+            ..fresh
+        };
+        assert_eq!(
+            bootstrap_summary(&again),
+            "database shop: already existed\n\
+             role shop_app: already existed; password and limits set\n\
+             role shop_platform: already existed; password and limits set\n\
+             schema up to date (11 migrations)\n\
+             policies and grants up to date\n"
         );
     }
 

@@ -71,6 +71,13 @@ pub struct Config {
     pub database_platform_password: SecretString,
     /// `DATABASE_MAX_CONNECTIONS`: size of the request pool. Default 20.
     pub database_max_connections: u32,
+    /// `DATABASE_CONNECT_TIMEOUT`: how long start-up (`serve`, `migrate`, and every command
+    /// that bootstraps) keeps trying to reach a database server that is not accepting
+    /// connections yet — refusing them, unreachable, or still starting up — pausing 250 ms
+    /// after the first attempt, doubling up to 5 s. A refusal that waiting cannot mend (a
+    /// wrong password, a missing role) fails at once. `0s` makes a single attempt; at most
+    /// `24h`. Default `60s`.
+    pub database_connect_timeout: Duration,
     /// `DATABASE_STATEMENT_TIMEOUT`: the longest a statement of the request and platform
     /// roles may run before Postgres cancels it (their `statement_timeout`). A request's own
     /// transactions are also held to what is left of `TENANTRY_REQUEST_TIMEOUT`. Default `10s`.
@@ -223,6 +230,7 @@ impl Config {
             database_max_connections: var("DATABASE_MAX_CONNECTIONS", "20")
                 .parse()
                 .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?,
+            database_connect_timeout: duration("DATABASE_CONNECT_TIMEOUT", "60s")?,
             database_statement_timeout: duration("DATABASE_STATEMENT_TIMEOUT", "10s")?,
             database_lock_timeout: duration("DATABASE_LOCK_TIMEOUT", "5s")?,
             database_idle_in_transaction_timeout: duration(
@@ -324,6 +332,9 @@ impl Config {
             if timeout < Duration::from_millis(1) {
                 bail!("{name} must be at least 1ms");
             }
+        }
+        if self.database_connect_timeout > Duration::from_secs(24 * 3600) {
+            bail!("DATABASE_CONNECT_TIMEOUT must be at most 24h");
         }
         if self.max_connections == 0 {
             bail!("TENANTRY_MAX_CONNECTIONS must be at least 1");
@@ -667,6 +678,23 @@ mod tests {
         }
         let header = config(&[("TENANTRY_CLIENT_IP_HEADER", " X-Forwarded-For ")]).unwrap();
         assert_eq!(header.client_ip_header.as_deref(), Some("x-forwarded-for"));
+    }
+
+    #[test]
+    fn start_up_waits_a_minute_for_the_database_unless_configured() {
+        assert_eq!(
+            config(&[]).unwrap().database_connect_timeout,
+            Duration::from_secs(60)
+        );
+        let once = config(&[("DATABASE_CONNECT_TIMEOUT", "0s")]).unwrap();
+        assert_eq!(once.database_connect_timeout, Duration::ZERO);
+        for bad in ["soon", "25h"] {
+            let error = config(&[("DATABASE_CONNECT_TIMEOUT", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("DATABASE_CONNECT_TIMEOUT"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,26 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tenantry::{cli::Cli, config::Config, observability};
+use tenantry::{
+    cli::{self, Cli},
+    config::Config,
+    observability,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` are not failures; they print to stdout.
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(cli::EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -15,8 +30,8 @@ async fn main() -> ExitCode {
         }
     };
     observability::init_tracing(config.log_format);
-    match tenantry::cli::run(cli.command, config).await {
+    match cli::run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => tenantry::cli::report(&error),
+        Err(error) => cli::report(&error),
     }
 }

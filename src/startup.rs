@@ -43,9 +43,18 @@ impl Application {
                 "TENANTRY_ALLOW_DEV_SECRETS=true: serving beyond loopback with development-default secrets, which anyone can look up; anyone who reaches this server can act as any tenant or the operator"
             );
         }
-        db::bootstrap(config)
+        let bootstrapped = db::bootstrap(config)
             .await
             .context("bootstrapping the database")?;
+        tracing::info!(
+            database = %bootstrapped.database,
+            database_created = bootstrapped.database_created,
+            roles_created = ?bootstrapped.roles.iter().filter(|r| r.created).map(|r| &r.name).collect::<Vec<_>>(),
+            migrations_applied = ?bootstrapped.migrations_applied,
+            migrations = bootstrapped.migrations_total,
+            policies_applied = bootstrapped.policies_applied,
+            "database bootstrapped"
+        );
         let db = Db::connect(config)?;
         let state = AppState::new(config, db.clone()).await?;
         let descriptors = server::raise_descriptor_limit();

@@ -14,16 +14,30 @@
 //! Role passwords never travel in clear text: the SCRAM-SHA-256 verifier is computed here
 //! and sent instead, so neither the server's statement log nor `pg_stat_activity` ever
 //! shows a password.
+//!
+//! Patient with a database that is not up yet (a compose stack whose Postgres is still
+//! initialising, a server restarting): the first connection is retried with a growing pause
+//! for up to `DATABASE_CONNECT_TIMEOUT`, as long as the failure is one that waiting can mend
+//! (refused, reset, no such host yet, "the database system is starting up"). One that it
+//! cannot — a wrong password, a missing role or database — ends the bootstrap at once
+//! ([`ConnectError`]).
+//!
+//! [`bootstrap`] returns a [`BootstrapReport`] of what it did, which `tenantry migrate`
+//! prints and `serve` logs.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, Executor, PgConnection, postgres::PgConnectOptions};
+use sqlx::{Connection, Executor, PgConnection, migrate::Migrate, postgres::PgConnectOptions};
+use tokio::time::Instant;
 
 use super::{Roles, database_name, parse_url};
-use crate::config::Config;
+use crate::{
+    config::Config,
+    error::{DatabaseFault, database_fault},
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const POLICIES: &str = include_str!("../../policies/rls.sql");
@@ -37,6 +51,71 @@ const LEGACY_ROLES: [&str; 2] = ["tenantry_app", "tenantry_platform"];
 const DDL_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many times bootstrap tries when it cannot get its locks.
 const DDL_ATTEMPTS: u32 = 5;
+/// The pause after the first failed connection attempt; each later pause doubles it.
+const FIRST_CONNECT_PAUSE: Duration = Duration::from_millis(250);
+/// The longest pause between connection attempts.
+const MAX_CONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// The least time one connection attempt is given before it counts as failed (a host that
+/// drops packets would otherwise keep it for the kernel's two minutes), even when less of
+/// `DATABASE_CONNECT_TIMEOUT` is left.
+const MIN_CONNECT_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// What a bootstrap did, for `tenantry migrate` to say and `serve` to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapReport {
+    /// The database `DATABASE_URL` names.
+    pub database: String,
+    /// Whether this run created the database (otherwise it existed already).
+    pub database_created: bool,
+    /// The request role, then the platform role, and whether this run created each.
+    /// Both have their passwords and limits set again on every run.
+    pub roles: Vec<RoleReport>,
+    /// The migrations this run applied, oldest first, named as their files are
+    /// (`0010_api_key_creators`).
+    pub migrations_applied: Vec<String>,
+    /// How many migrations the schema has now (every one this binary knows).
+    pub migrations_total: usize,
+    /// Whether the policies and grants were applied (otherwise they were current).
+    pub policies_applied: bool,
+}
+
+/// One login role in a [`BootstrapReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleReport {
+    pub name: String,
+    /// Whether this run created it (otherwise it existed already).
+    pub created: bool,
+}
+
+/// Why bootstrap could not connect to the database server at all. The command line exits
+/// by it: 69 (`EX_UNAVAILABLE`) for a server that never answered, 78 (`EX_CONFIG`) for one
+/// that refused `DATABASE_URL`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No connection within `DATABASE_CONNECT_TIMEOUT`, every attempt failing in a way that
+    /// waiting might have mended.
+    #[error(
+        "waited {} (DATABASE_CONNECT_TIMEOUT) for the database server at {server} to accept a connection, {attempts} attempts; the last failed with: {last}",
+        humantime::format_duration(*.waited)
+    )]
+    Unreachable {
+        /// `host:port`.
+        server: String,
+        waited: Duration,
+        attempts: u32,
+        last: sqlx::Error,
+    },
+    /// The server answered and refused: a wrong password, a role or database that does not
+    /// exist. Not retried: waiting would not change the answer.
+    #[error(
+        "the database server at {server} refused a connection to its maintenance database `postgres` as DATABASE_URL's user; waiting would not change that, so check DATABASE_URL: {refusal}"
+    )]
+    Refused {
+        /// `host:port`.
+        server: String,
+        refusal: sqlx::Error,
+    },
+}
 
 /// The owner connection options from `DATABASE_URL`.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -44,14 +123,16 @@ pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn bootstrap(config: &Config) -> anyhow::Result<()> {
+pub async fn bootstrap(config: &Config) -> anyhow::Result<BootstrapReport> {
     let target = connect_options(config)?;
     let roles = Roles::from_config(config)?;
     let database = database_name(&target);
 
-    let mut maintenance = PgConnection::connect_with(&target.clone().database("postgres"))
-        .await
-        .context("connecting to the maintenance database `postgres` with DATABASE_URL")?;
+    let mut maintenance = connect_patiently(
+        &target.clone().database("postgres"),
+        config.database_connect_timeout,
+    )
+    .await?;
     sqlx::query("select pg_advisory_lock($1)")
         .bind(BOOTSTRAP_LOCK)
         .execute(&mut maintenance)
@@ -66,13 +147,91 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<()> {
     result
 }
 
+/// Connects, retrying for up to `timeout` while the server cannot be reached or is still
+/// starting: a pause of [`FIRST_CONNECT_PAUSE`] after the first failure, doubling up to
+/// [`MAX_CONNECT_PAUSE`], the last attempt made when the time is up. A refusal that waiting
+/// cannot mend ends it at once.
+async fn connect_patiently(
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<PgConnection, ConnectError> {
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let limit = deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_CONNECT_ATTEMPT);
+        let error = match tokio::time::timeout(limit, PgConnection::connect_with(options)).await {
+            Ok(Ok(connection)) => {
+                if attempt > 1 {
+                    tracing::info!(%server, attempt, "database reachable");
+                }
+                return Ok(connection);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {}", humantime::format_duration(limit)),
+            )),
+        };
+        if !worth_waiting_for(&error) {
+            return Err(ConnectError::Refused {
+                server,
+                refusal: error,
+            });
+        }
+        let Some(pause) =
+            connect_pause(attempt, deadline.saturating_duration_since(Instant::now()))
+        else {
+            return Err(ConnectError::Unreachable {
+                server,
+                waited: timeout,
+                attempts: attempt,
+                last: error,
+            });
+        };
+        tracing::warn!(
+            %server,
+            attempt,
+            error = %error,
+            "database not reachable yet; retrying in {}",
+            humantime::format_duration(pause)
+        );
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Whether a failed connection attempt may succeed later: the server could not be reached,
+/// was starting up or shutting down (`database_fault`'s connection faults), or had no
+/// connection slot free. Anything else — a wrong password (28P01), a role or database that
+/// does not exist (28000, 3D000), a TLS set-up the server refuses — is not.
+fn worth_waiting_for(error: &sqlx::Error) -> bool {
+    database_fault(error) != DatabaseFault::Other
+}
+
+/// The pause after failed attempt number `attempt` (from 1), given `remaining` of the time
+/// allowed: the doubling back-off, cut to what remains (in whole milliseconds, as the log
+/// shows it) so that the last attempt comes when the time is up; `None` when no time
+/// remains.
+fn connect_pause(attempt: u32, remaining: Duration) -> Option<Duration> {
+    let remaining = Duration::from_millis(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
+    if remaining.is_zero() {
+        return None;
+    }
+    let doubled = FIRST_CONNECT_PAUSE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    Some(doubled.min(MAX_CONNECT_PAUSE).min(remaining))
+}
+
 async fn bootstrap_locked(
     config: &Config,
     roles: &Roles,
     maintenance: &mut PgConnection,
     target: &PgConnectOptions,
     database: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BootstrapReport> {
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
             .bind(database)
@@ -92,6 +251,7 @@ async fn bootstrap_locked(
     owner
         .execute(format!("set lock_timeout = {}", DDL_LOCK_TIMEOUT.as_millis()).as_str())
         .await?;
+    let pending = pending_migrations(&mut owner).await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -101,25 +261,67 @@ async fn bootstrap_locked(
             break;
         }
     }
-    create_roles(&mut owner, roles).await?;
+    let roles_created = create_roles(&mut owner, roles).await?;
     let mut attempt = 0;
-    loop {
+    let policies_applied = loop {
         attempt += 1;
         let applied = apply_policies(&mut owner, roles, database).await;
         if !pause_to_retry("applying policies and grants", attempt, &applied).await {
-            applied?;
-            break;
+            break applied?;
         }
-    }
+    };
     configure_roles(&mut owner, config, roles, database).await?;
     owner.close().await?;
-    Ok(())
+    Ok(BootstrapReport {
+        database: database.to_owned(),
+        database_created: !exists,
+        roles: [&roles.app, &roles.platform]
+            .into_iter()
+            .map(|name| RoleReport {
+                name: name.clone(),
+                created: roles_created.contains(name),
+            })
+            .collect(),
+        migrations_applied: pending,
+        migrations_total: MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .count(),
+        policies_applied,
+    })
+}
+
+/// The migrations this database has yet to apply, named as their files are. Read before
+/// running them, under the bootstrap lock, so they are exactly the ones the run applies.
+async fn pending_migrations(owner: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    owner
+        .ensure_migrations_table()
+        .await
+        .context("creating the migrations table")?;
+    let applied: HashSet<i64> = owner
+        .list_applied_migrations()
+        .await
+        .context("reading the applied migrations")?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| migration_name(m.version, &m.description))
+        .collect())
+}
+
+/// A migration's name as its file has it: sqlx keeps `0010_api_key_creators.sql` as version
+/// 10 and the description "api key creators".
+fn migration_name(version: i64, description: &str) -> String {
+    format!("{version:04}_{}", description.replace(' ', "_"))
 }
 
 /// Whether a failed step should run again: when it failed because a lock was held too
 /// long by someone else, and it has not used its attempts, this waits a growing pause and
 /// says yes. Success and any other failure say no.
-async fn pause_to_retry(what: &str, attempt: u32, result: &anyhow::Result<()>) -> bool {
+async fn pause_to_retry<T>(what: &str, attempt: u32, result: &anyhow::Result<T>) -> bool {
     match result {
         Err(error) if attempt < DDL_ATTEMPTS && is_lock_timeout(error) => {
             let pause = Duration::from_millis(500) * attempt;
@@ -148,8 +350,10 @@ fn is_lock_timeout(error: &anyhow::Error) -> bool {
 
 /// Creates this database's login roles if missing: not superuser, no `BYPASSRLS`, no
 /// role or database creation, inheriting nothing. Another database's bootstrap may be
-/// creating the same names at once only if they were configured alike; both succeed.
-async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result<()> {
+/// creating the same names at once only if they were configured alike; both succeed (and
+/// only the one that made a role reports it created). Returns the roles this run created.
+async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result<Vec<String>> {
+    let mut created_here = Vec::new();
     for role in [&roles.app, &roles.platform] {
         let exists: bool =
             sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
@@ -174,10 +378,11 @@ async fn create_roles(owner: &mut PgConnection, roles: &Roles) -> anyhow::Result
                 if matches!(db.code().as_deref(), Some("42710" | "23505")) => {}
             other => {
                 other.with_context(|| format!("creating role {role}"))?;
+                created_here.push(role.clone());
             }
         }
     }
-    Ok(())
+    Ok(created_here)
 }
 
 /// The policy and grant files with this deployment's names in place of their variables.
@@ -190,11 +395,12 @@ fn policy_sql(roles: &Roles, database: &str) -> String {
     format!("{}\n{}", substitute(POLICIES), substitute(GRANTS))
 }
 
+/// Applies the policies and grants unless the ones in force are these; says whether it did.
 async fn apply_policies(
     owner: &mut PgConnection,
     roles: &Roles,
     database: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let schema_version = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let sql = policy_sql(roles, database);
     let fingerprint = format!("{schema_version}:{:x}", Sha256::digest(&sql));
@@ -207,7 +413,7 @@ async fn apply_policies(
             .fetch_optional(&mut *owner)
             .await?;
     if applied.as_deref() == Some(fingerprint.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!("applying row-level security policies and grants");
     let mut tx = owner.begin().await?;
@@ -220,7 +426,7 @@ async fn apply_policies(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The first migrations granted to fixed role names, which every database on a cluster
@@ -352,6 +558,52 @@ fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_attempts_back_off_doubling_up_to_5_s_and_stop_when_the_time_is_up() {
+        let long = Duration::from_secs(600);
+        let pauses: Vec<u64> = (1..=8)
+            .map(|attempt| connect_pause(attempt, long).unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert_eq!(
+            connect_pause(3, Duration::from_micros(300_900)),
+            Some(Duration::from_millis(300)),
+            "the last pause ends when the time does, for one last attempt then"
+        );
+        assert_eq!(connect_pause(1, Duration::ZERO), None);
+        assert_eq!(connect_pause(1, Duration::from_micros(999)), None);
+        assert_eq!(
+            connect_pause(u32::MAX, long),
+            Some(MAX_CONNECT_PAUSE),
+            "no overflow however many attempts"
+        );
+    }
+
+    #[test]
+    fn only_failures_that_waiting_can_mend_are_retried() {
+        let io = |kind: std::io::ErrorKind| sqlx::Error::Io(kind.into());
+        assert!(worth_waiting_for(&io(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+        assert!(worth_waiting_for(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!worth_waiting_for(&sqlx::Error::Configuration(
+            "bad sslmode".into()
+        )));
+    }
+
+    #[test]
+    fn migrations_are_named_as_their_files() {
+        assert_eq!(
+            migration_name(10, "api key creators"),
+            "0010_api_key_creators"
+        );
+        let first = MIGRATOR.iter().next().expect("migrations");
+        assert_eq!(
+            migration_name(first.version, &first.description),
+            "0001_foundation"
+        );
+    }
 
     #[test]
     fn quoting_doubles_the_quote_character() {

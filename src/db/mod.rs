@@ -48,7 +48,7 @@ mod bootstrap;
 pub mod reachability;
 pub mod table;
 
-pub use bootstrap::{bootstrap, connect_options};
+pub use bootstrap::{BootstrapReport, ConnectError, RoleReport, bootstrap, connect_options};
 pub use reachability::Reachability;
 
 use std::{

@@ -16,11 +16,11 @@ use crate::{
     access::{Operator, Role},
     audit::{self, AuditEvent, Author},
     db::{PlatformTx, table},
-    error::Error,
+    error::{Error, FieldError},
     id::{TenantId, UserId},
     page::{Page, PageRequest},
     tenancy::{Plan, Slug, Tenant, TenantStatus, parse_name, store as tenants},
-    users::{NewUser, password::Passwords},
+    users::{self, Email, NewUser, password::Passwords},
     versioning::{self, Change, ExpectedVersion},
 };
 
@@ -34,6 +34,8 @@ pub struct NewTenant {
 
 impl NewTenant {
     /// Checks slug, name, owner email and password (or generates one), and hashes it.
+    /// Every field is checked before any password is hashed, and one refusal names all the
+    /// fields that are wrong.
     pub async fn parse(
         passwords: &Passwords,
         slug: &str,
@@ -42,8 +44,18 @@ impl NewTenant {
         owner_email: &str,
         owner_password: Option<SecretString>,
     ) -> Result<Self, Error> {
-        let slug = Slug::parse(slug)?;
-        let name = parse_name(name)?;
+        let (slug, name) = (Slug::parse(slug), parse_name(name));
+        refuse_all([
+            slug.as_ref().err().cloned(),
+            name.as_ref().err().cloned(),
+            Email::parse(owner_email)
+                .err()
+                .map(|_| Error::invalid("owner_email", "must be a valid email address")),
+            owner_password.as_ref().and_then(|password| {
+                users::password::validate("owner_password", password.expose_secret()).err()
+            }),
+        ])?;
+        let (slug, name) = (slug?, name?);
         let owner = NewUser::parse(
             passwords,
             owner_email,
@@ -59,6 +71,20 @@ impl NewTenant {
             plan: plan.unwrap_or(Plan::Free),
             owner,
         })
+    }
+}
+
+/// One validation failure naming the fields of every refusal among `refusals`, if any.
+fn refuse_all(refusals: impl IntoIterator<Item = Option<Error>>) -> Result<(), Error> {
+    let fields: Vec<FieldError> = refusals
+        .into_iter()
+        .flatten()
+        .flat_map(|refusal| refusal.fields().to_vec())
+        .collect();
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::validation(fields))
     }
 }
 

@@ -3,63 +3,26 @@
 //! holding only the result, failures exiting with their `sysexits.h` status.
 
 use crate::helpers::{
-    OPERATOR_TOKEN, ScratchDatabase, TestApp, TestTenant, database_url, expect_json,
-    expect_problem, outcome, spawn_app, tenant_path, unique,
+    CliOutput, OPERATOR_TOKEN, ScratchDatabase, TestApp, TestTenant, expect_json, expect_problem,
+    free_port, outcome, run_tenantry, spawn_app, tenant_path, test_config, unique,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-
-struct CliOutput {
-    success: bool,
-    /// The exit status (`None` when killed by a signal).
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs the `tenantry` binary with exactly the configuration the test server uses.
 async fn tenantry_cli(app: &TestApp, args: &[&str]) -> CliOutput {
-    tenantry_cli_on(app, &database_url(), &[], args).await
+    run_tenantry(&app.config, &[], args).await
 }
 
 /// Runs the `tenantry` binary configured as the server, with `env` on top.
 async fn tenantry_cli_with(app: &TestApp, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
-    tenantry_cli_on(app, &database_url(), env, args).await
+    run_tenantry(&app.config, env, args).await
 }
 
-/// Runs the `tenantry` binary against `database_url`, otherwise configured as the server
-/// (with `env` on top).
-async fn tenantry_cli_on(
-    app: &TestApp,
-    database_url: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-) -> CliOutput {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", app.config.jwt_secret.expose_secret())
-        .env(
-            "TENANTRY_TOKEN_HASH_KEY",
-            app.config.token_hash_key.expose_secret(),
-        )
-        .env(
-            "TENANTRY_OPERATOR_TOKEN",
-            app.config.operator_token.expose_secret(),
-        )
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("the tenantry binary runs");
-    CliOutput {
-        success: output.status.success(),
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+/// Runs the `tenantry` binary against `database_url`, otherwise configured as the server.
+async fn tenantry_cli_on(app: &TestApp, database_url: &str, args: &[&str]) -> CliOutput {
+    run_tenantry(&app.config, &[("DATABASE_URL", database_url)], args).await
 }
 
 /// `token issue` for the tenant with `users:read`; returns the printed token.
@@ -217,7 +180,6 @@ async fn the_cli_prints_only_json_on_stdout_even_when_it_bootstraps_a_fresh_data
     let output = tenantry_cli_on(
         &app,
         &fresh.url(),
-        &[],
         &[
             "tenant",
             "create",
@@ -655,4 +617,366 @@ async fn token_issue_json_prints_the_token_with_its_record() {
         issued["jti"],
         "recorded as printed"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The command line explains itself: what failed, by the flag the user typed, and how to
+// call it
+// ---------------------------------------------------------------------------------------
+
+/// The lines of `text` that start with two spaces: the per-argument lines of a report.
+fn indented(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("  ")).collect()
+}
+
+#[tokio::test]
+async fn tenant_create_names_every_bad_flag_with_its_rule_at_once() {
+    // Arrange
+    let config = test_config(&[]);
+
+    // Act
+    let output = run_tenantry(
+        &config,
+        &[],
+        &[
+            "tenant",
+            "create",
+            "--slug=-Not_A_Slug",
+            "--name",
+            "   ",
+            "--owner-email",
+            "not-an-email",
+            "--owner-password",
+            "short",
+        ],
+    )
+    .await;
+
+    // Assert
+    assert_eq!(
+        output.code,
+        Some(65),
+        "expected exit status 65 (invalid input); stderr:\n{}",
+        output.stderr
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "nothing on stdout: {}",
+        output.stdout
+    );
+    assert_eq!(
+        output.stderr.lines().next(),
+        Some("error: 4 arguments are invalid (validation_failed)"),
+        "the first line says what failed, in words; stderr:\n{}",
+        output.stderr
+    );
+    assert_eq!(
+        indented(&output.stderr),
+        [
+            "  --slug: must be 3-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen",
+            "  --name: must be 1-200 characters",
+            "  --owner-email: must be a valid email address",
+            "  --owner-password: must be 12-128 characters",
+        ],
+        "one line per flag, named as typed, with its rule; stderr:\n{}",
+        output.stderr
+    );
+}
+
+#[tokio::test]
+async fn token_issue_names_the_flag_and_rule_of_bad_scopes_and_lifetimes() {
+    // Arrange
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let issue = |scopes: &'static str, ttl: &'static str| {
+        [
+            "token",
+            "issue",
+            "--tenant",
+            &tenant.slug,
+            "--scopes",
+            scopes,
+            "--ttl",
+            ttl,
+        ]
+        .map(str::to_owned)
+    };
+    let run =
+        async |args: [String; 8]| tenantry_cli(&app, &args.each_ref().map(String::as_str)).await;
+
+    // Act
+    let unknown_scope = run(issue("orders:read root", "1h")).await;
+    let no_scope = run(issue("  ", "1h")).await;
+    let zero_ttl = run(issue("orders:read", "0s")).await;
+    let unreadable_ttl = run(issue("orders:read", "soon")).await;
+
+    // Assert
+    for (what, output, code, says) in [
+        (
+            "an unknown scope",
+            &unknown_scope,
+            65,
+            "  --scopes: unknown scope \"root\"; any of tenant:read, tenant:write,",
+        ),
+        (
+            "no scope",
+            &no_scope,
+            65,
+            "  --scopes: must name at least one scope",
+        ),
+        ("a zero ttl", &zero_ttl, 65, "  --ttl: must be at least 1s"),
+        (
+            "a ttl that is no duration",
+            &unreadable_ttl,
+            64,
+            "error: invalid value 'soon' for '--ttl <DURATION>': must be a duration such as 15m, 1h or 7d",
+        ),
+    ] {
+        assert_eq!(
+            output.code,
+            Some(code),
+            "{what}: expected exit status {code}; stderr:\n{}",
+            output.stderr
+        );
+        assert!(
+            output.stderr.lines().any(|l| l.starts_with(says)),
+            "{what}: expected a line starting {says:?}; stderr:\n{}",
+            output.stderr
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{what}: no token: {}",
+            output.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_plan_that_does_not_exist_is_refused_with_the_plans_that_do() {
+    // Act
+    let output = run_tenantry(
+        &test_config(&[]),
+        &[],
+        &[
+            "tenant",
+            "create",
+            "--slug",
+            &unique("plan"),
+            "--name",
+            "Gold",
+            "--owner-email",
+            "owner@gold.test",
+            "--plan",
+            "gold",
+        ],
+    )
+    .await;
+
+    // Assert
+    assert_eq!(
+        output.code,
+        Some(64),
+        "expected exit status 64 (a wrong command line); stderr:\n{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("error: invalid value 'gold' for '--plan <PLAN>'")
+            && output
+                .stderr
+                .contains("[possible values: free, pro, enterprise]"),
+        "the refusal names the flag and lists the plans; stderr:\n{}",
+        output.stderr
+    );
+}
+
+#[tokio::test]
+async fn migrate_says_what_it_did_and_the_second_time_that_the_schema_is_up_to_date() {
+    // Arrange
+    let scratch = ScratchDatabase::new("tenantry_migrate");
+    let config = test_config(&[("DATABASE_URL", &scratch.url())]);
+    let name = &scratch.name;
+    let mut migrations: Vec<String> = std::fs::read_dir("migrations")
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            path.file_stem().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    migrations.sort();
+
+    // Act
+    let first = run_tenantry(&config, &[], &["migrate"]).await;
+    let second = run_tenantry(&config, &[], &["migrate"]).await;
+
+    // Assert
+    assert!(
+        first.success,
+        "the first migrate succeeds:\n{}",
+        first.stderr
+    );
+    assert_eq!(
+        first.stdout,
+        format!(
+            "database {name}: created\n\
+             role {name}_app: created\n\
+             role {name}_platform: created\n\
+             applied {} migrations ({})\n\
+             policies and grants applied\n",
+            migrations.len(),
+            migrations.join(", ")
+        ),
+        "the first migrate says it created everything"
+    );
+    assert!(
+        second.success,
+        "the second migrate succeeds:\n{}",
+        second.stderr
+    );
+    assert_eq!(
+        second.stdout,
+        format!(
+            "database {name}: already existed\n\
+             role {name}_app: already existed; password and limits set\n\
+             role {name}_platform: already existed; password and limits set\n\
+             schema up to date ({} migrations)\n\
+             policies and grants up to date\n",
+            migrations.len()
+        ),
+        "the second migrate says there was nothing to do but set the roles' passwords"
+    );
+}
+
+#[tokio::test]
+async fn help_lists_the_plans_and_describes_every_command_and_flag() {
+    // Arrange
+    let config = test_config(&[]);
+    let pages = [
+        &["--help"][..],
+        &["tenant", "--help"],
+        &["tenant", "create", "--help"],
+        &["token", "--help"],
+        &["token", "issue", "--help"],
+        &["token", "list", "--help"],
+        &["token", "revoke", "--help"],
+        &["projections", "rebuild", "--help"],
+        &["migrate", "--help"],
+        &["serve", "--help"],
+    ];
+
+    for args in pages {
+        // Act
+        let output = run_tenantry(&config, &[], args).await;
+
+        // Assert
+        assert!(
+            output.success && output.stderr.is_empty(),
+            "{args:?} prints help on stdout and succeeds; stderr:\n{}",
+            output.stderr
+        );
+        // Entries of the Commands, Arguments and Options sections: a name, then two or
+        // more spaces, then what it is for.
+        let undescribed: Vec<&str> = indented(&output.stdout)
+            .into_iter()
+            .filter(|line| line.trim().split("  ").filter(|s| !s.is_empty()).count() < 2)
+            .collect();
+        assert!(
+            undescribed.is_empty(),
+            "{args:?}: every entry has help text, not {undescribed:?}:\n{}",
+            output.stdout
+        );
+    }
+    let create = run_tenantry(&config, &[], &["tenant", "create", "--help"]).await;
+    let plan = create
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("--plan <PLAN>"))
+        .unwrap_or_else(|| panic!("tenant create --help has --plan:\n{}", create.stdout));
+    assert!(
+        plan.ends_with("[default: free] [possible values: free, pro, enterprise]"),
+        "--plan lists its values: {plan}"
+    );
+}
+
+/// A failing run of the command line, and the exit status it should end with.
+struct Failing<'a> {
+    what: &'a str,
+    env: Vec<(&'a str, &'a str)>,
+    args: &'a [&'a str],
+    code: i32,
+}
+
+#[tokio::test]
+async fn rust_backtrace_1_prints_no_backtrace_for_any_failure() {
+    // Arrange: failures of each kind a user meets — bad input, a bad command line, a bad
+    // configuration, a database that is not there.
+    let config = test_config(&[]);
+    let nowhere = format!("postgres://postgres@127.0.0.1:{}/tenantry", free_port());
+    let cases = [
+        Failing {
+            what: "a required flag left out",
+            env: vec![],
+            args: &["tenant", "create", "--slug", "NO", "--name", "x"],
+            code: 64,
+        },
+        Failing {
+            what: "invalid input",
+            env: vec![],
+            args: &[
+                "tenant",
+                "create",
+                "--slug",
+                "NO",
+                "--name",
+                "x",
+                "--owner-email",
+                "a@b.test",
+            ],
+            code: 65,
+        },
+        Failing {
+            what: "a short JWT_SECRET",
+            env: vec![("JWT_SECRET", "short")],
+            args: &["migrate"],
+            code: 78,
+        },
+        Failing {
+            what: "no database server",
+            env: vec![
+                ("DATABASE_URL", nowhere.as_str()),
+                ("DATABASE_CONNECT_TIMEOUT", "0s"),
+            ],
+            args: &["migrate"],
+            code: 69,
+        },
+    ];
+
+    for Failing {
+        what,
+        mut env,
+        args,
+        code,
+    } in cases
+    {
+        // Act
+        env.extend([("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")]);
+        let output = run_tenantry(&config, &env, args).await;
+
+        // Assert
+        assert_eq!(
+            output.code,
+            Some(code),
+            "{what}: expected exit status {code}; stderr:\n{}",
+            output.stderr
+        );
+        let stderr = output.stderr.to_lowercase();
+        assert!(
+            stderr.starts_with("error: ")
+                && !stderr.contains("backtrace")
+                && !stderr.contains("panicked"),
+            "{what}: an error, no backtrace; stderr:\n{}",
+            output.stderr
+        );
+    }
 }

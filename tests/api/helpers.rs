@@ -145,6 +145,14 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
@@ -489,6 +497,52 @@ pub fn etag_of(response: &Response) -> String {
         })
 }
 
+/// What a run of the `tenantry` binary printed, and how it ended.
+pub struct CliOutput {
+    pub success: bool,
+    /// The exit status (`None` when killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `tenantry` binary to its end with `config`'s database and secrets, `env` on
+/// top, and nothing else of the test's environment (no `RUST_LOG` or `RUST_BACKTRACE`
+/// unless `env` sets them).
+pub async fn run_tenantry(config: &Config, env: &[(&str, &str)], args: &[&str]) -> CliOutput {
+    let output = tenantry_command(config)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("the tenantry binary runs");
+    CliOutput {
+        success: output.status.success(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The `tenantry` binary, configured with `config`'s database and secrets and nothing
+/// else of the test's environment.
+pub fn tenantry_command(config: &Config) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
+    command
+        .env_clear()
+        .env("DATABASE_URL", config.database_url.expose_secret())
+        .env("JWT_SECRET", config.jwt_secret.expose_secret())
+        .env(
+            "TENANTRY_TOKEN_HASH_KEY",
+            config.token_hash_key.expose_secret(),
+        )
+        .env(
+            "TENANTRY_OPERATOR_TOKEN",
+            config.operator_token.expose_secret(),
+        );
+    command
+}
+
 /// Runs the real binary (`serve`) on a free port with the test configuration plus `env`,
 /// its output going to `log_file`; returns once it is ready.
 pub async fn spawn_server_process(
@@ -544,11 +598,7 @@ async fn start_server_process(
     env: &[(&str, &str)],
     log_file: &std::path::Path,
 ) -> (tokio::process::Child, TestApp) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = std::fs::File::create(log_file).unwrap();
     command
         .env("DATABASE_URL", database_url())

@@ -6,8 +6,10 @@
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
 //! idempotency, the event feed, connections, request ids, recovery from a database outage
-//! on a throwaway cluster). Helpers shared between files are in `helpers`.
+//! and start-up before the database is up, both on a throwaway cluster). Helpers shared
+//! between files are in `helpers`, the throwaway cluster in `cluster`.
 
+mod cluster;
 mod helpers;
 
 mod api_keys;
@@ -31,6 +33,7 @@ mod privileges;
 mod recovery;
 mod request_ids;
 mod rls;
+mod startup;
 mod tenant_profile;
 mod timeouts;
 mod users;

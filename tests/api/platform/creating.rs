@@ -1,5 +1,5 @@
 //! Creating tenants: each with its owner, a generated owner password when none is given,
-//! a taken slug a conflict, and invalid fields refused naming the field.
+//! a taken slug a conflict, and invalid fields refused naming every one of them at once.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -203,4 +203,34 @@ async fn an_invalid_slug_email_or_password_is_refused_naming_the_field() {
             "{what}: expected one error for `{field}`: {problem}"
         );
     }
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_named_in_one_refusal() {
+    // Arrange
+    let app = spawn_app().await;
+    let body =
+        json!({"slug": "-Bad", "name": " ", "owner_email": "nope", "owner_password": "short"});
+
+    // Act
+    let response = app.post(TENANTS, OPERATOR_TOKEN, body).await;
+
+    // Assert
+    let problem = expect_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["slug", "name", "owner_email", "owner_password"],
+        "one refusal names all four fields, so a client fixes them in one go: {problem}"
+    );
 }
