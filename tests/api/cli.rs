@@ -674,7 +674,7 @@ async fn tenant_create_names_every_bad_flag_with_its_rule_at_once() {
         indented(&output.stderr),
         [
             "  --slug: must be 3-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen",
-            "  --name: must be 1-200 characters",
+            "  --name: must be 1-200 characters, not all whitespace, without control characters",
             "  --owner-email: must be a valid email address",
             "  --owner-password: must be 12-128 characters",
         ],

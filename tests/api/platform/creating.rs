@@ -230,7 +230,7 @@ async fn every_invalid_field_is_named_in_one_refusal() {
         .collect();
     assert_eq!(
         fields,
-        ["slug", "name", "owner_email", "owner_password"],
-        "one refusal names all four fields, so a client fixes them in one go: {problem}"
+        ["name", "owner_email", "owner_password", "slug"],
+        "one refusal names all four fields (in order), so a client fixes them in one go: {problem}"
     );
 }
