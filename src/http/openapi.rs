@@ -8,17 +8,19 @@
 //! `openapi/openapi.json` is the committed copy; `tenantry openapi` regenerates it and a
 //! test fails when it is stale.
 
+use axum::http::StatusCode;
 use utoipa::{
     OpenApi,
     openapi::{
-        self, ContentBuilder, ObjectBuilder, RefOr, ResponseBuilder, Type,
+        self, ContentBuilder, ObjectBuilder, RefOr, Required, ResponseBuilder, Type,
+        example::ExampleBuilder,
         header::Header,
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 
 use super::problem::Problem;
-use crate::error::FieldError;
+use crate::{catalog::Sku, error::FieldError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -90,6 +92,17 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
         ),
     );
 
+    // Request bodies whose schema requires no field may be left out (read as `{}`).
+    let optional_bodies: Vec<String> = components
+        .schemas
+        .iter()
+        .filter(|(_, schema)| match schema {
+            RefOr::T(openapi::Schema::Object(object)) => object.required.is_empty(),
+            _ => false,
+        })
+        .map(|(name, _)| format!("#/components/schemas/{name}"))
+        .collect();
+
     for item in spec.paths.paths.values_mut() {
         let operations = [
             (&mut item.get, false),
@@ -102,95 +115,276 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
             .into_iter()
             .filter_map(|(operation, writes)| operation.as_mut().map(|o| (o, writes)))
         {
-            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-            let has_path_params = operation.parameters.as_ref().is_some_and(|ps| {
-                ps.iter()
-                    .any(|p| matches!(p.parameter_in, openapi::path::ParameterIn::Path))
-            });
-            let has_query = operation.parameters.as_ref().is_some_and(|ps| {
-                ps.iter()
-                    .any(|p| matches!(p.parameter_in, openapi::path::ParameterIn::Query))
-            });
-            let has_body = operation.request_body.is_some();
-            let mut add = |status: &str, code: &str, description: &str| {
-                operation
-                    .responses
-                    .responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| problem_response(code, description));
-            };
-            if has_body {
-                add("400", "malformed_json", "The body is not valid JSON");
-                add("413", "payload_too_large", "The body is too large");
-                add(
-                    "415",
-                    "unsupported_media_type",
-                    "The body is not `application/json`",
-                );
-                add(
-                    "422",
-                    "validation_failed",
-                    "The body failed validation; `errors` lists each field (a string with a NUL \
-                     character, `\\u0000`, is refused in any field). Also `value_out_of_range` \
-                     for a number too large to store",
-                );
-            } else if has_query {
-                add(
-                    "400",
-                    "invalid_query",
-                    "A query parameter is malformed (or carries a NUL character)",
-                );
-            }
-            if secured {
-                add(
-                    "401",
-                    "unauthenticated",
-                    "Missing, invalid, expired or revoked credential",
-                );
-                add(
-                    "403",
-                    "insufficient_scope",
-                    "The credential lacks the required scope, or the tenant is suspended (`tenant_suspended`)",
-                );
-            }
-            if has_path_params {
-                add("404", "not_found", "No such resource in this tenant");
-            }
-            add(
-                "500",
-                "internal_error",
-                "Unexpected failure; quote the `request_id`",
-            );
-            // A write waits for the rows it changes for at most `DATABASE_LOCK_TIMEOUT`.
-            if writes && (secured || has_body || has_path_params) {
-                let description = "The resource is locked by a concurrent request for longer \
-                    than the lock timeout (`lock_timeout`, with `Retry-After`); nothing was \
-                    changed";
-                add("409", "lock_timeout", description);
-            }
-            // Everything that reads a credential, a body or an id reaches the database.
-            if secured || has_body || has_path_params {
-                operation
-                    .responses
-                    .responses
-                    .entry("503".to_owned())
-                    .or_insert_with(unavailable_response);
-            }
-            // An operation's own 409 (a taken slug, an order's state) can be a lock timeout
-            // too: say so where the example above did not go.
-            if writes
-                && let Some(RefOr::T(conflict)) = operation.responses.responses.get_mut("409")
-                && !conflict.description.contains("lock_timeout")
-            {
-                conflict.description = format!(
-                    "{} Also `lock_timeout` (with `Retry-After`): the resource was locked by a \
-                     concurrent request for too long, and nothing was changed.",
-                    conflict.description
-                );
+            add_standard_responses(operation, writes);
+            illustrate_problems(operation);
+            state_requirement(operation);
+            if let Some(body) = operation.request_body.as_mut() {
+                let schema = body
+                    .content
+                    .get("application/json")
+                    .and_then(|c| c.schema.as_ref());
+                if let Some(RefOr::Ref(reference)) = schema
+                    && optional_bodies.contains(&reference.ref_location)
+                {
+                    body.required = Some(Required::False);
+                    body.description =
+                        Some("Optional: an empty body (or none at all) reads as `{}`.".to_owned());
+                }
             }
         }
     }
     spec
+}
+
+/// The problem responses every operation of its shape can produce: a body can be
+/// malformed, a path id unknown, a credential refused, and anything that reaches the
+/// database can be 503 while it is away.
+fn add_standard_responses(operation: &mut openapi::path::Operation, writes: bool) {
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_path_params = operation.parameters.as_ref().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| matches!(p.parameter_in, openapi::path::ParameterIn::Path))
+    });
+    let has_query = operation.parameters.as_ref().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| matches!(p.parameter_in, openapi::path::ParameterIn::Query))
+    });
+    let has_body = operation.request_body.is_some();
+    // A status already documented gains the code in its description ("Or …").
+    let mut add = |status: u16, code: &str, description: &str| match operation
+        .responses
+        .responses
+        .get_mut(&status.to_string())
+    {
+        Some(RefOr::T(response)) if !response.description.contains(&format!("`{code}`")) => {
+            response.description = format!(
+                "{} Or `{code}`: {}.",
+                response.description.trim_end_matches('.'),
+                lowercase_first(description)
+            );
+        }
+        Some(_) => {}
+        None => {
+            let response = problem(format!("{description} (`{code}`)")).build();
+            operation
+                .responses
+                .responses
+                .insert(status.to_string(), response.into());
+        }
+    };
+    if has_body {
+        add(400, "malformed_json", "The body is not valid JSON");
+        add(413, "payload_too_large", "The body is too large");
+        add(
+            415,
+            "unsupported_media_type",
+            "The body is not `application/json`",
+        );
+        add(
+            422,
+            "validation_failed",
+            "The body breaks its schema; the problem's errors list every field and the rule \
+             it breaks, all at once (a string with a NUL character, `\\u0000`, is refused in \
+             any field)",
+        );
+    }
+    if has_body {
+        add(
+            422,
+            "value_out_of_range",
+            "A number is too large to store, or would make one",
+        );
+    }
+    if has_query {
+        add(
+            400,
+            "invalid_query",
+            "A query parameter is malformed (or carries a NUL character)",
+        );
+    }
+    if operation
+        .parameters
+        .as_ref()
+        .is_some_and(|ps| ps.iter().any(|p| p.name == "Idempotency-Key"))
+    {
+        add(
+            400,
+            "invalid_idempotency_key",
+            "The `Idempotency-Key` header is not 1-255 printable ASCII characters",
+        );
+        add(
+            422,
+            "idempotency_key_reused",
+            "This `Idempotency-Key` was used with another request",
+        );
+    }
+    if secured {
+        add(
+            401,
+            "unauthenticated",
+            "Missing, invalid, expired or revoked credential",
+        );
+        add(
+            403,
+            "insufficient_scope",
+            "The credential lacks the scope this operation requires",
+        );
+        add(
+            403,
+            "tenant_suspended",
+            "The tenant is suspended: every credential of it is refused",
+        );
+    }
+    if has_path_params {
+        add(404, "not_found", "No such resource in this tenant");
+    }
+    add(
+        500,
+        "internal_error",
+        "Unexpected failure; quote the request id when reporting it",
+    );
+    // A write waits for the rows it changes for at most `DATABASE_LOCK_TIMEOUT`.
+    if writes && (secured || has_body || has_path_params) {
+        add(
+            409,
+            "lock_timeout",
+            "The resource was locked by a concurrent request for longer than the lock \
+             timeout; nothing was changed (retry after `Retry-After`)",
+        );
+    }
+    // Everything that reads a credential, a body or an id reaches the database.
+    if secured || has_body || has_path_params {
+        operation
+            .responses
+            .responses
+            .entry("503".to_owned())
+            .or_insert_with(unavailable_response);
+    }
+}
+
+/// "The body is …" → "the body is …".
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Gives every problem response that lacks one an example of each code its description
+/// names (`sku_taken`, `lock_timeout`), with the response's own status — so Swagger UI
+/// shows a 409 as a 409, never the `Problem` schema's generic example.
+fn illustrate_problems(operation: &mut openapi::path::Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let (Ok(status), RefOr::T(response)) = (status.parse::<u16>(), response) else {
+            continue;
+        };
+        let description = response.description.clone();
+        let Some(content) = response.content.get_mut(PROBLEM_JSON) else {
+            continue;
+        };
+        if content.example.is_some() || !content.examples.is_empty() {
+            continue;
+        }
+        let mut codes = codes_in(&description);
+        if codes.is_empty() {
+            codes.push(default_code(status).to_owned());
+        }
+        if let [code] = codes.as_slice() {
+            content.example = Some(problem_example(status, code, &description));
+        } else {
+            for code in codes {
+                let example = ExampleBuilder::new()
+                    .summary(format!("{status} {code}"))
+                    .value(Some(problem_example(status, &code, &description)))
+                    .build();
+                content.examples.insert(code, RefOr::T(example));
+            }
+        }
+    }
+}
+
+/// The backticked codes a response description names (`insufficient_stock`), in order.
+pub fn codes_in(description: &str) -> Vec<String> {
+    let mut codes: Vec<String> = Vec::new();
+    for (index, part) in description.split('`').enumerate() {
+        let is_code = index % 2 == 1
+            && part.starts_with(|c: char| c.is_ascii_lowercase())
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !part.ends_with('_');
+        if is_code && !codes.iter().any(|c| c == part) {
+            codes.push(part.to_owned());
+        }
+    }
+    codes
+}
+
+/// The code of a status whose description names none.
+fn default_code(status: u16) -> &'static str {
+    match status {
+        400 => "malformed_request",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        412 => "precondition_failed",
+        422 => "validation_failed",
+        429 => "rate_limited",
+        503 => "service_unavailable",
+        _ => "internal_error",
+    }
+}
+
+/// States in each secured operation's description what it requires, from its security
+/// requirements (Swagger UI shows scopes for OAuth2 schemes only).
+fn state_requirement(operation: &mut openapi::path::Operation) {
+    let Some(security) = operation.security.as_ref().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let requirements: Vec<serde_json::Map<String, serde_json::Value>> = security
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+    let schemes: Vec<&str> = requirements
+        .iter()
+        .flat_map(|r| r.keys().map(String::as_str))
+        .collect();
+    let mut scopes: Vec<&str> = requirements
+        .iter()
+        .flat_map(|r| r.values())
+        .filter_map(|v| v.as_array())
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let line = if schemes == ["operator"] {
+        "**Requires** the operator token.".to_owned()
+    } else {
+        let credential = if schemes.contains(&"api_key") {
+            "an access token or an API key"
+        } else {
+            "an access token"
+        };
+        match scopes.as_slice() {
+            [] => format!("**Requires** {credential}, of any scope."),
+            [scope] => format!("**Requires** {credential} with the scope `{scope}`."),
+            many => format!(
+                "**Requires** {credential} with the scopes {}.",
+                many.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    };
+    operation.description = Some(match operation.description.take() {
+        Some(description) if !description.is_empty() => format!("{line}\n\n{description}"),
+        _ => line,
+    });
 }
 
 /// 503 while the database is unreachable or overloaded, with the `Retry-After` to honour.
@@ -202,36 +396,51 @@ fn unavailable_response() -> RefOr<openapi::Response> {
     );
     retry_after.description = Some("Seconds to wait before retrying".to_owned());
     problem(
-        "service_unavailable",
-        "The database is unreachable or overloaded (during an outage this is answered at \
-         once), or a statement ran past its limit (`statement_timeout`). Retry after \
-         `Retry-After` seconds; a command retried with the same `Idempotency-Key` takes \
-         effect at most once",
+        "The database is unreachable or overloaded (`service_unavailable`; during an outage \
+         this is answered at once), or a statement ran past its limit \
+         (`statement_timeout`). Retry after `Retry-After` seconds; a command retried with \
+         the same `Idempotency-Key` takes effect at most once"
+            .to_owned(),
     )
     .header("Retry-After", retry_after)
     .build()
     .into()
 }
 
-fn problem_response(code: &str, description: &str) -> RefOr<openapi::Response> {
-    problem(code, description).build().into()
-}
+const PROBLEM_JSON: &str = "application/problem+json";
 
-/// A problem+json response with an example of `code`.
-fn problem(code: &str, description: &str) -> ResponseBuilder {
-    let example = serde_json::json!({
-        "type": format!("urn:tenantry:problem:{code}"),
-        "title": "Error",
-        "status": 0,
-        "detail": description,
-        "code": code,
-        "request_id": "0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61"
-    });
+/// A problem+json response; [`illustrate_problems`] adds the examples of the codes its
+/// description names.
+fn problem(description: String) -> ResponseBuilder {
     ResponseBuilder::new().description(description).content(
-        "application/problem+json",
+        PROBLEM_JSON,
         ContentBuilder::new()
             .schema(Some(RefOr::Ref(openapi::Ref::from_schema_name("Problem"))))
-            .example(Some(example))
             .build(),
     )
+}
+
+/// What a problem of `code` at `status` looks like on the wire; its detail is the part of
+/// the response's description that speaks of `code`.
+fn problem_example(status: u16, code: &str, description: &str) -> serde_json::Value {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let marked = format!("`{code}`");
+    let about = description
+        .split(" Or ")
+        .find(|part| part.contains(&marked))
+        .unwrap_or(description);
+    let detail = about
+        .replace(&format!(" ({marked})"), "")
+        .replace(&format!("{marked}: "), "")
+        .replace(&format!("({marked}) "), "")
+        .trim()
+        .trim_end_matches('.')
+        .to_owned();
+    let mut problem = Problem::new(status, code, lowercase_first(&detail));
+    if code == "validation_failed" {
+        problem.errors = vec![FieldError::new("sku", Sku::RULE.message)];
+        problem.detail = format!("the request failed validation: `sku` {}", Sku::RULE.message);
+    }
+    problem.request_id = Some("0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61".to_owned());
+    serde_json::to_value(problem).unwrap_or_default()
 }

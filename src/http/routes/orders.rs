@@ -75,7 +75,7 @@ pub struct OrderItemRequest {
     security(("bearer" = ["orders:write"]), ("api_key" = ["orders:write"])),
     responses(
         (status = 201, description = "Placed", body = OrderView, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
-        (status = 409, description = "`insufficient_stock`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A product lacks the stock for its line (`insufficient_stock`); nothing was reserved", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn place_order(

@@ -493,3 +493,96 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
         }
     }
 }
+
+/// A path with its parameters made anonymous (`/v1/users/{}`), to match a route case's
+/// path (`{user}`) with the spec's (`{id}`).
+fn path_shape(path: &str) -> String {
+    let mut shape = String::new();
+    let mut in_parameter = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_parameter = true;
+                shape.push_str("{}");
+            }
+            '}' => in_parameter = false,
+            _ if in_parameter => {}
+            c => shape.push(c),
+        }
+    }
+    shape
+}
+
+#[test]
+fn the_spec_states_the_scope_each_tenant_route_demands_and_every_route_has_a_case() {
+    // The runtime test above shows each route demands its case's scope; this one shows the
+    // published spec (its security requirements, and the description line generated from
+    // them) says the same — so neither can drift from the handlers.
+    let spec = tenantry::http::openapi();
+    let spec = serde_json::to_value(&spec).unwrap();
+    let cases = route_cases();
+    let mut mismatches = Vec::new();
+    let mut covered = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(security) = operation["security"].as_array() else {
+                continue;
+            };
+            let schemes: Vec<&str> = security
+                .iter()
+                .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+                .collect();
+            if schemes.is_empty() || schemes == ["operator"] {
+                continue;
+            }
+            let route = format!("{} {}", method.to_uppercase(), path_shape(path));
+            // Logout takes a login's access token, whatever its scopes (an API key has no
+            // session to end): `auth::sessions` tests it.
+            if route == "POST /v1/auth/logout" {
+                covered.push(route);
+                continue;
+            }
+            let Some(case) = cases
+                .iter()
+                .find(|c| format!("{} {}", c.method, path_shape(c.path)) == route)
+            else {
+                mismatches.push(format!("{route}: no route case tests its scope"));
+                continue;
+            };
+            covered.push(route.clone());
+            let mut published: Vec<&str> = security
+                .iter()
+                .flat_map(|r| r.as_object().unwrap().values())
+                .flat_map(|scopes| scopes.as_array().unwrap())
+                .filter_map(Value::as_str)
+                .collect();
+            published.sort_unstable();
+            published.dedup();
+            let demanded: Vec<&str> = case.scope.iter().map(|s| s.as_str()).collect();
+            if published != demanded {
+                mismatches.push(format!(
+                    "{route}: the spec publishes {published:?}, the route demands {demanded:?}"
+                ));
+            }
+            let description = operation["description"].as_str().unwrap_or_default();
+            let stated = match demanded.as_slice() {
+                [] => description.starts_with("**Requires** ") && description.contains("any scope"),
+                [scope] => {
+                    description.starts_with("**Requires** ")
+                        && description.contains(&format!("the scope `{scope}`"))
+                }
+                _ => false,
+            };
+            if !stated {
+                mismatches.push(format!(
+                    "{route}: the description does not open with its requirement: {description:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        covered.len() >= 20,
+        "expected the tenant routes in the spec, found {covered:?}"
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
