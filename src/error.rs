@@ -113,6 +113,25 @@ impl Error {
         Self::validation(vec![FieldError::new(field, message)])
     }
 
+    /// Well-formed fields that the current state refuses, with a code of their own (an
+    /// unknown customer, a past expiry): `validation_failed` is kept for input that breaks
+    /// the published rules, so a client can tell "fix the format" from "this cannot be".
+    pub fn refused(code: &'static str, fields: Vec<FieldError>) -> Self {
+        Self {
+            fields,
+            ..Self::new(
+                ErrorKind::Invalid,
+                code,
+                "the request cannot be carried out",
+            )
+        }
+    }
+
+    /// One well-formed field the current state refuses ([`Error::refused`]).
+    pub fn refused_field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self::refused(code, vec![FieldError::new(field, message)])
+    }
+
     /// A well-formed input the current state cannot accept, with its own code.
     pub fn unprocessable(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::Invalid, code, message)

@@ -72,22 +72,24 @@ fn capitalised(message: &str) -> String {
     format!("{}{}.", first.unwrap_or_default(), chars.as_str())
 }
 
+/// Text of printable characters, not all whitespace: no control characters (Unicode `Cc`,
+/// U+0000-U+001F and U+007F-U+009F), and at least one character that is not whitespace.
+/// [`is_printable_text`] is the same rule as code.
+pub const PRINTABLE_TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
 /// A display name (a product's, a customer's, a tenant's): 1-200 characters once trimmed,
 /// no control characters.
 pub const NAME: TextRule = TextRule {
     chars: 1..=200,
-    // Any characters but controls, at least one of which is not whitespace.
-    pattern: Some(
-        r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
-    ),
+    pattern: Some(PRINTABLE_TEXT),
     message: "must be 1-200 characters, not all whitespace, without control characters",
     example: "Blue mug, 330 ml",
     secret: false,
 };
 
 /// Whether `value` has no control characters (Unicode `Cc`, what `char::is_control` means:
-/// U+0000-U+001F, U+007F-U+009F) and one character that is not whitespace: the pattern of
-/// [`NAME`], as code.
+/// U+0000-U+001F, U+007F-U+009F) and one character that is not whitespace:
+/// [`PRINTABLE_TEXT`] as code.
 pub fn is_printable_text(value: &str) -> bool {
     !value.chars().any(char::is_control) && value.chars().any(|c| !c.is_whitespace())
 }

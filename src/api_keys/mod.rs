@@ -33,7 +33,22 @@ use crate::{
     error::{Error, FieldError},
     id::UserId,
     page::{Page, PageRequest},
+    rule::{self, TextRule, text_schema},
 };
+
+/// An API key's name: 1-100 characters once trimmed, not all whitespace, no control
+/// characters.
+pub const NAME_RULE: TextRule = TextRule {
+    chars: 1..=100,
+    pattern: Some(rule::PRINTABLE_TEXT),
+    message: "must be 1-100 characters, not all whitespace, without control characters",
+    example: "checkout-service",
+    secret: false,
+};
+
+/// The schema of an API key's name ([`NAME_RULE`]), for request fields that take one.
+pub struct ApiKeyName;
+text_schema!(ApiKeyName, "ApiKeyName", NAME_RULE);
 
 /// An API key as listed (never its secret).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -152,11 +167,15 @@ pub async fn create(
         .expires_at
         .is_some_and(|at| at <= OffsetDateTime::now_utc())
     {
-        return Err(Error::invalid("expires_at", "must be in the future"));
+        return Err(Error::refused_field(
+            "expiry_in_past",
+            "expires_at",
+            "must be in the future",
+        ));
     }
     let name = new.name.trim();
-    if name.is_empty() {
-        return Err(Error::invalid("name", "must be 1-100 characters"));
+    if !NAME_RULE.fits(name) || !rule::is_printable_text(name) {
+        return Err(Error::invalid("name", NAME_RULE.message));
     }
     let token = OpaqueToken::generate(TokenKind::ApiKey, principal.tenant_id());
     let api_key = store::insert(

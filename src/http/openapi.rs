@@ -20,7 +20,7 @@ use utoipa::{
 };
 
 use super::problem::Problem;
-use crate::{catalog::Sku, error::FieldError};
+use crate::{catalog::Sku, error::FieldError, orders::queries::Expand, page::Cursor};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,7 +38,7 @@ use crate::{catalog::Sku, error::FieldError};
             server's id.",
         license(name = "Apache-2.0"),
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, Cursor, Expand)),
     tags(
         (name = "auth", description = "Login, token refresh, logout, the caller"),
         (name = "tenant", description = "The caller's tenant"),
@@ -103,6 +103,8 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
         .map(|(name, _)| format!("#/components/schemas/{name}"))
         .collect();
 
+    forbid_nul_in_request_text(&mut spec);
+
     for item in spec.paths.paths.values_mut() {
         let operations = [
             (&mut item.get, false),
@@ -134,6 +136,93 @@ pub fn finish(mut spec: openapi::OpenApi) -> openapi::OpenApi {
         }
     }
     spec
+}
+
+/// Every string a request body may carry refuses the NUL character (Postgres cannot store
+/// it, and `http::extract` refuses it in any string before anything else): where a string
+/// schema of a request body has no pattern already excluding it, it gets one that says so.
+fn forbid_nul_in_request_text(spec: &mut openapi::OpenApi) {
+    let mut pending: Vec<String> = spec
+        .paths
+        .paths
+        .values()
+        .flat_map(|item| {
+            [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|operation| operation.request_body.as_ref())
+        .filter_map(|body| body.content.get("application/json"))
+        .filter_map(|content| match &content.schema {
+            Some(RefOr::Ref(reference)) => Some(reference.ref_location.clone()),
+            _ => None,
+        })
+        .collect();
+    let Some(components) = spec.components.as_mut() else {
+        return;
+    };
+    let mut done = std::collections::BTreeSet::new();
+    while let Some(reference) = pending.pop() {
+        let name = reference.rsplit('/').next().unwrap_or_default().to_owned();
+        if !done.insert(name.clone()) {
+            continue;
+        }
+        if let Some(schema) = components.schemas.get_mut(&name) {
+            forbid_nul(schema, &mut pending);
+        }
+    }
+}
+
+/// No NUL: the pattern a request string gets unless it has one of its own.
+const NO_NUL: &str = r"^[^\u0000]*$";
+
+fn forbid_nul(schema: &mut RefOr<openapi::Schema>, references: &mut Vec<String>) {
+    use openapi::{Schema, schema::ArrayItems, schema::SchemaType};
+    match schema {
+        RefOr::Ref(reference) => references.push(reference.ref_location.clone()),
+        RefOr::T(Schema::Object(object)) => {
+            let is_text = match &object.schema_type {
+                SchemaType::Type(Type::String) => true,
+                SchemaType::Array(types) => types.contains(&Type::String),
+                _ => false,
+            };
+            let constrained = object.pattern.is_some()
+                || object.enum_values.is_some()
+                || object.format.as_ref().is_some_and(|f| {
+                    !matches!(
+                        f,
+                        openapi::SchemaFormat::KnownFormat(openapi::KnownFormat::Password)
+                    )
+                });
+            if is_text && !constrained {
+                object.pattern = Some(NO_NUL.to_owned());
+            }
+            for property in object.properties.values_mut() {
+                forbid_nul(property, references);
+            }
+        }
+        RefOr::T(Schema::Array(array)) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                forbid_nul(items, references);
+            }
+        }
+        RefOr::T(Schema::OneOf(one_of)) => {
+            for item in &mut one_of.items {
+                forbid_nul(item, references);
+            }
+        }
+        RefOr::T(Schema::AllOf(all_of)) => {
+            for item in &mut all_of.items {
+                forbid_nul(item, references);
+            }
+        }
+        RefOr::T(Schema::AnyOf(any_of)) => {
+            for item in &mut any_of.items {
+                forbid_nul(item, references);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The problem responses every operation of its shape can produce: a body can be
@@ -427,6 +516,8 @@ fn problem_example(status: u16, code: &str, description: &str) -> serde_json::Va
     let marked = format!("`{code}`");
     let about = description
         .split(" Or ")
+        .flat_map(|part| part.split("; "))
+        .flat_map(|part| part.split(". "))
         .find(|part| part.contains(&marked))
         .unwrap_or(description);
     let detail = about

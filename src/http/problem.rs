@@ -117,7 +117,9 @@ impl IntoResponse for Error {
         }
         // Say it in HTTP's terms where the application's words are transport-neutral.
         let detail: String = match self.kind() {
-            ErrorKind::Invalid if !self.fields().is_empty() => validation_detail(self.fields()),
+            ErrorKind::Invalid if !self.fields().is_empty() => {
+                validation_detail(self.code(), self.fields())
+            }
             ErrorKind::VersionMismatch => {
                 "If-Match names no current version of the resource: it changed since, or the tag \
                  was weak (W/\"…\"), which If-Match never matches (it compares strongly); send \
@@ -144,8 +146,9 @@ impl IntoResponse for Error {
 }
 
 /// "the request failed validation: `sku` must be …; `quantity` is required" — every field
-/// in the detail too, for clients that show only the detail.
-fn validation_detail(fields: &[FieldError]) -> String {
+/// in the detail too, for clients that show only the detail. (A refusal of well-formed
+/// input, such as an unknown customer, "cannot be carried out" instead.)
+fn validation_detail(code: &str, fields: &[FieldError]) -> String {
     let each: Vec<String> = fields
         .iter()
         .map(|f| match f.field.as_str() {
@@ -153,7 +156,12 @@ fn validation_detail(fields: &[FieldError]) -> String {
             field => format!("`{field}` {}", f.message),
         })
         .collect();
-    format!("the request failed validation: {}", each.join("; "))
+    let what = if code == "validation_failed" {
+        "the request failed validation"
+    } else {
+        "the request cannot be carried out"
+    };
+    format!("{what}: {}", each.join("; "))
 }
 
 pub async fn render_problems(request: Request, next: Next) -> Response {

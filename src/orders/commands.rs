@@ -33,7 +33,8 @@ impl NewOrder {
     pub fn parse(customer_id: CustomerId, items: Vec<Requested>) -> Result<Self, Error> {
         let mut seen = HashSet::new();
         if let Some(index) = items.iter().position(|i| !seen.insert(i.product_id)) {
-            return Err(Error::invalid(
+            return Err(Error::refused_field(
+                "duplicate_product",
                 &format!("items[{index}].product_id"),
                 "each product may appear once; set its quantity",
             ));
@@ -60,7 +61,11 @@ pub async fn place(
 ) -> Result<Order, Error> {
     principal.require(Scope::OrdersWrite)?;
     if !customers::exists(tx, new.customer_id).await? {
-        return Err(Error::invalid("customer_id", "no such customer"));
+        return Err(Error::refused_field(
+            "customer_not_found",
+            "customer_id",
+            "no such customer",
+        ));
     }
     let ids: Vec<ProductId> = new.items.iter().map(|r| r.product_id).collect();
     let products: HashMap<ProductId, products::Priced> = products::lock_for_order(tx, &ids)
@@ -85,7 +90,7 @@ pub async fn place(
         }
     }
     if !errors.is_empty() {
-        return Err(Error::validation(errors));
+        return Err(Error::refused("product_not_found", errors));
     }
     let mut currencies = products.values().map(|p| p.currency);
     let currency = currencies
@@ -93,7 +98,8 @@ pub async fn place(
         .map(|c| c.code().to_owned())
         .unwrap_or_default();
     if currencies.any(|c| c.code() != currency) {
-        return Err(Error::invalid(
+        return Err(Error::refused_field(
+            "mixed_currencies",
             "items",
             "all products of an order must have the same currency",
         ));
@@ -115,7 +121,13 @@ pub async fn place(
                 .checked_mul(i64::from(l.quantity))
                 .and_then(|x| sum.checked_add(x))
         })
-        .ok_or_else(|| Error::invalid("items", "the order total is too large"))?;
+        .ok_or_else(|| {
+            Error::refused_field(
+                "value_out_of_range",
+                "items",
+                "the order total is too large",
+            )
+        })?;
 
     products::reserve(tx, &quantities(&lines)).await?;
     let event = OrderEvent::Placed {
@@ -189,6 +201,8 @@ fn refusal(refusal: Refusal) -> Error {
             };
             Error::conflict(code, refusal.to_string())
         }
-        Refusal::AmountMismatch { .. } => Error::invalid("amount_cents", refusal.to_string()),
+        Refusal::AmountMismatch { .. } => {
+            Error::refused_field("amount_mismatch", "amount_cents", refusal.to_string())
+        }
     }
 }

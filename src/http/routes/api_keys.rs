@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     access::{Scope, scope},
-    api_keys::{self, ApiKey, ApiKeyId, NewApiKey},
+    api_keys::{self, ApiKey, ApiKeyId, ApiKeyName, NewApiKey},
     error::Error,
     http::{
         AppState,
@@ -58,7 +58,7 @@ pub async fn list_api_keys(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    #[schema(example = "checkout-service", min_length = 1, max_length = 100)]
+    #[schema(value_type = ApiKeyName)]
     pub name: String,
     /// At most the caller's own scopes.
     #[schema(value_type = Vec<Scope>, example = json!(["orders:read", "orders:write"]), min_items = 1, max_items = 32)]
@@ -88,7 +88,8 @@ pub struct CreatedApiKey {
     security(("bearer" = ["api_keys:write"]), ("api_key" = ["api_keys:write"])),
     responses(
         (status = 201, description = "Created; `key` is the secret", body = CreatedApiKey),
-        (status = 403, description = "A scope the caller does not hold (`scope_escalation`), or a service token, which cannot create keys (`creator_required`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A scope the caller does not hold (`scope_escalation`); a service token, which cannot create keys (`creator_required`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`expires_at` is not in the future (`expiry_in_past`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_api_key(

@@ -76,6 +76,7 @@ pub struct OrderItemRequest {
     responses(
         (status = 201, description = "Placed", body = OrderView, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
         (status = 409, description = "A product lacks the stock for its line (`insufficient_stock`); nothing was reserved", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such customer in this tenant (`customer_not_found`); no such product (`product_not_found`, naming each line); a product listed on two lines (`duplicate_product`); products of different currencies (`mixed_currencies`); a total too large to store (`value_out_of_range`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn place_order(
@@ -316,7 +317,7 @@ fn versioned(order: &Order) -> (i64, OrderView) {
 }
 
 macro_rules! transition_route {
-    ($fn:ident, $path:literal, $name:literal, $body:ty, $doc:literal, |$b:ident| $command:expr) => {
+    ($fn:ident, $path:literal, $name:literal, $body:ty, $doc:literal, |$b:ident| $command:expr $(, $response:tt)* $(,)?) => {
         #[doc = $doc]
         #[utoipa::path(
             post, path = $path, tag = "orders",
@@ -326,6 +327,7 @@ macro_rules! transition_route {
             responses(
                 (status = 200, description = "The order after the transition", body = OrderView, headers(("ETag" = String), ("Idempotent-Replayed" = String, description = "`true` when this answers a retry with the same Idempotency-Key"))),
                 (status = 409, description = "Not allowed from the current status: the code names it (`order_is_shipped`, …); or `concurrent_modification`", body = Problem, content_type = "application/problem+json"),
+                $($response,)*
             )
         )]
         pub async fn $fn(
@@ -358,7 +360,13 @@ transition_route!(
     |body| Transition::Pay {
         amount_cents: body.amount_cents,
         reference: body.reference.clone()
-    }
+    },
+    (
+        status = 422,
+        description = "The amount is not the order's total (`amount_mismatch`)",
+        body = Problem,
+        content_type = "application/problem+json"
+    ),
 );
 transition_route!(
     ship_order,

@@ -123,12 +123,8 @@ async fn an_api_key_cannot_be_created_already_expired() {
         .await;
 
     // Assert
-    let problem = expect_problem(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let problem =
+        expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "expiry_in_past").await;
     assert_eq!(
         problem["errors"][0]["field"], "expires_at",
         "the failure names expires_at: {problem}"

@@ -68,7 +68,7 @@ async fn an_order_walks_its_lifecycle_and_every_out_of_order_command_is_refused(
                 json!({"amount_cents": total - 1, "reference": "pi_short"}),
             )
             .await;
-            expect_invalid(wrong, "amount_cents").await;
+            expect_invalid(wrong, "amount_mismatch", "amount_cents").await;
             assert_eq!(
                 order(&app, &tenant, order_id).await,
                 before,

@@ -128,14 +128,9 @@ fn ids_of(page: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Asserts a 422 `validation_failed` naming `field` among its errors.
-async fn expect_invalid(response: Response, field: &str) -> Value {
-    let problem = expect_problem(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+/// Asserts a 422 with `code` naming `field` among its errors.
+async fn expect_invalid(response: Response, code: &str, field: &str) -> Value {
+    let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, code).await;
     assert!(
         problem["errors"]
             .as_array()

@@ -126,61 +126,75 @@ async fn invalid_orders_are_refused_naming_the_field_and_reserve_nothing() {
     let foreign_product = product_with(&app, &other_tenant, 100, "EUR", 10).await;
     let unknown = json!({"id": Uuid::now_v7().to_string()});
 
-    let cases: Vec<(&str, Value, &str)> = vec![
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
         (
             "an unknown customer",
             order_request(&unknown, &[(&eur, 1)]),
             "customer_id",
+            "customer_not_found",
         ),
         (
             "another tenant's customer",
             order_request(&foreign_customer, &[(&eur, 1)]),
             "customer_id",
+            "customer_not_found",
         ),
         (
             "an unknown product",
             order_request(&customer, &[(&unknown, 1)]),
             "items[0].product_id",
+            "product_not_found",
         ),
         (
             "another tenant's product",
             order_request(&customer, &[(&eur, 1), (&foreign_product, 1)]),
             "items[1].product_id",
+            "product_not_found",
         ),
         (
             "a deleted product",
             order_request(&customer, &[(&deleted, 1)]),
             "items[0].product_id",
+            "product_not_found",
         ),
         (
             "the same product twice",
             order_request(&customer, &[(&eur, 1), (&eur, 2)]),
             "items[1].product_id",
+            "duplicate_product",
         ),
         (
             "a quantity of 0",
             order_request(&customer, &[(&eur, 0)]),
             "items[0].quantity",
+            "validation_failed",
         ),
         (
             "a negative quantity",
             order_request(&customer, &[(&eur_too, 1), (&eur, -1)]),
             "items[1].quantity",
+            "validation_failed",
         ),
-        ("no items", order_request(&customer, &[]), "items"),
+        (
+            "no items",
+            order_request(&customer, &[]),
+            "items",
+            "validation_failed",
+        ),
         (
             "products in two currencies",
             order_request(&customer, &[(&eur, 1), (&usd, 1)]),
             "items",
+            "mixed_currencies",
         ),
     ];
 
-    for (name, body, field) in cases {
+    for (name, body, field, code) in cases {
         // Act
         let response = app.post("/v1/orders", &tenant.token, body).await;
 
         // Assert
-        let problem = expect_invalid(response, field).await;
+        let problem = expect_invalid(response, code, field).await;
         assert!(
             problem["detail"].is_string(),
             "an order with {name}: {problem}"
