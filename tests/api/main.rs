@@ -30,6 +30,7 @@ mod orders;
 mod plans;
 mod platform;
 mod privileges;
+mod readme;
 mod recovery;
 mod request_ids;
 mod rls;
