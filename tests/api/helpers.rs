@@ -415,6 +415,16 @@ pub async fn expect_problem(response: Response, status: StatusCode, code: &str) 
     problem
 }
 
+/// The fields a 422 problem names, in its order.
+pub fn error_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str())
+        .collect()
+}
+
 /// Sends a request with arbitrary headers, for what the bearer-only helpers cannot say
 /// (`If-Match`, `If-None-Match`, `X-API-Key`, …).
 pub async fn send(

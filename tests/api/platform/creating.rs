@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    OPERATOR_TOKEN, PASSWORD, TENANTS, expect_json, expect_problem, spawn_app, tenant_path, unique,
+    OPERATOR_TOKEN, PASSWORD, TENANTS, error_fields, expect_json, expect_problem, spawn_app,
+    tenant_path, unique,
 };
 
 #[tokio::test]
@@ -191,14 +192,8 @@ async fn an_invalid_slug_email_or_password_is_refused_naming_the_field() {
             "validation_failed",
         )
         .await;
-        let fields: Vec<&str> = problem["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["field"].as_str())
-            .collect();
         assert_eq!(
-            fields,
+            error_fields(&problem),
             vec![field],
             "{what}: expected one error for `{field}`: {problem}"
         );
@@ -222,14 +217,8 @@ async fn every_invalid_field_is_named_in_one_refusal() {
         "validation_failed",
     )
     .await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
     assert_eq!(
-        fields,
+        error_fields(&problem),
         ["name", "owner_email", "owner_password", "slug"],
         "one refusal names all four fields (in order), so a client fixes them in one go: {problem}"
     );
