@@ -29,6 +29,10 @@ revoke all on all functions in schema public from public, :"app_role", :"platfor
 grant select, update (name, version, updated_at) on tenants to :"app_role";
 grant select, insert, update on users, sessions, refresh_tokens, api_keys to :"app_role";
 grant select, insert on audit_events to :"app_role";
+-- An audit event takes its position from the event store's sequence (audit_events.seq).
+grant usage on sequence domain_events_seq_seq to :"app_role", :"platform_role";
+-- Verifying the audit chain reads a tenant's links.
+grant select on audit_chain to :"app_role";
 grant select, insert, update on products, customers to :"app_role";
 grant select, insert on domain_events to :"app_role";
 grant select, insert, update on order_summaries to :"app_role";
@@ -45,7 +49,10 @@ grant execute on function tenant_by_slug(text) to :"app_role";
 -- changed tenant's context). It creates a tenant and its owner only through
 -- create_tenant(), and cannot read or write users, sessions, keys or orders.
 grant select, update (name, plan, status, version, updated_at) on tenants to :"platform_role";
-grant insert on audit_events to :"platform_role";
+grant select, insert on audit_events to :"platform_role";
+-- The audit sealer: appends links and moves its position (src/audit/chain.rs).
+grant select, insert on audit_chain to :"platform_role";
+grant select, update on audit_sealer to :"platform_role";
 grant select on domain_events to :"platform_role";
 grant select, delete on idempotency_keys to :"platform_role";
 grant execute on function tenant_by_slug(text) to :"platform_role";

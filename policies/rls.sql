@@ -52,6 +52,15 @@ create policy platform_directory on tenants to :"platform_role" using (true) wit
 drop policy if exists platform_feed on domain_events;
 create policy platform_feed on domain_events for select to :"platform_role" using (true);
 
+-- The audit sealer follows every tenant's committed audit events and appends their links
+-- to each tenant's chain, as the platform role (src/audit/chain.rs). It reads events and
+-- links of every tenant and inserts links; it cannot change either (no UPDATE or DELETE
+-- grant, and a trigger refuses the owner too).
+drop policy if exists platform_sealer on audit_events;
+create policy platform_sealer on audit_events for select to :"platform_role" using (true);
+drop policy if exists platform_sealer on audit_chain;
+create policy platform_sealer on audit_chain to :"platform_role" using (true) with check (true);
+
 -- Expired idempotency keys are purged across tenants by the platform role
 -- (src/idempotency.rs); it sees no key that is still live.
 drop policy if exists platform_expiry on idempotency_keys;

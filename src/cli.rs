@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::{
     access::{Operator, Scope, Scopes},
+    audit,
     auth::{
         self,
         jwt::JwtKeys,
@@ -81,8 +82,25 @@ pub enum Command {
     /// Rebuild read models from the event store.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Verify a tenant's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute a tenant's audit chain from its events as they are now and report the
+    /// first link that does not hold. Exits 0 when the chain holds, 65 when it is broken.
+    Verify {
+        /// Tenant slug or id.
+        #[arg(long, value_name = "SLUG_OR_ID")]
+        tenant: String,
+        /// Print the verification as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -268,7 +286,55 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             Ok(())
         }
         Command::Token(command) => token(command, &config).await,
+        Command::Audit(AuditCommand::Verify { tenant, json }) => {
+            db::bootstrap(&config).await?;
+            let tenant = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
+            let mut owner = db::owner_connection(&config).await?;
+            let verification = audit::chain::verify_as_owner(&mut owner, tenant.id).await?;
+            if json {
+                print_out(&format!("{}\n", to_json(&verification)?))?;
+            } else {
+                print_out(&verification_summary(&tenant.slug, &verification))?;
+            }
+            match verification.broken {
+                None => Ok(()),
+                Some(broken) => Err(Error::unprocessable(
+                    "audit_chain_broken",
+                    format!(
+                        "the audit log of tenant {} is broken at link {} ({})",
+                        tenant.slug, broken.link, broken.reason
+                    ),
+                )),
+            }
+        }
     }
+}
+
+/// `audit verify` for people: whether the chain holds, how much of it, and its head.
+fn verification_summary(slug: &str, verification: &audit::chain::Verification) -> String {
+    let mut out = match &verification.broken {
+        None => format!(
+            "the audit log of tenant {slug} holds: {} verified",
+            plural(verification.sealed as usize, "sealed event")
+        ),
+        Some(broken) => format!(
+            "the audit log of tenant {slug} is broken at link {} (event {}): {}; {} before it verified",
+            broken.link,
+            broken
+                .event_id
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            broken.reason,
+            plural(verification.sealed as usize, "link")
+        ),
+    };
+    out.push_str(&format!(
+        ", {} not sealed yet\n",
+        plural(verification.unsealed as usize, "event")
+    ));
+    if let Some(head) = &verification.head {
+        out.push_str(&format!("head: link {} {}\n", head.link, head.chain_hash));
+    }
+    out
 }
 
 /// `token issue`, `token list`, `token revoke`: as the database owner, the one connection

@@ -117,6 +117,11 @@ pub struct Config {
     /// `IDEMPOTENCY_KEY_TTL`: how long an `Idempotency-Key` replays its first answer;
     /// after that the key is free again and expired keys are purged. Default `24h`.
     pub idempotency_key_ttl: Duration,
+    /// `TENANTRY_AUDIT_SEAL_INTERVAL`: how often this server chains the audit events
+    /// committed since the last round (one sealer runs at a time across instances); an
+    /// event stays unsealed for about this long. `0s`: this server does not seal (another
+    /// instance must). Default `1s`, at most `1h`.
+    pub audit_seal_interval: Duration,
     /// `TENANTRY_TOKEN_HASH_KEY`: HMAC key under which API-key and refresh-token secrets
     /// are stored. Changing it invalidates every API key and refresh token.
     pub token_hash_key: SecretString,
@@ -256,6 +261,7 @@ impl Config {
             refresh_token_reuse_interval: duration("REFRESH_TOKEN_REUSE_INTERVAL", "30s")?,
             service_token_max_ttl: duration("TENANTRY_SERVICE_TOKEN_MAX_TTL", "30d")?,
             idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "24h")?,
+            audit_seal_interval: duration("TENANTRY_AUDIT_SEAL_INTERVAL", "1s")?,
             token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
             operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),
             max_body_bytes: var("TENANTRY_MAX_BODY_BYTES", "1048576")
@@ -354,6 +360,11 @@ impl Config {
             || self.idempotency_key_ttl.is_zero()
         {
             bail!("ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL and IDEMPOTENCY_KEY_TTL must be positive");
+        }
+        if self.audit_seal_interval > Duration::from_secs(3600) {
+            bail!(
+                "TENANTRY_AUDIT_SEAL_INTERVAL must be at most 1h (events stay unsealed that long)"
+            );
         }
         if self.password_hash_concurrency == 0 {
             bail!("PASSWORD_HASH_CONCURRENCY must be at least 1");

@@ -11,6 +11,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
+    audit,
     config::Config,
     db::{self, Db},
     http::{
@@ -28,6 +29,7 @@ pub struct Application {
     router: axum::Router,
     db: Db,
     limits: Limits,
+    audit_seal_interval: Duration,
 }
 
 impl Application {
@@ -74,6 +76,7 @@ impl Application {
             router: http::app(state, config),
             db,
             limits,
+            audit_seal_interval: config.audit_seal_interval,
         })
     }
 
@@ -106,9 +109,18 @@ impl Application {
         let upkeep = tokio::spawn(observability::metrics::upkeep_periodically(
             observability::metrics::UPKEEP_PERIOD,
         ));
+        let sealer = (!self.audit_seal_interval.is_zero()).then(|| {
+            tokio::spawn(audit::chain::run_sealer(
+                self.db.clone(),
+                self.audit_seal_interval,
+            ))
+        });
         server::serve(self.listener, self.router, self.limits, signal).await;
         purge.abort();
         upkeep.abort();
+        if let Some(sealer) = sealer {
+            sealer.abort();
+        }
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())

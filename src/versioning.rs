@@ -48,7 +48,7 @@ impl ExpectedVersion {
 
 /// What one kind of change does to its resource: the steps of [`update`] that differ.
 pub trait Change: Sized + Send {
-    type Resource: Table<Id = Self::Id> + Versioned;
+    type Resource: Table<Id = Self::Id> + Versioned + serde::Serialize;
     type Id: Copy + Display + Send + Sync;
     /// The change once checked against the resource: what is written and audited.
     type Checked: Send + Sync;
@@ -64,12 +64,17 @@ pub trait Change: Sized + Send {
         id: Self::Id,
     ) -> impl Future<Output = Result<Self::Resource, Error>> + Send;
 
-    /// The audit event recording this change.
+    /// The audit event recording this change (its before/after diff is added by [`update`]).
     fn audit_event(checked: &Self::Checked, id: Self::Id, updated: &Self::Resource) -> AuditEvent;
+
+    /// The resource's fields that are personal data: their diff goes into the event's
+    /// erasable personal part.
+    const PERSONAL_FIELDS: &'static [&'static str] = &[];
 }
 
 /// Changes a versioned resource: lock → check the expected version → drop what would not
-/// change, apply the rules → write → audit. Returns the resource as it is afterwards
+/// change, apply the rules → write → audit, with the diff of every field that changed.
+/// Returns the resource as it is afterwards
 /// (unchanged, with its old version, when nothing changed).
 pub async fn update<C: Change>(
     conn: &mut PgConnection,
@@ -86,8 +91,16 @@ pub async fn update<C: Change>(
         return Ok(current);
     };
     let updated = C::apply(&checked, conn, id).await?;
-    audit::record(conn, author, C::audit_event(&checked, id, &updated)).await?;
+    let (before, after) = (json(&current)?, json(&updated)?);
+    let event = C::audit_event(&checked, id, &updated).diff(&before, &after, C::PERSONAL_FIELDS);
+    audit::record(conn, author, event).await?;
     Ok(updated)
+}
+
+fn json(resource: &impl serde::Serialize) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(resource).map_err(|e| {
+        Error::internal(anyhow::Error::from(e).context("serialising for the audit diff"))
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Principal {
     actor: Actor,
     scopes: Scopes,
     session_id: Option<SessionId>,
+    /// The `jti` of a service token (`tenantry token issue`).
+    token_id: Option<uuid::Uuid>,
 }
 
 /// Who acts: recorded in audit events and in domain events' metadata.
@@ -72,6 +74,24 @@ impl Principal {
             actor,
             scopes,
             session_id,
+            token_id: None,
+        }
+    }
+
+    /// The same principal, known to act with the service token `jti`.
+    pub(crate) fn with_token_id(mut self, jti: uuid::Uuid) -> Self {
+        self.token_id = Some(jti);
+        self
+    }
+
+    /// The credential it acted with, as audit events record it: `session:<id>` (a user's
+    /// login), `api_key:<id>`, `service_token:<jti>`.
+    pub fn credential(&self) -> Option<String> {
+        match (&self.actor, self.session_id, self.token_id) {
+            (_, Some(session), _) => Some(format!("session:{session}")),
+            (Actor::ApiKey(key), ..) => Some(format!("api_key:{key}")),
+            (_, _, Some(jti)) => Some(format!("service_token:{jti}")),
+            _ => None,
         }
     }
 

@@ -1,13 +1,39 @@
-//! The audit trail: every mutation records who did what to which resource, in the same
+//! The audit log: every mutation records who did what to which resource, in the same
 //! transaction as the change, so an event exists exactly when the change committed.
 //!
-//! This is the seam the audit-log capability builds on (reading, hash chaining,
-//! verification); the table is append-only for the request role (no UPDATE or DELETE
-//! grant), so a request can add history but never rewrite it.
+//! One log, one order. An audit event takes its position from the same place a domain
+//! event does — its transaction's id (`xid8`) and a number from the event store's sequence
+//! — so positions of the two are one commit-ordered sequence, read gap-free the way the
+//! committed-event feed reads (`events::feed`): only what is below the reader's snapshot
+//! `xmin`. The audit log stays its own table because it records more than domain events
+//! do (every actor, credential and change, including failed logins), keeps personal data
+//! erasable, and is chained.
+//!
+//! What an event records: the actor (`user:<id>`, `api_key:<id>`, `service:<name>`,
+//! `operator`, `anonymous`) and the credential it used (`session:<id>`, `api_key:<id>`,
+//! `service_token:<jti>`, `operator_token`), the action (`<resource>.<verb>`), the target,
+//! details (`data`, with a before/after `diff` for changes), the request ids, the time —
+//! and, apart, its **personal data** (emails, names, the client's address and user agent),
+//! stored in `personal` with a random salt and covered by the chain only through its
+//! digest, so it can be erased without breaking the chain.
+//!
+//! Tamper evidence ([`chain`]): a sealer follows the committed audit events in position
+//! order and chains each tenant's, shortly after they commit, without serialising anyone's
+//! writes; [`chain::verify`] recomputes a tenant's chain and names the first broken link.
+//! The tables are append-only: no role the server holds may update or delete them, and a
+//! trigger refuses the owner too, except the retention job (deleting) and erasure (setting
+//! `personal` to null) when they say so.
+//!
+//! Never put credentials or password material in an event, and put personal data in
+//! [`AuditEvent::personal`], never in [`AuditEvent::data`].
+
+pub mod chain;
+pub mod log;
 
 use std::fmt::Display;
 
-use serde_json::Value;
+use rand::RngCore;
+use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -18,11 +44,13 @@ use crate::{
 };
 
 /// One thing that happened.
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
     action: &'static str,
     target_type: &'static str,
     target_id: String,
     data: Value,
+    personal: Map<String, Value>,
 }
 
 impl AuditEvent {
@@ -32,23 +60,71 @@ impl AuditEvent {
             action,
             target_type,
             target_id: target_id.to_string(),
-            data: Value::Object(Default::default()),
+            data: Value::Object(Map::new()),
+            personal: Map::new(),
         }
     }
 
-    /// Non-secret details. Never put credentials or password material here.
+    /// Non-secret, non-personal details (chained as they are).
     pub fn data(mut self, data: Value) -> Self {
         self.data = data;
         self
     }
+
+    /// Personal details (an email, a name): kept apart from the chained data so that they
+    /// can be erased. Merged with what is already there.
+    pub fn personal(mut self, personal: Value) -> Self {
+        if let Value::Object(fields) = personal {
+            self.personal.extend(fields);
+        }
+        self
+    }
+
+    /// Records a change of `before` into `after` (two serialisations of the resource): each
+    /// field that changed, `{"from": …, "to": …}`, under `diff` — in the chained data, or in
+    /// the personal data for the fields named in `personal_fields`.
+    pub fn diff(mut self, before: &Value, after: &Value, personal_fields: &[&str]) -> Self {
+        let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+            return self;
+        };
+        let mut public = Map::new();
+        let mut private = Map::new();
+        for (field, new) in after {
+            let old = before.get(field).unwrap_or(&Value::Null);
+            if old == new || matches!(field.as_str(), "version" | "updated_at") {
+                continue;
+            }
+            let change = json!({"from": old, "to": new});
+            if personal_fields.contains(&field.as_str()) {
+                private.insert(field.clone(), change);
+            } else {
+                public.insert(field.clone(), change);
+            }
+        }
+        if !public.is_empty() {
+            if let Value::Object(data) = &mut self.data {
+                data.insert("diff".to_owned(), Value::Object(public));
+            }
+        }
+        if !private.is_empty() {
+            self.personal
+                .insert("diff".to_owned(), Value::Object(private));
+        }
+        self
+    }
+
+    pub fn action(&self) -> &'static str {
+        self.action
+    }
 }
 
-/// Whose log an event goes into, and who acted: a tenant principal in its own tenant, or
-/// the operator in the tenant it changed.
+/// Whose log an event goes into, who acted, and with which credential: a tenant principal
+/// in its own tenant, or the operator in the tenant it changed.
 #[derive(Debug, Clone)]
 pub struct Author {
     tenant_id: TenantId,
     actor: String,
+    credential: Option<String>,
 }
 
 impl Author {
@@ -57,16 +133,16 @@ impl Author {
         Self {
             tenant_id,
             actor: operator.actor().to_owned(),
+            credential: Some("operator_token".to_owned()),
         }
     }
-}
 
-impl Author {
     /// Someone not (yet) authenticated, in `tenant_id`: a failed login.
     pub fn anonymous(tenant_id: TenantId) -> Self {
         Self {
             tenant_id,
             actor: "anonymous".to_owned(),
+            credential: None,
         }
     }
 }
@@ -76,28 +152,27 @@ impl From<&Principal> for Author {
         Self {
             tenant_id: principal.tenant_id(),
             actor: principal.actor().to_string(),
+            credential: principal.credential(),
         }
     }
 }
 
-/// Appends an event inside the caller's transaction, with the ids of the work in progress:
-/// the request id the server minted (`request_id`) and, beside it, the correlation id the
-/// client sent, if any (`client_request_id`).
+/// Appends an event inside the caller's transaction, with the ids of the work in progress
+/// (the request id the server minted and the client's correlation id, if any) and where it
+/// came from (the client's address and user agent, as personal data).
 #[tracing::instrument(skip_all, fields(action = event.action))]
 pub async fn record(
     conn: &mut PgConnection,
     author: impl Into<Author>,
     event: AuditEvent,
 ) -> Result<(), sqlx::Error> {
-    insert(
-        conn,
-        "insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id, client_request_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        author.into(),
-        event,
-    )
-    .await
+    insert(conn, INSERT, author.into(), event).await
 }
+
+/// The columns every insert writes; `personal_digest` is computed by Postgres from the
+/// stored (normalised) text, which is what verification recomputes it from.
+const INSERT: &str = "insert into audit_events (tenant_id, id, actor, credential, action, target_type, target_id, data, request_id, client_request_id, personal, personal_digest)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, sha256(convert_to($11::jsonb::text, 'UTF8')))";
 
 /// Appends an event if the author's tenant exists, and writes nothing otherwise — at the
 /// same cost either way, for a caller whose cost must not tell which (a failed login names
@@ -116,8 +191,9 @@ pub async fn record_if_tenant_exists(
     insert(
         conn,
         "with written as (
-             insert into audit_events (tenant_id, id, actor, action, target_type, target_id, data, request_id, client_request_id)
-             select $1, $2, $3, $4, $5, $6, $7, $8, $9 where exists (select from tenants where id = $1)
+             insert into audit_events (tenant_id, id, actor, credential, action, target_type, target_id, data, request_id, client_request_id, personal, personal_digest)
+             select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, sha256(convert_to($11::jsonb::text, 'UTF8'))
+             where exists (select from tenants where id = $1)
              returning 1
          )
          select set_config('synchronous_commit', 'off', true), (select count(*) from written)",
@@ -133,17 +209,81 @@ async fn insert(
     author: Author,
     event: AuditEvent,
 ) -> Result<(), sqlx::Error> {
+    let personal = personal_record(event.personal, observability::current_origin());
     sqlx::query(statement)
         .bind(author.tenant_id)
         .bind(Uuid::now_v7())
         .bind(&author.actor)
+        .bind(&author.credential)
         .bind(event.action)
         .bind(event.target_type)
         .bind(&event.target_id)
         .bind(&event.data)
         .bind(observability::current_request_id())
         .bind(observability::current_client_request_id())
+        .bind(personal)
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// The personal data stored with an event: the event's own and where the work came from,
+/// with a random salt (so that the digest the chain keeps cannot be matched against
+/// guesses once the data is erased); `None` when there is nothing personal.
+fn personal_record(
+    mut personal: Map<String, Value>,
+    origin: observability::Origin,
+) -> Option<Value> {
+    if let Some(ip) = origin.client_ip {
+        personal.insert("client_ip".to_owned(), Value::String(ip));
+    }
+    if let Some(agent) = origin.user_agent {
+        personal.insert("user_agent".to_owned(), Value::String(agent));
+    }
+    if personal.is_empty() {
+        return None;
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    personal.insert("salt".to_owned(), Value::String(hex(&salt)));
+    Some(Value::Object(personal))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diff_names_each_changed_field_and_keeps_personal_ones_apart() {
+        let before = json!({"name": "Ada", "email": "a@x.test", "stock": 1, "version": 1});
+        let after = json!({"name": "Ada L.", "email": "a@x.test", "stock": 2, "version": 2});
+        let event = AuditEvent::new("customer.updated", "customer", "c1").diff(
+            &before,
+            &after,
+            &["name", "email"],
+        );
+        assert_eq!(event.data, json!({"diff": {"stock": {"from": 1, "to": 2}}}));
+        assert_eq!(
+            Value::Object(event.personal),
+            json!({"diff": {"name": {"from": "Ada", "to": "Ada L."}}})
+        );
+    }
+
+    #[test]
+    fn personal_data_is_salted_and_absent_when_there_is_none() {
+        assert_eq!(personal_record(Map::new(), Default::default()), None);
+        let origin = observability::Origin {
+            client_ip: Some("203.0.113.7".into()),
+            user_agent: None,
+        };
+        let one = personal_record(Map::new(), origin.clone()).unwrap();
+        let two = personal_record(Map::new(), origin).unwrap();
+        assert_eq!(one["client_ip"], "203.0.113.7");
+        assert_eq!(one["salt"].as_str().unwrap().len(), 32);
+        assert_ne!(one["salt"], two["salt"], "every record has its own salt");
+    }
 }

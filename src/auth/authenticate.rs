@@ -162,7 +162,7 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
         return Err(Error::tenant_suspended());
     }
     let Some(session_id) = session_id else {
-        return service_principal(tenant_id, claims.sub, scopes, &check);
+        return service_principal(tenant_id, claims.jti, claims.sub, scopes, &check);
     };
     match (
         check.session_live,
@@ -193,6 +193,7 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
 /// `jti` cannot claim more than was issued.
 fn service_principal(
     tenant_id: TenantId,
+    jti: uuid::Uuid,
     subject: String,
     scopes: Scopes,
     check: &AccessCheck,
@@ -225,7 +226,8 @@ fn service_principal(
         Actor::Service(subject),
         scopes.intersection(issued),
         None,
-    ))
+    )
+    .with_token_id(jti))
 }
 
 fn describe_jwt_error(error: &jsonwebtoken::errors::Error) -> &'static str {

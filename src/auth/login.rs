@@ -249,15 +249,18 @@ impl FailedLogin<'_> {
         let lockout_seconds = lockout.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
         // Only a valid address is recorded: what does not parse as one may be a password
         // typed into the wrong field.
+        // The email and the client's address are personal data (erasable); the address is
+        // also the one the throttle counted, which may differ from the request's origin.
         let email = self.email.map(Email::as_str);
-        let event = AuditEvent::new("auth.login_failed", "login", email.unwrap_or_default()).data(
-            serde_json::json!({
-                "email": email,
+        let event = AuditEvent::new("auth.login_failed", "login", self.tenant_id)
+            .data(serde_json::json!({
                 "reason": self.failure.as_str(),
-                "client_ip": self.client.to_string(),
                 "locked_out_for_seconds": lockout_seconds,
-            }),
-        );
+            }))
+            .personal(serde_json::json!({
+                "email": email,
+                "throttled_address": self.client.to_string(),
+            }));
         let mut tx =
             TenantTx::begin_for_credential_check(db, self.tenant_id, Access::ReadWrite).await?;
         audit::record_if_tenant_exists(&mut tx, Author::anonymous(self.tenant_id), event).await?;
@@ -304,6 +307,13 @@ pub async fn refresh(db: &Db, auth: &AuthService, presented: &str) -> Result<Tok
         }
         if row.session_live {
             sessions::revoke(&mut tx, row.session_id, "refresh_token_reuse").await?;
+            audit::record(
+                &mut tx,
+                &principal,
+                AuditEvent::new("auth.refresh_token_reused", "session", row.session_id)
+                    .data(serde_json::json!({"session_revoked": true})),
+            )
+            .await?;
             tracing::warn!(session_id = %row.session_id, "refresh token reused; session revoked");
             tx.commit().await?;
         }

@@ -1,4 +1,4 @@
-//! The client's address, for the login throttle.
+//! The client's address, for the login throttle and the audit log.
 //!
 //! By default it is the TCP peer, from `ConnectInfo` (which `startup` provides by serving
 //! the router with `into_make_service_with_connect_info`). Behind a load balancer every
@@ -19,7 +19,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{HeaderMap, HeaderName, request::Parts},
+    http::{Extensions, HeaderMap, HeaderName, request::Parts},
 };
 
 use super::AppState;
@@ -32,19 +32,31 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
+        Ok(Self::of(
+            &parts.headers,
+            &parts.extensions,
+            state.client_ip_header.as_ref(),
+        ))
+    }
+}
+
+impl ClientIp {
+    /// The address of a request with these headers and extensions: the last address of
+    /// `trusted_header` when one is configured and present, else the TCP peer.
+    pub fn of(
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        trusted_header: Option<&HeaderName>,
+    ) -> Self {
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip());
-        let forwarded = state
-            .client_ip_header
-            .as_ref()
-            .and_then(|name| last_address(&parts.headers, name));
-        Ok(Self(
+        let forwarded = trusted_header.and_then(|name| last_address(headers, name));
+        Self(
             forwarded
                 .or(peer)
                 .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        ))
+        )
     }
 }
 

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use axum::{
     body::Body,
     extract::{MatchedPath, Request, State},
-    http::{HeaderValue, Method, Response},
+    http::{HeaderName, HeaderValue, Method, Response, header},
     middleware::Next,
 };
 use tracing::{Span, field};
 
+use super::client_ip::ClientIp;
 use crate::{db, observability};
 
 /// The server's request id, on every response.
@@ -47,7 +48,14 @@ pub struct RequestIds {
 /// request (for the span and problem bodies), made the ids of the work (for audit and
 /// domain events), and sent back on the response: `X-Request-Id` the server's, and
 /// `X-Client-Request-Id` the client's.
-pub async fn request_id(mut request: Request, next: Next) -> axum::response::Response {
+///
+/// The work also learns where it came from ([`observability::Origin`]: the client's address,
+/// read as [`ClientIp`] does, and its `User-Agent`), which its audit events record.
+pub async fn request_id(
+    State(trusted_header): State<Option<HeaderName>>,
+    mut request: Request,
+    next: Next,
+) -> axum::response::Response {
     let client = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -70,8 +78,24 @@ pub async fn request_id(mut request: Request, next: Next) -> axum::response::Res
         id: id.clone(),
         client: client_id.clone(),
     });
+    let origin = observability::Origin {
+        client_ip: Some(
+            ClientIp::of(
+                request.headers(),
+                request.extensions(),
+                trusted_header.as_ref(),
+            )
+            .0
+            .to_string(),
+        ),
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|agent| agent.chars().take(256).collect()),
+    };
     let mut response =
-        observability::with_request_ids(id.clone(), client_id, next.run(request)).await;
+        observability::with_request_ids(id.clone(), client_id, origin, next.run(request)).await;
     let headers = response.headers_mut();
     headers.insert(
         REQUEST_ID_HEADER,

@@ -115,7 +115,10 @@ pub fn app(state: AppState, config: &Config) -> Router {
                     header::COOKIE,
                     HeaderName::from_static("x-api-key"),
                 ]))
-                .layer(axum::middleware::from_fn(middleware::request_id))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.client_ip_header.clone(),
+                    middleware::request_id,
+                ))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(middleware::make_request_span)

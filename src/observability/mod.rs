@@ -42,13 +42,24 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// The ids a unit of work is known by.
+/// The ids a unit of work is known by, and where it came from.
 #[derive(Debug, Clone)]
 struct RequestIds {
     /// Minted by the server (a UUIDv7).
     id: String,
     /// Sent by the client, when it sent a usable one.
     client: Option<String>,
+    origin: Origin,
+}
+
+/// Where a unit of work came from, for its audit events (personal data: recorded where it
+/// can be erased, never in logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address, as far as the server trusts it.
+    pub client_ip: Option<String>,
+    /// The client's `User-Agent`, at most 256 characters.
+    pub user_agent: Option<String>,
 }
 
 tokio::task_local! {
@@ -56,9 +67,23 @@ tokio::task_local! {
 }
 
 /// Runs `work` as the request `id` (which the server minted), with the client's own
-/// correlation id when it sent one.
-pub async fn with_request_ids<F: Future>(id: String, client: Option<String>, work: F) -> F::Output {
-    REQUEST_IDS.scope(RequestIds { id, client }, work).await
+/// correlation id when it sent one, and where it came from.
+pub async fn with_request_ids<F: Future>(
+    id: String,
+    client: Option<String>,
+    origin: Origin,
+    work: F,
+) -> F::Output {
+    REQUEST_IDS
+        .scope(RequestIds { id, client, origin }, work)
+        .await
+}
+
+/// Where the work in progress came from (empty outside a request).
+pub fn current_origin() -> Origin {
+    REQUEST_IDS
+        .try_with(|ids| ids.origin.clone())
+        .unwrap_or_default()
 }
 
 /// The server's id of the work in progress, if any.

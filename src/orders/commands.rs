@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     access::{Principal, Scope},
+    audit::{self, AuditEvent},
     catalog::{customers, products},
     db::TenantTx,
     error::{Error, FieldError},
@@ -169,7 +170,8 @@ pub async fn transition(
     Ok(order)
 }
 
-/// Appends the event and updates the read models, in the command's transaction.
+/// Appends the event, updates the read models and records the audit event, in the
+/// command's transaction.
 async fn record(
     tx: &mut TenantTx,
     principal: &Principal,
@@ -180,6 +182,13 @@ async fn record(
     stream::append(tx, principal, command, order, event).await?;
     let tenant_id = tx.tenant_id();
     projection::project(tx, tenant_id, order, event).await?;
+    let (_, data) = stream::encode(event)?;
+    let audited = AuditEvent::new(event.kind(), "order", order.id).data(serde_json::json!({
+        "version": order.version,
+        "status": order.status,
+        "event": data,
+    }));
+    audit::record(tx, principal, audited).await?;
     Ok(())
 }
 

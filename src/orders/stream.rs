@@ -48,6 +48,20 @@ pub enum OrderEvent {
     Cancelled { reason: String, released: Vec<Line> },
 }
 
+impl OrderEvent {
+    /// The event's type (`order.placed`, …), as its serde name says.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Placed { .. } => "order.placed",
+            Self::Confirmed {} => "order.confirmed",
+            Self::Paid { .. } => "order.paid",
+            Self::Shipped {} => "order.shipped",
+            Self::Delivered {} => "order.delivered",
+            Self::Cancelled { .. } => "order.cancelled",
+        }
+    }
+}
+
 /// An event as stored: its type and its data.
 pub fn encode(event: &OrderEvent) -> Result<(String, Value), Error> {
     let tagged = serde_json::to_value(event).map_err(anyhow::Error::from)?;

@@ -213,7 +213,8 @@ pub async fn create(
         tx,
         principal,
         AuditEvent::new("user.created", "user", user.id)
-            .data(serde_json::json!({"role": user.role})),
+            .data(serde_json::json!({"role": user.role}))
+            .personal(serde_json::json!({"email": user.email})),
     )
     .await?;
     Ok(CreatedUser {
@@ -297,6 +298,7 @@ impl Change for UserChange<'_> {
     type Resource = User;
     type Id = UserId;
     type Checked = Resolved;
+    const PERSONAL_FIELDS: &'static [&'static str] = &["email"];
 
     fn against(self, current: &User) -> Result<Option<Resolved>, Error> {
         self.by.ensure_may_grant(Grant::Role(current.role))?;

@@ -14,6 +14,7 @@ mod helpers;
 
 mod api_keys;
 mod architecture;
+mod audit;
 mod auth;
 mod bodies;
 mod bootstrap;

@@ -30,6 +30,8 @@ use tenantry::{
 use time::macros::datetime;
 use uuid::Uuid;
 
+use tenantry::audit::log::{Filter as AuditFilter, list_statement as audit_list_statement};
+
 use crate::helpers::{TestApp, spawn_app};
 
 #[tokio::test]
@@ -89,6 +91,52 @@ async fn every_order_list_filter_combination_has_an_index_ordered_generic_plan()
                 "{what}: no equality filter is an index condition: {conditions}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn every_audit_log_filter_combination_has_an_index_ordered_generic_plan() {
+    let app = spawn_app().await;
+    let mut db = app.owner_connection().await;
+    let (mut tx, tenant) = seeded(&app, &mut db).await;
+    let tenant = tenantry::id::TenantId::from_uuid(tenant);
+
+    for mask in 0..128u8 {
+        let has = |bit: u8| mask & (1 << bit) != 0;
+        let filter = AuditFilter {
+            actor: has(0).then(|| "user:x".to_owned()),
+            action: has(1).then(|| "order.paid".to_owned()),
+            target_type: has(2).then(|| "order".to_owned()),
+            target_id: has(3).then(|| "x".to_owned()),
+            from: has(4).then_some(datetime!(2026-01-01 0:00 UTC)),
+            to: has(5).then_some(datetime!(2027-01-01 0:00 UTC)),
+        };
+        let before = has(6).then(Uuid::now_v7);
+        let sql = audit_list_statement(tenant, &filter, before, Some(21)).into_sql();
+        // The parameters, in the order `list_statement` binds them.
+        let mut arguments = vec![format!("'{tenant}'")];
+        for text in [
+            &filter.actor,
+            &filter.action,
+            &filter.target_type,
+            &filter.target_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            arguments.push(format!("'{text}'"));
+        }
+        for bound in [filter.from, filter.to].into_iter().flatten() {
+            arguments.push(format!("'{}'", v7_lower_bound(bound)));
+        }
+        if let Some(before) = before {
+            arguments.push(format!("'{before}'"));
+        }
+        arguments.push("21".to_owned());
+
+        let plan = explain_generic(&mut tx, &sql, &arguments).await;
+        let what = format!("filters {filter:?}, cursor {before:?}: {sql}");
+        assert_index_ordered_page(&plan, "audit_events", &what);
     }
 }
 
@@ -321,6 +369,10 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> (Transaction<'c,
         "insert into service_tokens (tenant_id, jti, subject, scopes, expires_at)
          select $1, gen_random_uuid(), 'plans', '{}', now() + interval '1 day'
          from generate_series(1, 2000)",
+        "insert into audit_events (tenant_id, id, actor, action, target_type, target_id)
+         select $1, gen_random_uuid(), 'user:' || (n % 7), (array['order.paid', 'product.created'])[1 + n % 2],
+                (array['order', 'product'])[1 + n % 2], 'target-' || (n % 500)
+         from generate_series(1, 20000) n",
         "insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
                                     event_type, data, metadata)
          select $1, 'order', o.id, v, gen_random_uuid(), 'order.placed', '{}', '{}'
@@ -337,7 +389,7 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> (Transaction<'c,
     }
     sqlx::raw_sql(&format!(
         "analyze customers, products, users, api_keys, order_summaries, domain_events,
-                 sessions, service_tokens;
+                 sessions, service_tokens, audit_events;
          set local role {};
          {}; select set_config('app.tenant_id', '{tenant}', true)",
         app.roles().app,

@@ -16,6 +16,7 @@ const APP: &[(&str, &str)] = &[
     ("api_keys", "insert"),
     ("api_keys", "select"),
     ("api_keys", "update"),
+    ("audit_chain", "select"),
     ("audit_events", "insert"),
     ("audit_events", "select"),
     ("customers", "insert"),
@@ -50,7 +51,12 @@ const APP: &[(&str, &str)] = &[
 
 /// `(table, privilege)` pairs of the platform role.
 const PLATFORM: &[(&str, &str)] = &[
+    ("audit_chain", "insert"),
+    ("audit_chain", "select"),
     ("audit_events", "insert"),
+    ("audit_events", "select"),
+    ("audit_sealer", "select"),
+    ("audit_sealer", "update"),
     ("domain_events", "select"),
     ("idempotency_keys", "delete"),
     ("idempotency_keys", "select"),

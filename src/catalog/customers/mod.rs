@@ -121,7 +121,8 @@ pub async fn create(
     audit::record(
         tx,
         principal,
-        AuditEvent::new("customer.created", "customer", customer.id),
+        AuditEvent::new("customer.created", "customer", customer.id)
+            .personal(serde_json::json!({"email": customer.email, "name": customer.name})),
     )
     .await?;
     Ok(customer)
@@ -143,6 +144,7 @@ impl Change for CustomerChanges {
     type Resource = Customer;
     type Id = CustomerId;
     type Checked = Self;
+    const PERSONAL_FIELDS: &'static [&'static str] = &["email", "name"];
 
     fn against(self, current: &Customer) -> Result<Option<Self>, Error> {
         let changes = Self {

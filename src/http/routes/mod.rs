@@ -5,6 +5,7 @@
 //! `ETag`, problem). The request and response bodies they document are the API contract.
 
 mod api_keys;
+mod audit;
 mod auth;
 mod customers;
 mod health;
@@ -29,5 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(products::router())
         .merge(customers::router())
         .merge(orders::router())
+        .merge(audit::router())
         .merge(platform::router())
 }

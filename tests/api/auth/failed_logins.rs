@@ -59,7 +59,7 @@ async fn a_failed_login_is_audited_in_its_tenant_without_the_password() {
     let mut db = app.owner_connection().await;
     let audited = |request_id: String| {
         sqlx::query_as::<_, (Uuid, String, String, String, Value, String)>(
-            "select tenant_id, actor, action, target_type, data, row_to_json(a)::text
+            "select tenant_id, actor, action, target_type, personal, row_to_json(a)::text
              from audit_events a where client_request_id = $1",
         )
         .bind(request_id)
@@ -70,15 +70,15 @@ async fn a_failed_login_is_audited_in_its_tenant_without_the_password() {
             .await
             .unwrap();
         assert_eq!(rows.len(), 1, "{label}: one audit event: {rows:?}");
-        let (tenant_id, _, action, target_type, data, row) = &rows[0];
+        let (tenant_id, _, action, target_type, personal, row) = &rows[0];
         assert_eq!(
             (*tenant_id, action.as_str(), target_type.as_str()),
             (tenant.id.as_uuid(), "auth.login_failed", "login"),
             "{label}: an auth.login_failed event in the tenant: {row}"
         );
         assert_eq!(
-            data["email"], *email,
-            "{label}: the event names the email: {row}"
+            personal["email"], *email,
+            "{label}: the event names the email, as personal data: {row}"
         );
         assert!(
             !row.contains(WRONG) && !row.contains(PASSWORD) && !row.contains("$argon2"),

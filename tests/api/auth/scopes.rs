@@ -289,6 +289,22 @@ fn route_cases() -> Vec<RouteCase> {
             StatusCode::OK,
         ),
         case(
+            Method::GET,
+            "/v1/audit-events",
+            None,
+            Some(AuditRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/v1/audit-events/verify",
+            None,
+            Some(AuditRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
             Method::POST,
             "/v1/orders/{order}/confirm",
             Some(json!({})),

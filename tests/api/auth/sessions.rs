@@ -208,6 +208,18 @@ async fn reusing_a_refresh_token_revokes_the_whole_family() {
         vec![Some("refresh_token_reuse".to_owned())],
         "exactly one session is revoked, for refresh-token reuse"
     );
+    let audited: Vec<String> = sqlx::query_scalar(
+        "select action from audit_events where tenant_id = $1 and action like 'auth.refresh%'",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited,
+        ["auth.refresh_token_reused"],
+        "the reuse is an audit event"
+    );
 }
 
 #[tokio::test]

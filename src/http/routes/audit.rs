@@ -1,0 +1,197 @@
+//! `/v1/audit-events`: the tenant's audit log — a page at a time, or streamed whole as
+//! NDJSON — and the verification of its hash chain.
+
+use std::convert::Infallible;
+
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    access::{Principal, scope},
+    audit::{
+        chain::{self, Verification},
+        log::{self, AuditRecord, Filter},
+    },
+    db::Access,
+    error::Error,
+    http::{AppState, auth::Authorized, extract::ApiQuery},
+    page::{Cursor, Page, PageRequest},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_audit_events))
+        .routes(routes!(verify_audit_events))
+}
+
+/// The media type of a streamed export: one JSON event per line.
+const NDJSON: &str = "application/x-ndjson";
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this actor's events (`user:<id>`, `api_key:<id>`, `service:<name>`,
+    /// `operator`, `anonymous`).
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*$",
+        example = "operator"
+    )]
+    pub actor: Option<String>,
+    /// Only this action (`user.created`, `order.paid`, `auth.login_failed`, …).
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*$",
+        example = "order.paid"
+    )]
+    pub action: Option<String>,
+    /// Only events about this kind of resource (`user`, `order`, `api_key`, …).
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*$",
+        example = "order"
+    )]
+    pub target_type: Option<String>,
+    /// Only events about this resource.
+    #[param(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
+    pub target_id: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// Events before this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
+    /// Items per page, 1-200 (default 50); ignored by an NDJSON export.
+    #[param(minimum = 1, maximum = 200, example = 50)]
+    pub limit: Option<u32>,
+    #[param(value_type = Option<Cursor>)]
+    pub cursor: Option<String>,
+}
+
+impl AuditQuery {
+    fn filter(&self) -> Filter {
+        Filter {
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            target_type: self.target_type.clone(),
+            target_id: self.target_id.clone(),
+            from: self.from,
+            to: self.to,
+        }
+    }
+}
+
+/// The tenant's audit events, newest first, filtered by actor, action, target and time.
+/// Every mutation is here, written in the same transaction as the change: who (actor and
+/// credential), what (action, target, details with a before/after `diff`), the request ids,
+/// and the personal data (client address, user agent, emails) apart, where it can be
+/// erased. Send `Accept: application/x-ndjson` to stream every matching event, one per
+/// line, instead of a page.
+#[utoipa::path(
+    get, path = "/v1/audit-events", tag = "audit",
+    params(AuditQuery),
+    security(("bearer" = ["audit:read"]), ("api_key" = ["audit:read"])),
+    responses(
+        (status = 200, description = "A page of events, or with `Accept: application/x-ndjson` every matching event, one JSON object per line",
+            content(
+                (Page<AuditRecord> = "application/json"),
+                (AuditRecord = "application/x-ndjson"),
+            )),
+    )
+)]
+pub async fn list_audit_events(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::AuditRead>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Response, Error> {
+    let filter = query.filter();
+    if wants_ndjson(&headers) {
+        return Ok(stream_ndjson(state, principal, filter));
+    }
+    let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+    let events = state
+        .db
+        .read(&principal, async |tx| {
+            log::list(tx, &principal, &filter, page).await
+        })
+        .await?;
+    Ok(Json(events).into_response())
+}
+
+fn wants_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| media.split(';').next().unwrap_or("").trim() == NDJSON)
+}
+
+/// Streams the export as it is read: a bounded channel between the reading transaction and
+/// the response body, so memory stays constant and a slow reader slows the reading. A
+/// failure after the first line can only end the stream early (the status is sent); it is
+/// logged.
+fn stream_ndjson(state: AppState, principal: Principal, filter: Filter) -> Response {
+    let (records, receiver) = tokio::sync::mpsc::channel::<AuditRecord>(64);
+    tokio::spawn(async move {
+        let exported = async {
+            let mut tx = state.db.tenant(&principal, Access::ReadOnly).await?;
+            log::export(&mut tx, &principal, &filter, &records).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        };
+        if let Err(error) = exported.await {
+            tracing::warn!(%error, "the audit export ended early");
+        }
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let record = receiver.recv().await?;
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, Infallible>(Bytes::from(line)), receiver))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+    response
+}
+
+/// Recomputes the tenant's audit chain from its events as they are now and reports the
+/// first link that does not hold: an event changed (`event_altered`), its personal data
+/// changed (`personal_data_altered`), an event deleted (`event_missing`), a link changed
+/// (`chain_altered`) or removed (`link_missing`). Events written within the last sealing
+/// interval are not chained yet (`unsealed`). Keep the `head` hash elsewhere to detect a
+/// rewrite of the whole chain.
+#[utoipa::path(
+    get, path = "/v1/audit-events/verify", tag = "audit",
+    security(("bearer" = ["audit:read"]), ("api_key" = ["audit:read"])),
+    responses((status = 200, description = "The verification; `verified` is false and `broken` names the first bad link when the chain does not hold", body = Verification))
+)]
+pub async fn verify_audit_events(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::AuditRead>,
+) -> Result<Json<Verification>, Error> {
+    let verification = state
+        .db
+        .read(&principal, async |tx| {
+            chain::verify_for(tx, &principal).await
+        })
+        .await?;
+    Ok(Json(verification))
+}
