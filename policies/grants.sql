@@ -38,6 +38,9 @@ grant select, insert on domain_events to :"app_role";
 grant select, insert, update on order_summaries to :"app_role";
 grant select, insert on order_items to :"app_role";
 grant select, insert, update on idempotency_keys to :"app_role";
+-- Plans are read to know a tenant's limits; monthly allowances are counted up as used.
+grant select on plans to :"app_role";
+grant select, insert, update on quota_counters to :"app_role";
 -- Service tokens are verified by the request role and written by nobody the server holds:
 -- the command line mints and revokes them as the database owner.
 grant select on service_tokens to :"app_role";
@@ -48,7 +51,9 @@ grant execute on function tenant_by_slug(text) to :"app_role";
 -- idempotency keys, and the audit events of the operator's changes (written under the
 -- changed tenant's context). It creates a tenant and its owner only through
 -- create_tenant(), and cannot read or write users, sessions, keys or orders.
-grant select, update (name, plan, status, version, updated_at) on tenants to :"platform_role";
+grant select, update (name, plan, status, limit_overrides, version, updated_at) on tenants to :"platform_role";
+-- The operator's plans (src/plans/).
+grant select, insert, update on plans to :"platform_role";
 grant select, insert on audit_events to :"platform_role";
 -- The audit sealer: appends links and moves its position (src/audit/chain.rs).
 grant select, insert on audit_chain to :"platform_role";

@@ -80,6 +80,9 @@ pub struct Error {
     message: Cow<'static, str>,
     fields: Vec<FieldError>,
     retry_after: Option<Duration>,
+    /// Details a client acts on beyond the fields (a quota's limit and use), as members of
+    /// the problem document.
+    details: serde_json::Map<String, serde_json::Value>,
     cause: Option<Arc<anyhow::Error>>,
 }
 
@@ -91,7 +94,53 @@ impl Error {
             message: message.into(),
             fields: Vec::new(),
             retry_after: None,
+            details: serde_json::Map::new(),
             cause: None,
+        }
+    }
+
+    /// A plan's limit is reached: 403 for a count the tenant may have (`resets_at` none),
+    /// 429 with a retry hint for a monthly allowance, which resets at `resets_at`. The
+    /// problem says which limit, its value and the use.
+    pub fn quota_exceeded(
+        limit_name: &str,
+        limit: u64,
+        used: u64,
+        resets_at: Option<time::OffsetDateTime>,
+    ) -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        let (kind, message) = match resets_at {
+            None => (
+                ErrorKind::Forbidden,
+                format!(
+                    "the plan allows {limit} {limit_name}; remove one, or ask for a larger plan"
+                ),
+            ),
+            Some(_) => (
+                ErrorKind::RateLimited,
+                format!(
+                    "the plan allows {limit} {limit_name}, which are used up until the month ends"
+                ),
+            ),
+        };
+        let mut details = serde_json::Map::new();
+        details.insert("limit_name".into(), limit_name.into());
+        details.insert("limit".into(), limit.into());
+        details.insert("used".into(), used.into());
+        details.insert(
+            "resets_at".into(),
+            resets_at
+                .and_then(|at| {
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map_or(serde_json::Value::Null, serde_json::Value::from),
+        );
+        Self {
+            retry_after: resets_at
+                .map(|at| Duration::from_secs((at - now).whole_seconds().max(1).unsigned_abs())),
+            details,
+            ..Self::new(kind, "quota_exceeded", message)
         }
     }
 
@@ -279,6 +328,11 @@ impl Error {
         self.retry_after
     }
 
+    /// Members for the problem document beyond the standard ones.
+    pub fn details(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.details
+    }
+
     /// The cause of an internal error, for the log.
     pub fn cause(&self) -> Option<&anyhow::Error> {
         self.cause.as_deref()
@@ -453,6 +507,8 @@ fn constraint_error(constraint: &str) -> Option<Error> {
             Error::invalid("slug", "must be 3-63 lowercase letters, digits or hyphens")
         }
         "tenants_name_length" => Error::invalid("name", "must be 1-200 characters"),
+        "plans_pkey" => Error::conflict("plan_exists", "a plan with this name already exists"),
+        "tenants_plan_fkey" => Error::refused_field("plan_not_found", "plan", "no such plan"),
         "api_keys_name_length" => Error::invalid("name", "must be 1-100 characters"),
         "products_sku_key" => Error::conflict(
             "sku_taken",

@@ -407,7 +407,8 @@ pub async fn tenant_at(
     let created: Value = client
         .post(format!("{base}/v1/platform/tenants"))
         .bearer_auth(tenantry::config::DEV_OPERATOR_TOKEN)
-        .json(&json!({"slug": slug, "name": "Bench", "owner_email": owner_email, "owner_password": PASSWORD}))
+        // Enterprise: the benches place more orders than a smaller plan's monthly allowance.
+        .json(&json!({"slug": slug, "name": "Bench", "plan": "enterprise", "owner_email": owner_email, "owner_password": PASSWORD}))
         .send()
         .await?
         .json()

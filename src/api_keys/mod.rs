@@ -33,6 +33,7 @@ use crate::{
     error::{Error, FieldError},
     id::UserId,
     page::{Page, PageRequest},
+    plans::{LimitName, quota},
     rule::{self, TextRule, text_schema},
 };
 
@@ -177,6 +178,14 @@ pub async fn create(
     if !NAME_RULE.fits(name) || !rule::is_printable_text(name) {
         return Err(Error::invalid("name", NAME_RULE.message));
     }
+    quota::admit(
+        tx,
+        principal,
+        principal.tenant_id(),
+        LimitName::ApiKeys,
+        async |conn| store::count_live(conn).await,
+    )
+    .await?;
     let token = OpaqueToken::generate(TokenKind::ApiKey, principal.tenant_id());
     let api_key = store::insert(
         tx,

@@ -85,3 +85,14 @@ pub async fn take_over(
     .fetch_one(conn)
     .await
 }
+
+/// How many live keys (neither revoked nor expired) the tenant has (what the `api_keys`
+/// limit counts).
+#[tracing::instrument(skip_all)]
+pub async fn count_live(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select count(*) from api_keys where revoked_at is null and (expires_at is null or expires_at > now())",
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -43,6 +43,13 @@ use crate::{
     observability,
 };
 
+/// The reserved tenant whose log records what belongs to no tenant (plans): suspended, so
+/// no credential of it works, and verified like any other (`audit verify --tenant
+/// platform`). Its id is `…0001`, not the nil UUID, which stands for "no tenant".
+pub fn platform_log() -> TenantId {
+    TenantId::from_uuid(Uuid::from_u128(1))
+}
+
 /// One thing that happened.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -173,6 +180,21 @@ pub async fn record(
 /// stored (normalised) text, which is what verification recomputes it from.
 const INSERT: &str = "insert into audit_events (tenant_id, id, actor, credential, action, target_type, target_id, data, request_id, client_request_id, personal, personal_digest)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, sha256(convert_to($11::jsonb::text, 'UTF8')))";
+
+/// Appends an operator's event that belongs to no tenant (a plan changed) to the
+/// platform's own log ([`platform_log`]), entering its context for the rest of the
+/// transaction.
+pub async fn record_on_platform(
+    conn: &mut PgConnection,
+    operator: &Operator,
+    event: AuditEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(platform_log().to_string())
+        .execute(&mut *conn)
+        .await?;
+    record(conn, Author::operator(operator, platform_log()), event).await
+}
 
 /// Appends an event if the author's tenant exists, and writes nothing otherwise — at the
 /// same cost either way, for a caller whose cost must not tell which (a failed login names

@@ -26,7 +26,7 @@ use axum::{
 use tracing::{Span, field};
 
 use super::client_ip::ClientIp;
-use crate::{db, observability};
+use crate::{db, observability, plans};
 
 /// The server's request id, on every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -184,6 +184,37 @@ pub async fn database_deadline(
     next: Next,
 ) -> axum::response::Response {
     db::with_deadline(tokio::time::Instant::now() + timeout, next.run(request)).await
+}
+
+/// The header a response carries for each limit its request took to 80 % or 100 %:
+/// `orders_per_month; threshold=80; used=800; limit=1000`.
+pub const QUOTA_WARNING_HEADER: &str = "tenantry-quota-warning";
+
+/// Shows what the quota checks inside a request noticed: a successful response that took a
+/// limit to 80 % or 100 % says so in a `Tenantry-Quota-Warning` header, and the crossing
+/// is counted in `tenant_quota_thresholds_total{limit, threshold}` (labels bounded: the
+/// limit names and two thresholds, never a tenant). A refused request changed nothing and
+/// says nothing.
+pub async fn quota_notices(request: Request, next: Next) -> axum::response::Response {
+    let (mut response, notices) = plans::quota::collect_notices(next.run(request)).await;
+    if response.status().is_success() {
+        for notice in notices {
+            metrics::counter!(
+                "tenant_quota_thresholds_total",
+                "limit" => notice.limit.as_str(),
+                "threshold" => notice.threshold.to_string()
+            )
+            .increment(1);
+            let value = format!(
+                "{}; threshold={}; used={}; limit={}",
+                notice.limit, notice.threshold, notice.used, notice.of
+            );
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().append(QUOTA_WARNING_HEADER, value);
+            }
+        }
+    }
+    response
 }
 
 #[cfg(test)]

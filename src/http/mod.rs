@@ -15,10 +15,11 @@
 //!    well), body-size limit;
 //! 6. authentication ([`auth::authenticate`]): the request's tenant credential verified
 //!    and its principal (or the refusal) left in the request extensions;
-//! 7. (to come, per request and tenant) rate limiting, then usage metering — they slot in
-//!    here, inside authentication so they know the tenant and the credential, inside the
-//!    problem layer so their refusals are problems too, and inside metrics so refused
-//!    requests are counted;
+//! 7. quota notices (`middleware::quota_notices`): a response that took a limit of the
+//!    tenant's plan to 80 % or 100 % says so in a header; (to come, per request and
+//!    tenant) rate limiting, then usage metering slot in here too, inside authentication
+//!    so they know the tenant and the credential, inside the problem layer so their
+//!    refusals are problems too, and inside metrics so refused requests are counted;
 //! 8. the routes, whose extractors ask for the principal and the scope they need.
 
 pub mod auth;
@@ -139,7 +140,8 @@ pub fn app(state: AppState, config: &Config) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     auth::authenticate,
-                )),
+                ))
+                .layer(axum::middleware::from_fn(middleware::quota_notices)),
         )
         .with_state(state)
 }

@@ -52,6 +52,11 @@ pub struct Problem {
     /// quote when asking for support.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Members particular to the code: `quota_exceeded` has `limit_name`, `limit`, `used`
+    /// and `resets_at`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -64,6 +69,7 @@ impl Problem {
             code: code.to_owned(),
             errors: Vec::new(),
             request_id: None,
+            details: serde_json::Map::new(),
         }
     }
 
@@ -130,6 +136,7 @@ impl IntoResponse for Error {
         };
         let mut problem = Problem::new(status(self.kind()), self.code(), detail);
         problem.errors = self.fields().to_vec();
+        problem.details = self.details().clone();
         let mut response = problem.into_response();
         let headers = response.headers_mut();
         if self.kind() == ErrorKind::Unauthenticated {

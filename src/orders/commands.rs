@@ -20,6 +20,7 @@ use crate::{
     error::{Error, FieldError},
     events,
     id::{CustomerId, OrderId, ProductId},
+    plans::{LimitName, quota},
 };
 
 /// An order to place: a customer and, per product, how many.
@@ -144,6 +145,15 @@ pub async fn place(
     let order = Order::placed(id, &event, events::now())
         .ok_or_else(|| anyhow::anyhow!("a placed event makes an order"))?;
     record(tx, principal, Transition::PLACE, &order, &event).await?;
+    // Last, so the allowance's row lock is held only until the commit.
+    quota::charge(
+        tx,
+        principal,
+        principal.tenant_id(),
+        LimitName::OrdersPerMonth,
+        1,
+    )
+    .await?;
     Ok(order)
 }
 

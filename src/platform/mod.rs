@@ -19,6 +19,7 @@ use crate::{
     error::{Error, FieldError},
     id::{TenantId, UserId},
     page::{Page, PageRequest},
+    plans,
     tenancy::{Plan, Slug, Tenant, TenantStatus, parse_name, store as tenants},
     users::{self, Email, NewUser, password::Passwords},
     versioning::{self, Change, ExpectedVersion},
@@ -40,14 +41,16 @@ impl NewTenant {
         passwords: &Passwords,
         slug: &str,
         name: &str,
-        plan: Option<Plan>,
+        plan: Option<&str>,
         owner_email: &str,
         owner_password: Option<SecretString>,
     ) -> Result<Self, Error> {
         let (slug, name) = (Slug::parse(slug), parse_name(name));
+        let plan = plan.map(Plan::parse).transpose();
         refuse_all([
             slug.as_ref().err().cloned(),
             name.as_ref().err().cloned(),
+            plan.as_ref().err().cloned(),
             Email::parse(owner_email)
                 .err()
                 .map(|_| Error::invalid("owner_email", "must be a valid email address")),
@@ -55,7 +58,7 @@ impl NewTenant {
                 users::password::validate("owner_password", password.expose_secret()).err()
             }),
         ])?;
-        let (slug, name) = (slug?, name?);
+        let (slug, name, plan) = (slug?, name?, plan?);
         let owner = NewUser::parse(
             passwords,
             owner_email,
@@ -68,7 +71,7 @@ impl NewTenant {
         Ok(Self {
             slug,
             name,
-            plan: plan.unwrap_or(Plan::Free),
+            plan: plan.unwrap_or_else(Plan::default_plan),
             owner,
         })
     }
@@ -113,6 +116,7 @@ pub async fn create_tenant(
     operator: &Operator,
     new: NewTenant,
 ) -> Result<CreatedTenant, Error> {
+    plans::ensure_exists(tx, &new.plan).await?;
     let (tenant_id, owner_id) = (TenantId::new(), UserId::new());
     insert_tenant_with_owner(tx, tenant_id, &new, owner_id).await?;
     // `create_tenant()` left the transaction in the new tenant's context, where its
@@ -121,7 +125,8 @@ pub async fn create_tenant(
     audit::record(
         tx,
         Author::operator(operator, tenant.id),
-        AuditEvent::new("tenant.created", "tenant", tenant.id),
+        AuditEvent::new("tenant.created", "tenant", tenant.id)
+            .data(serde_json::json!({"plan": tenant.plan})),
     )
     .await?;
     Ok(CreatedTenant {
@@ -153,7 +158,7 @@ async fn insert_tenant_with_owner(
         .bind(tenant_id)
         .bind(new.slug.as_str())
         .bind(&new.name)
-        .bind(new.plan)
+        .bind(&new.plan)
         .bind(owner_id)
         .bind(new.owner.email().as_str())
         .bind(new.owner.password_hash())
@@ -198,6 +203,10 @@ pub async fn update_tenant(
         name: changes.name.as_deref().map(parse_name).transpose()?,
         ..changes
     };
+    refuse_platform_log(id)?;
+    if let Some(plan) = &changes.plan {
+        plans::ensure_exists(tx, plan).await?;
+    }
     // The audit event is written under the tenant's own context, as its policies require.
     tx.enter_tenant(id).await?;
     versioning::update(tx, Author::operator(operator, id), id, expected, changes).await
@@ -218,16 +227,16 @@ impl Change for TenantChanges {
     fn against(self, current: &Tenant) -> Result<Option<Resolved>, Error> {
         let resolved = Resolved {
             name: self.name.unwrap_or_else(|| current.name.clone()),
-            plan: self.plan.unwrap_or(current.plan),
+            plan: self.plan.unwrap_or_else(|| current.plan.clone()),
             status: self.status.unwrap_or(current.status),
         };
-        let unchanged = (resolved.name.as_str(), resolved.plan, resolved.status)
-            == (current.name.as_str(), current.plan, current.status);
+        let unchanged = (resolved.name.as_str(), &resolved.plan, resolved.status)
+            == (current.name.as_str(), &current.plan, current.status);
         Ok((!unchanged).then_some(resolved))
     }
 
     async fn apply(to: &Resolved, conn: &mut PgConnection, id: TenantId) -> Result<Tenant, Error> {
-        Ok(tenants::update_admin(conn, id, &to.name, to.plan, to.status).await?)
+        Ok(tenants::update_admin(conn, id, &to.name, &to.plan, to.status).await?)
     }
 
     fn audit_event(_: &Resolved, id: TenantId, updated: &Tenant) -> AuditEvent {
@@ -235,4 +244,42 @@ impl Change for TenantChanges {
             serde_json::json!({"name": updated.name, "plan": updated.plan, "status": updated.status}),
         )
     }
+}
+
+/// A tenant's plan, the limits the operator set for it, and the effective ones.
+pub async fn tenant_limits(
+    tx: &mut PlatformTx,
+    _: &Operator,
+    id: TenantId,
+) -> Result<plans::TenantLimits, Error> {
+    plans::effective(tx, id).await
+}
+
+/// Replaces the limits the operator sets for one tenant in place of its plan's (`{}` puts
+/// the tenant back on its plan's limits), audited in the tenant's log with before and after.
+pub async fn override_limits(
+    tx: &mut PlatformTx,
+    operator: &Operator,
+    id: TenantId,
+    overrides: plans::Overrides,
+) -> Result<plans::TenantLimits, Error> {
+    refuse_platform_log(id)?;
+    tx.enter_tenant(id).await?;
+    let before = plans::effective(tx, id).await?;
+    if before.overrides != overrides {
+        tenants::set_limit_overrides(tx, id, &overrides).await?;
+        plans::record_override(tx, operator, id, &before.overrides, &overrides).await?;
+    }
+    plans::effective(tx, id).await
+}
+
+/// The platform's own audit log is a tenant only in form: nobody may change it.
+fn refuse_platform_log(id: TenantId) -> Result<(), Error> {
+    if id == audit::platform_log() {
+        return Err(Error::forbidden(
+            "reserved_tenant",
+            "this is the platform's own audit log, not a tenant to change",
+        ));
+    }
+    Ok(())
 }

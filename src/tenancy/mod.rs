@@ -64,15 +64,8 @@ pub fn parse_name(value: &str) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-#[schema(example = "pro")]
-pub enum Plan {
-    Free,
-    Pro,
-    Enterprise,
-}
+/// The plan a tenant is on (see `plans`).
+pub use crate::plans::PlanName as Plan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +84,7 @@ pub struct Tenant {
     pub slug: String,
     #[schema(example = "Acme Corp")]
     pub name: String,
+    #[schema(value_type = String, example = "pro")]
     pub plan: Plan,
     pub status: TenantStatus,
     /// Incremented on every change; also the `ETag`.

@@ -28,7 +28,7 @@ pub async fn update_admin(
     conn: &mut PgConnection,
     id: TenantId,
     name: &str,
-    plan: Plan,
+    plan: &Plan,
     status: TenantStatus,
 ) -> Result<Tenant, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -41,4 +41,21 @@ pub async fn update_admin(
     .bind(status)
     .fetch_one(conn)
     .await
+}
+
+/// Replaces a tenant's limit overrides (platform role only), as a change of the tenant.
+#[tracing::instrument(skip_all)]
+pub async fn set_limit_overrides(
+    conn: &mut PgConnection,
+    id: TenantId,
+    overrides: &crate::plans::Overrides,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update tenants set limit_overrides = $2, version = version + 1, updated_at = now() where id = $1",
+    )
+    .bind(id)
+    .bind(sqlx::types::Json(overrides))
+    .execute(conn)
+    .await
+    .map(drop)
 }

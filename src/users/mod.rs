@@ -31,6 +31,7 @@ use crate::{
     },
     error::Error,
     page::{Page, PageRequest},
+    plans::{LimitName, quota},
     rule::{TextRule, text_schema},
     versioning::{self, Change, ExpectedVersion, Versioned},
 };
@@ -208,6 +209,14 @@ pub async fn create(
 ) -> Result<CreatedUser, Error> {
     principal.require(Scope::UsersWrite)?;
     principal.ensure_may_grant(Grant::Role(new.role))?;
+    quota::admit(
+        tx,
+        principal,
+        principal.tenant_id(),
+        LimitName::Users,
+        async |conn| store::count_active(conn).await,
+    )
+    .await?;
     let user = insert(tx, principal.tenant_id(), &new).await?;
     audit::record(
         tx,
@@ -253,6 +262,21 @@ pub async fn update(
             "cannot_modify_self",
             "you cannot change your own role or status",
         ));
+    }
+    // Reactivating a user counts against the plan's users like creating one: checked
+    // first (the quota's lock comes before the owners' and the user's, as in `create`).
+    if changes.status == Some(UserStatus::Active) {
+        let current = table::get::<User>(tx, id).await?;
+        if current.status != UserStatus::Active {
+            quota::admit(
+                tx,
+                principal,
+                principal.tenant_id(),
+                LimitName::Users,
+                async |conn| store::count_active(conn).await,
+            )
+            .await?;
+        }
     }
     // Lock owners first, then the user, in every writer: one lock order, no deadlock.
     let owners = store::lock_active_owners(tx).await?;

@@ -73,3 +73,11 @@ pub async fn lock_active_owners(conn: &mut PgConnection) -> Result<Vec<UserId>, 
     .fetch_all(conn)
     .await
 }
+
+/// How many active users the tenant has (what the `users` limit counts).
+#[tracing::instrument(skip_all)]
+pub async fn count_active(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from users where status = 'active'")
+        .fetch_one(conn)
+        .await
+}

@@ -41,7 +41,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "capabilities",
         &[
-            "tenancy", "users", "api_keys", "auth", "catalog", "orders", "platform",
+            "plans", "tenancy", "users", "api_keys", "auth", "catalog", "orders", "platform",
+            "quotas",
         ],
     ),
     ("transports", &["http", "cli", "startup"]),

@@ -207,13 +207,18 @@ impl TestApp {
 
     /// Creates a tenant through the operator API and logs its owner in.
     pub async fn create_tenant(&self) -> TestTenant {
+        self.create_tenant_on("free").await
+    }
+
+    /// Creates a tenant on `plan` through the operator API and logs its owner in.
+    pub async fn create_tenant_on(&self, plan: &str) -> TestTenant {
         let slug = unique("t");
         let owner_email = format!("owner@{slug}.test");
         let response = self
             .post(
                 "/v1/platform/tenants",
                 OPERATOR_TOKEN,
-                json!({"slug": slug, "name": "Test tenant", "owner_email": owner_email, "owner_password": PASSWORD}),
+                json!({"slug": slug, "name": "Test tenant", "plan": plan, "owner_email": owner_email, "owner_password": PASSWORD}),
             )
             .await;
         let created = expect_json(response, StatusCode::CREATED).await;

@@ -31,6 +31,7 @@ mod orders;
 mod plans;
 mod platform;
 mod privileges;
+mod quotas;
 mod readme;
 mod recovery;
 mod request_ids;

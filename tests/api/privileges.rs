@@ -32,9 +32,13 @@ const APP: &[(&str, &str)] = &[
     ("order_summaries", "insert"),
     ("order_summaries", "select"),
     ("order_summaries", "update"),
+    ("plans", "select"),
     ("products", "insert"),
     ("products", "select"),
     ("products", "update"),
+    ("quota_counters", "insert"),
+    ("quota_counters", "select"),
+    ("quota_counters", "update"),
     ("refresh_tokens", "insert"),
     ("refresh_tokens", "select"),
     ("refresh_tokens", "update"),
@@ -61,7 +65,13 @@ const PLATFORM: &[(&str, &str)] = &[
     ("idempotency_keys", "delete"),
     ("idempotency_keys", "select"),
     ("tenants", "select"),
-    ("tenants", "update(name, plan, status, updated_at, version)"),
+    ("plans", "insert"),
+    ("plans", "select"),
+    ("plans", "update"),
+    (
+        "tenants",
+        "update(limit_overrides, name, plan, status, updated_at, version)",
+    ),
 ];
 
 /// Every table privilege `role` holds in the connected database, table-wide or on columns.

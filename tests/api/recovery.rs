@@ -233,7 +233,8 @@ async fn under_load_a_postgres_restart_and_a_10_s_outage_give_503s_never_500s_an
     );
     let database_url = cluster.url("tenantry_recovery");
     let app = Arc::new(spawn_app_with(&[("DATABASE_URL", &database_url)]).await);
-    let tenant = app.create_tenant().await;
+    // Unlimited orders: the load places more than the free plan's monthly allowance.
+    let tenant = app.create_tenant_on("enterprise").await;
     let customer = expect_json(
         app.post(
             "/v1/customers",

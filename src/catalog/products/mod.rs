@@ -25,6 +25,7 @@ use crate::{
     },
     error::Error,
     page::{Page, PageRequest},
+    plans::{LimitName, quota},
     rule::{self, text_schema},
     versioning::{self, Change, ExpectedVersion, Versioned},
 };
@@ -176,6 +177,14 @@ pub async fn create(
     new: NewProduct,
 ) -> Result<Product, Error> {
     principal.require(Scope::CatalogWrite)?;
+    quota::admit(
+        tx,
+        principal,
+        principal.tenant_id(),
+        LimitName::Products,
+        async |conn| store::count_live(conn).await,
+    )
+    .await?;
     let product = store::insert(tx, principal.tenant_id(), &new).await?;
     audit::record(
         tx,

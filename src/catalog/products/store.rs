@@ -126,3 +126,11 @@ pub async fn find_many_with_deleted(
     .fetch_all(conn)
     .await
 }
+
+/// How many live products the tenant has (what the `products` limit counts).
+#[tracing::instrument(skip_all)]
+pub async fn count_live(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from products where deleted_at is null")
+        .fetch_one(conn)
+        .await
+}

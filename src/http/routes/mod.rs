@@ -10,8 +10,10 @@ mod auth;
 mod customers;
 mod health;
 mod orders;
+mod plans;
 mod platform;
 mod products;
+mod quotas;
 mod tenant;
 mod users;
 
@@ -32,4 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(orders::router())
         .merge(audit::router())
         .merge(platform::router())
+        .merge(plans::router())
+        .merge(quotas::router())
 }

@@ -22,6 +22,7 @@ use crate::{
         problem::Problem,
     },
     page::{Page, PageRequest},
+    plans::{Overrides, TenantLimits},
     platform::{self, CreatedTenant, NewTenant, TenantChanges},
     rule::DisplayName,
     tenancy::{Plan, Slug, Tenant, TenantId, TenantStatus},
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, update_tenant))
+        .routes(routes!(get_tenant_limits, override_tenant_limits))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -42,8 +44,9 @@ pub struct CreateTenant {
     pub slug: String,
     #[schema(value_type = DisplayName)]
     pub name: String,
-    /// `free` when omitted.
-    pub plan: Option<Plan>,
+    /// `free` when omitted; one of the plans (`GET /v1/platform/plans`).
+    #[schema(value_type = Option<Plan>)]
+    pub plan: Option<String>,
     #[schema(value_type = Email)]
     pub owner_email: String,
     /// Omit it to have one generated and returned once.
@@ -59,6 +62,7 @@ pub struct CreateTenant {
     responses(
         (status = 201, description = "Created", body = CreatedTenant),
         (status = 409, description = "Slug taken (`slug_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such plan (`plan_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many password hashes in progress (`password_hashing_busy`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -71,7 +75,7 @@ pub async fn create_tenant(
         &state.auth.passwords,
         &body.slug,
         &body.name,
-        body.plan,
+        body.plan.as_deref(),
         &body.owner_email,
         body.owner_password,
     )
@@ -129,7 +133,9 @@ pub async fn get_tenant(
 pub struct UpdateTenantAsOperator {
     #[schema(value_type = Option<DisplayName>)]
     pub name: Option<String>,
-    pub plan: Option<Plan>,
+    /// One of the plans (`GET /v1/platform/plans`).
+    #[schema(value_type = Option<Plan>)]
+    pub plan: Option<String>,
     /// `suspended` refuses every credential of the tenant with 403 `tenant_suspended`.
     pub status: Option<TenantStatus>,
 }
@@ -143,6 +149,8 @@ pub struct UpdateTenantAsOperator {
     responses(
         (status = 200, description = "The updated tenant", body = Tenant, headers(("ETag" = String))),
         (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The platform's own audit log, which is not a tenant to change (`reserved_tenant`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such plan (`plan_not_found`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_tenant(
@@ -154,7 +162,7 @@ pub async fn update_tenant(
 ) -> Result<Response, Error> {
     let changes = TenantChanges {
         name: body.name,
-        plan: body.plan,
+        plan: body.plan.as_deref().map(Plan::parse).transpose()?,
         status: body.status,
     };
     let tenant = state
@@ -164,4 +172,49 @@ pub async fn update_tenant(
         })
         .await?;
     Ok(with_etag(tenant.version, tenant))
+}
+
+/// A tenant's plan, the limits the operator set for it, and its effective limits.
+#[utoipa::path(
+    get, path = "/v1/platform/tenants/{tenant_id}/limits", tag = "platform",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    security(("operator" = [])),
+    responses((status = 200, description = "The tenant's limits", body = TenantLimits))
+)]
+pub async fn get_tenant_limits(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiPath(id): ApiPath<TenantId>,
+) -> Result<Json<TenantLimits>, Error> {
+    let limits = state
+        .db
+        .in_platform(async |tx| platform::tenant_limits(tx, &operator, id).await)
+        .await?;
+    Ok(Json(limits))
+}
+
+/// Sets the limits of one tenant that differ from its plan's (the whole set: `{}` puts the
+/// tenant back on its plan's limits). A number, or `null` for unlimited. Takes effect on
+/// the tenant's next request; recorded in the tenant's audit log with before and after.
+#[utoipa::path(
+    put, path = "/v1/platform/tenants/{tenant_id}/limits", tag = "platform",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    request_body = Overrides,
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "The tenant's limits now", body = TenantLimits),
+        (status = 403, description = "The platform's own audit log, which is not a tenant to change (`reserved_tenant`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn override_tenant_limits(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiPath(id): ApiPath<TenantId>,
+    ValidJson(overrides): ValidJson<Overrides>,
+) -> Result<Json<TenantLimits>, Error> {
+    let limits = state
+        .db
+        .in_platform(async |tx| platform::override_limits(tx, &operator, id, overrides).await)
+        .await?;
+    Ok(Json(limits))
 }

@@ -90,6 +90,14 @@ fn route_cases() -> Vec<RouteCase> {
             StatusCode::OK,
         ),
         case(
+            Method::GET,
+            "/v1/quotas",
+            None,
+            Some(UsageRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
             Method::PATCH,
             "/v1/tenant",
             Some(json!({"name": "Renamed by the test"})),

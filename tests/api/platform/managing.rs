@@ -159,11 +159,17 @@ async fn the_operator_changes_a_tenant_plan() {
         updated["name"], before["name"],
         "the name is untouched: {updated}"
     );
-    let problem =
-        expect_problem(bogus, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let problem = expect_problem(bogus, StatusCode::UNPROCESSABLE_ENTITY, "plan_not_found").await;
     assert_eq!(
         problem["errors"][0]["field"], "plan",
         "an unknown plan names the field: {problem}"
+    );
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("enterprise, free, pro"),
+        "and lists the plans there are: {problem}"
     );
     let me = expect_json(app.get("/v1/me", &tenant.token).await, StatusCode::OK).await;
     assert_eq!(
