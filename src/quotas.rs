@@ -56,16 +56,14 @@ pub async fn overview(tx: &mut TenantTx, principal: &Principal) -> Result<Quotas
     let now = OffsetDateTime::now_utc();
     let mut quotas = Vec::new();
     for name in LimitName::ALL {
+        let counted = |rows: i64| Some(u64::try_from(rows).unwrap_or(0));
         let used = match name {
-            LimitName::Users => Some(users::store::count_active(tx).await?),
-            LimitName::ApiKeys => Some(api_keys::store::count_live(tx).await?),
-            LimitName::Products => Some(products::store::count_live(tx).await?),
-            LimitName::OrdersPerMonth => {
-                Some(quota::used_this_month(tx, tenant_id, name).await? as i64)
-            }
+            LimitName::Users => counted(users::store::count_active(tx).await?),
+            LimitName::ApiKeys => counted(api_keys::store::count_live(tx).await?),
+            LimitName::Products => counted(products::store::count_live(tx).await?),
+            LimitName::OrdersPerMonth => Some(quota::used_this_month(tx, tenant_id, name).await?),
             _ => None,
-        }
-        .map(|used| u64::try_from(used).unwrap_or(0));
+        };
         let limit = limits.limits.get(name);
         quotas.push(Quota {
             name,

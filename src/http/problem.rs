@@ -27,9 +27,9 @@ use crate::error::{Error, ErrorKind, FieldError};
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "type": "urn:tenantry:problem:validation_failed",
-    "title": "Unprocessable Content",
+    "title": "Unprocessable Entity",
     "status": 422,
-    "detail": "the request body failed validation",
+    "detail": "the request failed validation: `email` must be a valid email address",
     "code": "validation_failed",
     "errors": [{"field": "email", "message": "must be a valid email address"}],
     "request_id": "0b5f8f38-5a36-4f57-9d43-51b5e1b8f4a7"

@@ -209,14 +209,7 @@ pub async fn create(
 ) -> Result<CreatedUser, Error> {
     principal.require(Scope::UsersWrite)?;
     principal.ensure_may_grant(Grant::Role(new.role))?;
-    quota::admit(
-        tx,
-        principal,
-        principal.tenant_id(),
-        LimitName::Users,
-        async |conn| store::count_active(conn).await,
-    )
-    .await?;
+    admit_one_more(tx, principal).await?;
     let user = insert(tx, principal.tenant_id(), &new).await?;
     audit::record(
         tx,
@@ -230,6 +223,18 @@ pub async fn create(
         user,
         generated_password: new.generated_password,
     })
+}
+
+/// Refuses (403 `quota_exceeded`) one more active user than the plan allows.
+async fn admit_one_more(tx: &mut TenantTx, principal: &Principal) -> Result<(), Error> {
+    quota::admit(
+        tx,
+        principal,
+        principal.tenant_id(),
+        LimitName::Users,
+        async |conn| store::count_active(conn).await,
+    )
+    .await
 }
 
 /// Inserts a user into the tenant whose context `conn`'s transaction is in.
@@ -268,14 +273,7 @@ pub async fn update(
     if changes.status == Some(UserStatus::Active) {
         let current = table::get::<User>(tx, id).await?;
         if current.status != UserStatus::Active {
-            quota::admit(
-                tx,
-                principal,
-                principal.tenant_id(),
-                LimitName::Users,
-                async |conn| store::count_active(conn).await,
-            )
-            .await?;
+            admit_one_more(tx, principal).await?;
         }
     }
     // Lock owners first, then the user, in every writer: one lock order, no deadlock.

@@ -338,6 +338,18 @@ impl TestApp {
         .expect("the service token is issued")
     }
 
+    /// The principal the server makes of `tenant`'s owner's token, for calling the
+    /// application layer directly.
+    pub async fn principal_of(&self, tenant: &TestTenant) -> tenantry::access::Principal {
+        let db = tenantry::db::Db::connect(&self.config).unwrap();
+        let auth = tenantry::auth::AuthService::from_config(&self.config)
+            .await
+            .unwrap();
+        tenantry::auth::authenticate(&db, &auth, tenantry::auth::Presented::Bearer(&tenant.token))
+            .await
+            .unwrap()
+    }
+
     /// The audit actions recorded against one resource, oldest first.
     pub async fn audit_actions(&self, tenant_id: TenantId, target_id: &str) -> Vec<String> {
         let mut db = self.owner_connection().await;

@@ -273,13 +273,7 @@ async fn claiming_a_key_writes_nothing_so_a_command_gets_its_transaction_id_when
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
     let db = Db::connect(&app.config).unwrap();
-    let auth = tenantry::auth::AuthService::from_config(&app.config)
-        .await
-        .unwrap();
-    let principal =
-        tenantry::auth::authenticate(&db, &auth, tenantry::auth::Presented::Bearer(&tenant.token))
-            .await
-            .unwrap();
+    let principal = app.principal_of(&tenant).await;
     let mut tx = db
         .tenant(&principal, tenantry::db::Access::ReadWrite)
         .await

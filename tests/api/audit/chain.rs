@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::verified_when_sealed;
-use crate::helpers::{TestApp, TestTenant, expect_json, id, run_tenantry, spawn_app};
+use super::{verified_when_sealed, verify_now};
+use crate::helpers::{TestApp, TestTenant, id, run_tenantry, spawn_app};
 
 /// `(link, event_id)` of the tenant's sealed events, in link order (as the superuser).
 async fn links(app: &TestApp, tenant: &TestTenant) -> Vec<(i64, Uuid)> {
@@ -75,11 +74,7 @@ async fn verify_pinpoints_an_event_a_superuser_edited_and_the_cli_agrees() {
         .unwrap();
 
     // Assert: the API names the link and the event.
-    let after = expect_json(
-        app.get("/v1/audit-events/verify", &tenant.token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let after = verify_now(&app, &tenant).await;
     assert_eq!(after["verified"], false, "{after}");
     assert_eq!(
         after["broken"],
@@ -135,11 +130,7 @@ async fn a_deleted_event_and_a_rewritten_link_are_found_too() {
     .execute(&mut db)
     .await
     .unwrap();
-    let verification = expect_json(
-        app.get("/v1/audit-events/verify", &tenant.token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let verification = verify_now(&app, &tenant).await;
     assert_eq!(
         verification["broken"]["reason"], "chain_altered",
         "{verification}"
@@ -153,11 +144,7 @@ async fn a_deleted_event_and_a_rewritten_link_are_found_too() {
         .execute(&mut db)
         .await
         .unwrap();
-    let verification = expect_json(
-        app.get("/v1/audit-events/verify", &tenant.token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let verification = verify_now(&app, &tenant).await;
     assert_eq!(
         verification["broken"],
         json!({"link": first, "event_id": first_event, "reason": "event_missing"}),
@@ -202,11 +189,7 @@ async fn erasing_personal_data_keeps_the_chain_whole_but_changing_it_does_not() 
             .await
             .unwrap();
     assert_eq!(personal, None);
-    let verification = expect_json(
-        app.get("/v1/audit-events/verify", &tenant.token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let verification = verify_now(&app, &tenant).await;
     assert_eq!(verification["verified"], true, "{verification}");
 
     // But personal data changed rather than erased is tampering (another customer's).
@@ -225,11 +208,7 @@ async fn erasing_personal_data_keeps_the_chain_whole_but_changing_it_does_not() 
     .execute(&mut db)
     .await
     .unwrap();
-    let verification = expect_json(
-        app.get("/v1/audit-events/verify", &tenant.token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let verification = verify_now(&app, &tenant).await;
     assert_eq!(
         verification["broken"]["reason"], "personal_data_altered",
         "{verification}"

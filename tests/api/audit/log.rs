@@ -151,13 +151,7 @@ async fn a_change_that_rolls_back_leaves_no_audit_event_and_one_that_commits_lea
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
     let db = Db::connect(&app.config).unwrap();
-    let auth = tenantry::auth::AuthService::from_config(&app.config)
-        .await
-        .unwrap();
-    let principal =
-        tenantry::auth::authenticate(&db, &auth, tenantry::auth::Presented::Bearer(&tenant.token))
-            .await
-            .unwrap();
+    let principal = app.principal_of(&tenant).await;
     let new = |sku: &str| NewProduct {
         sku: Sku::parse(sku).unwrap(),
         name: Name::parse("Rolled back").unwrap(),
