@@ -83,15 +83,25 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
-    fn filter(&self) -> Filter {
-        Filter {
-            actor: self.actor.clone(),
-            action: self.action.clone(),
-            target_type: self.target_type.clone(),
-            target_id: self.target_id.clone(),
+    /// The filter, once each text parameter is within the bounds the spec publishes.
+    fn filter(&self) -> Result<Filter, Error> {
+        let text = |name: &str, value: &Option<String>, max: usize| match value {
+            Some(value) if value.is_empty() || value.chars().count() > max => {
+                Err(Error::malformed(
+                    "invalid_query",
+                    format!("invalid query parameter {name}: must be 1-{max} characters"),
+                ))
+            }
+            value => Ok(value.clone()),
+        };
+        Ok(Filter {
+            actor: text("actor", &self.actor, 200)?,
+            action: text("action", &self.action, 100)?,
+            target_type: text("target_type", &self.target_type, 100)?,
+            target_id: text("target_id", &self.target_id, 200)?,
             from: self.from,
             to: self.to,
-        }
+        })
     }
 }
 
@@ -119,7 +129,7 @@ pub async fn list_audit_events(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, Error> {
-    let filter = query.filter();
+    let filter = query.filter()?;
     if wants_ndjson(&headers) {
         return Ok(stream_ndjson(state, principal, filter));
     }

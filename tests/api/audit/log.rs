@@ -287,3 +287,25 @@ async fn a_tenant_reads_only_its_own_log_and_a_viewer_not_at_all() {
         "audit:read is not a viewer's"
     );
 }
+
+#[tokio::test]
+async fn an_empty_or_overlong_filter_is_refused_not_read_as_matching_nothing() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    for query in [
+        "action=",
+        "actor=&action=order.paid",
+        &format!("target_id={}", "x".repeat(201)),
+    ] {
+        let response = app
+            .get(&format!("/v1/audit-events?{query}"), &tenant.token)
+            .await;
+        let problem =
+            crate::helpers::expect_problem(response, StatusCode::BAD_REQUEST, "invalid_query")
+                .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("characters"),
+            "{query}: {problem}"
+        );
+    }
+}
