@@ -68,8 +68,12 @@ impl BodySchemas {
             if validators.contains_key(name) {
                 continue;
             }
-            let mut root = document.clone();
-            root["$ref"] = json!(format!("#/components/schemas/{name}"));
+            // Only the schemas this body reaches: a validator compiles what it is given.
+            let reached = reachable(&spec["components"]["schemas"], name);
+            let root = json!({
+                "$ref": format!("#/components/schemas/{name}"),
+                "components": {"schemas": reached},
+            });
             let validator = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
                 .should_validate_formats(true)
@@ -222,6 +226,35 @@ fn one_story_per_field(failures: Vec<Failure>) -> Vec<FieldError> {
     fields.sort_by(|a, b| a.field.cmp(&b.field));
     fields.dedup();
     fields
+}
+
+/// The component schemas `name` reaches through `$ref`s, itself included.
+fn reachable(schemas: &Value, name: &str) -> serde_json::Map<String, Value> {
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(members) => {
+                if let Some(target) = members.get("$ref").and_then(Value::as_str) {
+                    if let Some(name) = target.strip_prefix("#/components/schemas/") {
+                        out.push(name.to_owned());
+                    }
+                }
+                members.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut reached = serde_json::Map::new();
+    let mut pending = vec![name.to_owned()];
+    while let Some(next) = pending.pop() {
+        if reached.contains_key(&next) {
+            continue;
+        }
+        let schema = schemas[&next].clone();
+        refs(&schema, &mut pending);
+        reached.insert(next, schema);
+    }
+    reached
 }
 
 /// Whether a `oneOf` alternative failed only because the value is not `null`: the
