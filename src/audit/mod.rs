@@ -119,10 +119,6 @@ impl AuditEvent {
         }
         self
     }
-
-    pub fn action(&self) -> &'static str {
-        self.action
-    }
 }
 
 /// Whose log an event goes into, who acted, and with which credential: a tenant principal

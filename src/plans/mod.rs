@@ -30,7 +30,7 @@ use crate::{
     audit::{self, AuditEvent},
     error::Error,
     id::TenantId,
-    rule::{TextRule, text_schema},
+    rule::{self, TextRule, text_schema},
     versioning::ExpectedVersion,
 };
 
@@ -81,6 +81,20 @@ impl fmt::Display for PlanName {
 }
 
 text_schema!(PlanName, "PlanName", PlanName::RULE);
+
+/// A plan's display name: 1-100 characters once trimmed, not all whitespace, no control
+/// characters.
+pub const DISPLAY_NAME_RULE: TextRule = TextRule {
+    chars: 1..=100,
+    pattern: Some(rule::PRINTABLE_TEXT),
+    message: "must be 1-100 characters, not all whitespace, without control characters",
+    example: "Team",
+    secret: false,
+};
+
+/// The schema of a plan's display name ([`DISPLAY_NAME_RULE`]), for request fields.
+pub struct PlanDisplayName;
+text_schema!(PlanDisplayName, "PlanDisplayName", DISPLAY_NAME_RULE);
 
 /// Every limit a plan sets.
 #[derive(
@@ -165,10 +179,11 @@ impl LimitName {
 
     pub fn kind(self) -> LimitKind {
         match self {
-            Self::Users | Self::ApiKeys | Self::Products | Self::WebhookEndpoints => {
-                LimitKind::Count
-            }
-            Self::RealtimeConnections => LimitKind::Count,
+            Self::Users
+            | Self::ApiKeys
+            | Self::Products
+            | Self::WebhookEndpoints
+            | Self::RealtimeConnections => LimitKind::Count,
             Self::OrdersPerMonth | Self::ApiCallsPerMonth => LimitKind::Monthly,
             Self::RequestsPerSecond | Self::RequestBurst => LimitKind::Rate,
         }
@@ -427,11 +442,8 @@ pub async fn update(
 
 fn display_name(value: &str) -> Result<String, Error> {
     let name = value.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "display_name",
-            "must be 1-100 characters, without control characters",
-        ));
+    if !DISPLAY_NAME_RULE.fits(name) || !rule::is_printable_text(name) {
+        return Err(Error::invalid("display_name", DISPLAY_NAME_RULE.message));
     }
     Ok(name.to_owned())
 }
@@ -531,6 +543,23 @@ mod tests {
                 serde_json::Value::from(name.as_str())
             );
         }
+    }
+
+    #[test]
+    fn the_display_name_schema_admits_only_names_the_check_accepts() {
+        crate::rule::conformance::schema_admits_only_what_parse_accepts(
+            &DISPLAY_NAME_RULE,
+            &[
+                "Team",
+                " Pro ",
+                "",
+                " ",
+                "a\tb",
+                &"n".repeat(100),
+                &"n".repeat(101),
+            ],
+            |value| display_name(value).is_ok(),
+        );
     }
 
     #[test]

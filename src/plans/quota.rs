@@ -18,7 +18,7 @@
 //! to show (HTTP: a `Tenantry-Quota-Warning` header and a metric) — collected per unit of
 //! work by [`collect_notices`].
 
-use std::{cell::RefCell, future::Future, time::Duration};
+use std::{cell::RefCell, future::Future};
 
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -217,12 +217,6 @@ async fn notice(
         });
     }
     Ok(())
-}
-
-/// How long until the monthly allowances reset, for `Retry-After`.
-pub fn until_reset(now: OffsetDateTime) -> Duration {
-    let left = next_month(now) - now;
-    Duration::from_secs(left.whole_seconds().max(1) as u64)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::{
         extract::{ApiPath, ValidJson},
         problem::Problem,
     },
-    plans::{self, Limits, NewPlan, Overrides, Plan, PlanChanges, PlanName},
+    plans::{self, Limits, NewPlan, Overrides, Plan, PlanChanges, PlanDisplayName, PlanName},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,12 +51,7 @@ pub async fn list_plans(
 pub struct CreatePlan {
     #[schema(value_type = PlanName)]
     pub name: String,
-    #[schema(
-        example = "Team",
-        min_length = 1,
-        max_length = 100,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
+    #[schema(value_type = PlanDisplayName)]
     pub display_name: String,
     pub limits: Limits,
 }
@@ -113,12 +108,7 @@ pub async fn get_plan(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePlan {
-    #[schema(
-        example = "Team",
-        min_length = 1,
-        max_length = 100,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
+    #[schema(value_type = Option<PlanDisplayName>)]
     pub display_name: Option<String>,
     /// The limits to change (the others keep their value).
     pub limits: Option<Overrides>,
