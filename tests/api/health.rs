@@ -162,15 +162,7 @@ async fn metrics_are_labelled_by_route_template_never_by_raw_path() {
     let id = Uuid::now_v7();
     app.get(&format!("/v1/users/{id}"), &tenant.token).await;
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .contains(r#"http_requests_total{method="GET",route="/v1/users/{id}",status="404"}"#),
@@ -200,15 +192,7 @@ async fn a_made_up_method_is_counted_as_other_never_under_its_own_name() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .contains(r#"http_requests_total{method="OTHER",route="/health/live",status="405"}"#),

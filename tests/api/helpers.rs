@@ -350,6 +350,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// What `/metrics` shows now.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("the server answers")
+            .text()
+            .await
+            .expect("the metrics are text")
+    }
+
     /// The audit actions recorded against one resource, oldest first.
     pub async fn audit_actions(&self, tenant_id: TenantId, target_id: &str) -> Vec<String> {
         let mut db = self.owner_connection().await;

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{override_limits, product, quota};
-use crate::helpers::{expect_json, expect_problem, id, order_request, spawn_app};
+use crate::helpers::{expect_json, expect_problem, id, order_request, place, place_ok, spawn_app};
 
 /// Sends `count` requests at once; returns how many got each status, and the bodies.
 async fn all_at_once(
@@ -146,25 +146,11 @@ async fn refused_and_rolled_back_orders_do_not_count_against_the_allowance() {
 
     // Act: 2 placed, then 3 refused for want of stock (each rolled back whole).
     for _ in 0..2 {
-        expect_json(
-            app.post(
-                "/v1/orders",
-                &tenant.token,
-                order_request(&customer, &[(&scarce, 1)]),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
+        place_ok(&app, &tenant, &customer, &[(&scarce, 1)]).await;
     }
     for _ in 0..3 {
         expect_problem(
-            app.post(
-                "/v1/orders",
-                &tenant.token,
-                order_request(&customer, &[(&scarce, 1)]),
-            )
-            .await,
+            place(&app, &tenant, &customer, &[(&scarce, 1)]).await,
             StatusCode::CONFLICT,
             "insufficient_stock",
         )
@@ -181,23 +167,9 @@ async fn refused_and_rolled_back_orders_do_not_count_against_the_allowance() {
         )
         .await;
     assert_eq!(restocked.status(), StatusCode::OK);
-    expect_json(
-        app.post(
-            "/v1/orders",
-            &tenant.token,
-            order_request(&customer, &[(&scarce, 1)]),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    place_ok(&app, &tenant, &customer, &[(&scarce, 1)]).await;
     expect_problem(
-        app.post(
-            "/v1/orders",
-            &tenant.token,
-            order_request(&customer, &[(&scarce, 1)]),
-        )
-        .await,
+        place(&app, &tenant, &customer, &[(&scarce, 1)]).await,
         StatusCode::TOO_MANY_REQUESTS,
         "quota_exceeded",
     )
@@ -253,15 +225,7 @@ async fn reaching_80_and_100_percent_is_a_header_an_audit_event_and_a_metric() {
             json!({"limit": "products", "threshold_percent": 100, "used": 5, "of": 5}),
         ]
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()
