@@ -12,7 +12,8 @@
 //!   makes it exact; call it last in the transaction, so the lock is held only to the
 //!   commit. A tenant with the allowance unlimited writes nothing.
 //!
-//! Either way an unlimited limit costs one read of the tenant's limits and nothing else.
+//! An unlimited count costs one read of the tenant's limits and no lock; a monthly charge
+//! is one statement either way (the limit is read in it).
 //! Crossing 80 % or reaching 100 % of a limit is recorded: an audit event
 //! (`quota.threshold_reached`) in the same transaction, and a [`Notice`] for the transport
 //! to show (HTTP: a `Tenantry-Quota-Warning` header and a metric) — collected per unit of
@@ -120,15 +121,23 @@ pub async fn charge(
     amount: u64,
 ) -> Result<(), Error> {
     debug_assert_eq!(limit.kind(), LimitKind::Monthly);
-    let Some(allowed) = effective(conn, tenant_id).await?.limits.get(limit) else {
-        return Ok(());
-    };
     let now = OffsetDateTime::now_utc();
-    let used: i64 = sqlx::query_scalar(
-        "insert into quota_counters (tenant_id, limit_name, period, used) values ($1, $2, $3, $4)
-         on conflict (tenant_id, limit_name, period)
-         do update set used = quota_counters.used + excluded.used
-         returning used",
+    // One round trip on the placing path: the tenant's limit (its plan's, or its
+    // override: `||` lets the overrides' keys win, as `Limits::with` does), and the
+    // count, written only when the limit is finite.
+    let (allowed, used): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "with allowed as (
+             select ((p.limits || t.limit_overrides) ->> $2)::bigint as allowed
+             from tenants t join plans p on p.name = t.plan
+             where t.id = $1
+         ), counted as (
+             insert into quota_counters (tenant_id, limit_name, period, used)
+             select $1, $2, $3, $4 from allowed where allowed is not null
+             on conflict (tenant_id, limit_name, period)
+             do update set used = quota_counters.used + excluded.used
+             returning used
+         )
+         select (select allowed from allowed), (select used from counted)",
     )
     .bind(tenant_id)
     .bind(limit.as_str())
@@ -136,6 +145,10 @@ pub async fn charge(
     .bind(i64::try_from(amount).unwrap_or(i64::MAX))
     .fetch_one(&mut *conn)
     .await?;
+    let (Some(allowed), Some(used)) = (allowed, used) else {
+        return Ok(());
+    };
+    let allowed = u64::try_from(allowed).unwrap_or(0);
     let after = u64::try_from(used).unwrap_or(0);
     let before = after.saturating_sub(amount);
     if after > allowed {
