@@ -9,7 +9,7 @@
 //! value (it may be a password). A schema may carry its own message under
 //! [`rule::MESSAGE_EXTENSION`], used for any rule of that schema a value breaks.
 
-use std::{collections::HashMap, sync::LazyLock};
+use std::{collections::HashMap, sync::OnceLock};
 
 use jsonschema::{
     JsonType, ValidationError, Validator,
@@ -23,20 +23,23 @@ use crate::{
 };
 
 /// The request-body schemas of the served document, compiled once.
-static BODY_SCHEMAS: LazyLock<BodySchemas> = LazyLock::new(|| {
-    let spec = serde_json::to_value(super::openapi()).unwrap_or_default();
-    BodySchemas::compile(&spec)
-});
+static BODY_SCHEMAS: OnceLock<BodySchemas> = OnceLock::new();
 
-/// Compiles the request-body schemas now, so that a schema the validator cannot read
-/// stops start-up rather than a request.
-pub fn prepare() {
-    LazyLock::force(&BODY_SCHEMAS);
+/// Compiles the request-body schemas of `spec` (the document the server serves) now, so
+/// that a schema the validator cannot read stops start-up rather than a request.
+pub fn prepare(spec: &utoipa::openapi::OpenApi) {
+    BODY_SCHEMAS.get_or_init(|| compile_spec(spec));
+}
+
+fn compile_spec(spec: &utoipa::openapi::OpenApi) -> BodySchemas {
+    BodySchemas::compile(&serde_json::to_value(spec).unwrap_or_default())
 }
 
 /// Checks `body` against the component schema `name` (the body type's schema name).
 pub fn check(name: &str, body: &Value) -> Result<(), Error> {
-    BODY_SCHEMAS.check(name, body)
+    BODY_SCHEMAS
+        .get_or_init(|| compile_spec(&super::openapi()))
+        .check(name, body)
 }
 
 struct BodySchemas {

@@ -105,7 +105,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState, config: &Config) -> Router {
     let (router, spec) = api_router().split_for_parts();
     let spec = openapi::finish(spec);
-    body_schema::prepare();
+    body_schema::prepare(&spec);
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { StatusCode::NOT_FOUND })
