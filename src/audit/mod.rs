@@ -169,13 +169,19 @@ pub async fn record(
     author: impl Into<Author>,
     event: AuditEvent,
 ) -> Result<(), sqlx::Error> {
-    insert(conn, INSERT, author.into(), event).await
+    insert(conn, insert_event!(), author.into(), event).await
 }
 
-/// The columns every insert writes; `personal_digest` is computed by Postgres from the
-/// stored (normalised) text, which is what verification recomputes it from.
-const INSERT: &str = "insert into audit_events (tenant_id, id, actor, credential, action, target_type, target_id, data, request_id, client_request_id, personal, personal_digest)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, sha256(convert_to($11::jsonb::text, 'UTF8')))";
+/// The insert of one event, as both writers run it (the second with a condition after
+/// it); `personal_digest` is computed by Postgres from the stored (normalised) text, which
+/// is what verification recomputes it from. A macro, so that `concat!` can extend it.
+macro_rules! insert_event {
+    () => {
+        "insert into audit_events (tenant_id, id, actor, credential, action, target_type, target_id, data, request_id, client_request_id, personal, personal_digest)
+         select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, sha256(convert_to($11::jsonb::text, 'UTF8'))"
+    };
+}
+use insert_event;
 
 /// Appends an operator's event that belongs to no tenant (a plan changed) to the
 /// platform's own log ([`platform_log`]), entering its context for the rest of the
@@ -208,13 +214,12 @@ pub async fn record_if_tenant_exists(
 ) -> Result<(), sqlx::Error> {
     insert(
         conn,
-        "with written as (
-             insert into audit_events (tenant_id, id, actor, credential, action, target_type, target_id, data, request_id, client_request_id, personal, personal_digest)
-             select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, sha256(convert_to($11::jsonb::text, 'UTF8'))
-             where exists (select from tenants where id = $1)
-             returning 1
-         )
-         select set_config('synchronous_commit', 'off', true), (select count(*) from written)",
+        concat!(
+            "with written as (",
+            insert_event!(),
+            " where exists (select from tenants where id = $1) returning 1)
+             select set_config('synchronous_commit', 'off', true), (select count(*) from written)"
+        ),
         author,
         event,
     )
