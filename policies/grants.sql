@@ -41,6 +41,11 @@ grant select, insert, update on idempotency_keys to :"app_role";
 -- Plans are read to know a tenant's limits; monthly allowances are counted up as used.
 grant select on plans to :"app_role";
 grant select, insert, update on quota_counters to :"app_role";
+-- Usage: orders count theirs in their own transaction; tenant admins read their usage.
+grant select, insert, update on usage_counters to :"app_role";
+grant select on usage_active_users to :"app_role";
+grant select on billing_periods to :"app_role";
+grant execute on function usage_period(timestamptz) to :"app_role", :"platform_role";
 -- Service tokens are verified by the request role and written by nobody the server holds:
 -- the command line mints and revokes them as the database owner.
 grant select on service_tokens to :"app_role";
@@ -60,5 +65,10 @@ grant select, insert on audit_chain to :"platform_role";
 grant select, update on audit_sealer to :"platform_role";
 grant select on domain_events to :"platform_role";
 grant select, delete on idempotency_keys to :"platform_role";
+-- Metering and billing: the API-call flush (usage and the monthly API-call allowance),
+-- the export, and the close of a period.
+grant select, insert, update on usage_counters, usage_active_users to :"platform_role";
+grant select, insert, update on quota_counters to :"platform_role";
+grant select, insert on billing_periods, billing_lines to :"platform_role";
 grant execute on function tenant_by_slug(text) to :"platform_role";
 grant execute on function create_tenant(uuid, text, text, text, uuid, text, text) to :"platform_role";

@@ -66,3 +66,15 @@ create policy platform_sealer on audit_chain to :"platform_role" using (true) wi
 drop policy if exists platform_expiry on idempotency_keys;
 create policy platform_expiry on idempotency_keys to :"platform_role"
     using (expires_at <= now());
+
+-- Usage metering and billing (src/usage/, src/billing/). The platform role flushes the
+-- API calls every instance counted in memory, for many tenants in one statement; reads
+-- every tenant's usage for the billing export; and freezes a closed period's lines.
+drop policy if exists platform_metering on usage_counters;
+create policy platform_metering on usage_counters to :"platform_role" using (true) with check (true);
+drop policy if exists platform_metering on usage_active_users;
+create policy platform_metering on usage_active_users to :"platform_role" using (true) with check (true);
+drop policy if exists platform_billing on billing_lines;
+create policy platform_billing on billing_lines to :"platform_role" using (true) with check (true);
+drop policy if exists platform_metering on quota_counters;
+create policy platform_metering on quota_counters to :"platform_role" using (true) with check (true);

@@ -11,6 +11,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::clock::Clock;
 
 /// Development default for `JWT_SECRET`. Refused in production.
 pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-do-not-use-in-production";
@@ -122,6 +125,18 @@ pub struct Config {
     /// event stays unsealed for about this long. `0s`: this server does not seal (another
     /// instance must). Default `1s`, at most `1h`.
     pub audit_seal_interval: Duration,
+    /// `TENANTRY_USAGE_METERING`: `on` (default) or `off`. Off, nothing is metered — no
+    /// API calls, no orders — so nothing is billed; it exists to measure what metering
+    /// costs (`benches/orders.rs` runs both).
+    pub usage_metering: bool,
+    /// `TENANTRY_USAGE_FLUSH_INTERVAL`: how often this server writes the API calls it
+    /// counted in memory (one statement for every tenant). A crash loses at most the calls
+    /// of one interval; a graceful shutdown loses none. Default `5s`, from `100ms` to `1m`.
+    pub usage_flush_interval: Duration,
+    /// `TENANTRY_CLOCK`: an RFC 3339 instant at which the clock that meters and bills
+    /// usage stands still (rehearsing a month's end, tests). Refused in production.
+    /// Default: unset (the system clock).
+    pub clock: Clock,
     /// `TENANTRY_TOKEN_HASH_KEY`: HMAC key under which API-key and refresh-token secrets
     /// are stored. Changing it invalidates every API key and refresh token.
     pub token_hash_key: SecretString,
@@ -262,6 +277,18 @@ impl Config {
             service_token_max_ttl: duration("TENANTRY_SERVICE_TOKEN_MAX_TTL", "30d")?,
             idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "24h")?,
             audit_seal_interval: duration("TENANTRY_AUDIT_SEAL_INTERVAL", "1s")?,
+            usage_metering: match var("TENANTRY_USAGE_METERING", "on").as_str() {
+                "on" => true,
+                "off" => false,
+                other => bail!("TENANTRY_USAGE_METERING must be on or off, not {other:?}"),
+            },
+            usage_flush_interval: duration("TENANTRY_USAGE_FLUSH_INTERVAL", "5s")?,
+            clock: match get("TENANTRY_CLOCK") {
+                None => Clock::system(),
+                Some(at) => Clock::manual(OffsetDateTime::parse(&at, &Rfc3339).context(
+                    "TENANTRY_CLOCK must be an RFC 3339 instant such as 2026-11-30T23:59:00Z",
+                )?),
+            },
             token_hash_key: secret("TENANTRY_TOKEN_HASH_KEY", DEV_TOKEN_HASH_KEY),
             operator_token: secret("TENANTRY_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN),
             max_body_bytes: var("TENANTRY_MAX_BODY_BYTES", "1048576")
@@ -365,6 +392,14 @@ impl Config {
             bail!(
                 "TENANTRY_AUDIT_SEAL_INTERVAL must be at most 1h (events stay unsealed that long)"
             );
+        }
+        if self.usage_flush_interval < Duration::from_millis(100)
+            || self.usage_flush_interval > Duration::from_secs(60)
+        {
+            bail!("TENANTRY_USAGE_FLUSH_INTERVAL must be from 100ms to 1m");
+        }
+        if self.environment == Environment::Production && self.clock.is_manual() {
+            bail!("TENANTRY_CLOCK is for tests and rehearsals; it is refused in production");
         }
         if self.password_hash_concurrency == 0 {
             bail!("PASSWORD_HASH_CONCURRENCY must be at least 1");

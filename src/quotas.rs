@@ -2,9 +2,9 @@
 //! overrides applied, what the tenant uses of it now, and when a monthly allowance resets.
 //!
 //! It reads what each capability counts (users, API keys, products) through that
-//! capability's own store, and the monthly allowances from `plans::quota`; a limit whose use
-//! nothing measures yet (rates, realtime connections, webhook endpoints, API calls) shows
-//! its value with `used` null.
+//! capability's own store, and the monthly allowances from `plans::quota` (API calls as of
+//! the usage meter's last flush, a few seconds behind); a limit whose use nothing measures
+//! yet (rates, realtime connections, webhook endpoints) shows its value with `used` null.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -29,7 +29,7 @@ pub struct Quota {
     pub kind: LimitKind,
     /// `null`: unlimited.
     pub limit: Option<u64>,
-    /// `null` where use is not measured (rates, realtime connections, webhooks, API calls).
+    /// `null` where use is not measured (rates, realtime connections, webhooks).
     pub used: Option<u64>,
     /// `limit - used`, when both are known.
     pub remaining: Option<u64>,
@@ -61,7 +61,9 @@ pub async fn overview(tx: &mut TenantTx, principal: &Principal) -> Result<Quotas
             LimitName::Users => counted(users::store::count_active(tx).await?),
             LimitName::ApiKeys => counted(api_keys::store::count_live(tx).await?),
             LimitName::Products => counted(products::store::count_live(tx).await?),
-            LimitName::OrdersPerMonth => Some(quota::used_this_month(tx, tenant_id, name).await?),
+            LimitName::OrdersPerMonth | LimitName::ApiCallsPerMonth => {
+                Some(quota::used_this_month(tx, tenant_id, name).await?)
+            }
             _ => None,
         };
         let limit = limits.limits.get(name);

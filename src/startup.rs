@@ -5,7 +5,7 @@
 //! returning. While serving, expired idempotency keys are purged and metric samples drained. How connections are served
 //! (timeouts, the connection cap, the drain) is [`http::server`]'s business.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use crate::{
         server::{self, Limits},
     },
     idempotency, observability,
+    usage::{self, meter::Meter},
 };
 
 /// How often expired idempotency keys are deleted (an indexed delete; cheap).
@@ -30,6 +31,8 @@ pub struct Application {
     db: Db,
     limits: Limits,
     audit_seal_interval: Duration,
+    meter: Arc<Meter>,
+    usage_flush_interval: Duration,
 }
 
 impl Application {
@@ -71,9 +74,12 @@ impl Application {
         }
         let listener =
             server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let meter = Arc::clone(&state.meter);
         Ok(Self {
             listener,
             router: http::app(state, config),
+            meter,
+            usage_flush_interval: config.usage_flush_interval,
             db,
             limits,
             audit_seal_interval: config.audit_seal_interval,
@@ -115,11 +121,28 @@ impl Application {
                 self.audit_seal_interval,
             ))
         });
+        let (stop_flushing, flushing_stopped) = tokio::sync::oneshot::channel();
+        let flusher = tokio::spawn(usage::meter::flush_periodically(
+            Arc::clone(&self.meter),
+            self.db.clone(),
+            self.usage_flush_interval,
+            flushing_stopped,
+        ));
         server::serve(self.listener, self.router, self.limits, signal).await;
         purge.abort();
         upkeep.abort();
         if let Some(sealer) = sealer {
             sealer.abort();
+        }
+        // Every request has been answered: what they counted is written before the pools
+        // close (a flush already under way is let finish, then this one writes the rest).
+        let _ = stop_flushing.send(());
+        let _ = flusher.await;
+        match self.meter.flush(&self.db).await {
+            Ok(flushed) => tracing::info!(calls = flushed.calls, "metered usage written"),
+            Err(error) => {
+                tracing::error!(%error, unflushed_calls = self.meter.unflushed_calls(), "writing the metered usage at shutdown failed; these calls are not billed")
+            }
         }
         self.db.close().await;
         tracing::info!("stopped");

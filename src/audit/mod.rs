@@ -140,6 +140,16 @@ impl Author {
         }
     }
 
+    /// The platform itself, acting on `tenant_id` on nobody's request (the usage meter
+    /// noticing a monthly allowance crossed).
+    pub fn system(tenant_id: TenantId) -> Self {
+        Self {
+            tenant_id,
+            actor: "system".to_owned(),
+            credential: None,
+        }
+    }
+
     /// Someone not (yet) authenticated, in `tenant_id`: a failed login.
     pub fn anonymous(tenant_id: TenantId) -> Self {
         Self {

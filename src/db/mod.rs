@@ -66,7 +66,7 @@ use sqlx::{
 };
 use tokio::time::Instant;
 
-use crate::{access::Principal, config::Config, error::Error, id::TenantId};
+use crate::{access::Principal, clock::Clock, config::Config, error::Error, id::TenantId};
 
 /// The login roles of this database: the request role, which every tenant request runs as,
 /// and the platform role of the operator's cross-tenant work. Named after the database
@@ -147,6 +147,15 @@ pub struct Db {
     platform: PgPool,
     statement_timeout: Duration,
     reachability: Arc<Reachability>,
+    usage: Usage,
+}
+
+/// What a transaction needs to meter the usage it causes: the clock usage is billed by,
+/// and whether metering is on at all (`TENANTRY_USAGE_METERING`).
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub clock: Clock,
+    pub metering: bool,
 }
 
 /// Whether a transaction may write. Reads run `READ ONLY`, so a bug in a GET handler cannot
@@ -188,6 +197,10 @@ impl Db {
             statement_timeout: config.database_statement_timeout,
             // Probes log in as the request role: the one every request needs.
             reachability: Reachability::new(options(&roles.app, app_password)),
+            usage: Usage {
+                clock: config.clock.clone(),
+                metering: config.usage_metering,
+            },
         })
     }
 
@@ -299,6 +312,11 @@ impl Db {
         })
     }
 
+    /// The clock usage is metered by, and whether metering is on.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
     /// Closes both pools (graceful shutdown).
     pub async fn close(&self) {
         tokio::join!(self.request.close(), self.platform.close());
@@ -319,6 +337,7 @@ pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant_id: TenantId,
     reachability: Arc<Reachability>,
+    usage: Usage,
 }
 
 impl TenantTx {
@@ -343,6 +362,7 @@ impl TenantTx {
             tx,
             tenant_id,
             reachability: Arc::clone(&db.reachability),
+            usage: db.usage.clone(),
         })
     }
 
@@ -359,6 +379,11 @@ impl TenantTx {
 
     pub fn tenant_id(&self) -> TenantId {
         self.tenant_id
+    }
+
+    /// How the usage this transaction causes is metered.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     /// Commits. A failure here may leave the outcome unknown to the caller (the commit

@@ -59,6 +59,15 @@ pub async fn authenticate(
     next.run(request).await
 }
 
+/// The principal [`authenticate`] verified for a request, if it verified one — for the
+/// layers inside it (metering) that act on authenticated requests and leave the rest alone.
+pub fn verified_principal(extensions: &axum::http::Extensions) -> Option<&Principal> {
+    match extensions.get::<Authentication>() {
+        Some(Authentication::Verified(principal)) => Some(principal),
+        _ => None,
+    }
+}
+
 /// `X-API-Key: <key>` or `Authorization: Bearer <credential>`; `None` when neither header
 /// was sent.
 fn credential(headers: &HeaderMap) -> Option<Result<Presented<'_>, Error>> {

@@ -15,18 +15,22 @@
 //! any token as a method; those count as `OTHER`). Credentials never reach the logs: the sensitive headers are marked so
 //! in the stack (`super::app`).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::Body,
     extract::{MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, Response, header},
     middleware::Next,
+    response::IntoResponse,
 };
 use tracing::{Span, field};
 
-use super::client_ip::ClientIp;
-use crate::{db, observability, plans};
+use super::{auth, client_ip::ClientIp};
+use crate::{db, observability, plans, usage::meter::Meter};
 
 /// The server's request id, on every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -215,6 +219,44 @@ pub async fn quota_notices(request: Request, next: Next) -> axum::response::Resp
         }
     }
     response
+}
+
+/// Meters an authenticated request (`usage::meter`): refuses it with 429
+/// `quota_exceeded` when its tenant's monthly API-call allowance is used up, and otherwise
+/// counts it, once answered, under its credential, route group and status class. Reading
+/// the quotas and the usage stays allowed (and counted) past the allowance, so a tenant can
+/// see why it is refused. Requests with no verified credential (health checks, login, the
+/// operator API, refused credentials) belong to no tenant and are not metered.
+pub async fn meter_usage(
+    State(meter): State<Arc<Meter>>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    let Some(principal) = auth::verified_principal(request.extensions()).cloned() else {
+        return next.run(request).await;
+    };
+    let group = route_group(request.extensions().get::<MatchedPath>()).to_owned();
+    if !ALWAYS_ADMITTED.contains(&group.as_str()) {
+        if let Err(refused) = meter.admit_call(principal.tenant_id()) {
+            return refused.into_response();
+        }
+    }
+    let response = next.run(request).await;
+    meter.api_call(&principal, &group, response.status().as_u16());
+    response
+}
+
+/// The route groups a tenant past its API-call allowance may still call.
+const ALWAYS_ADMITTED: &[&str] = &["quotas", "usage"];
+
+/// The route group of a matched route: its first segment after the version
+/// (`/v1/orders/{id}/confirm` is `orders`); `other` for a request no route matched.
+fn route_group(route: Option<&MatchedPath>) -> &str {
+    route
+        .and_then(|path| path.as_str().strip_prefix("/v1/"))
+        .and_then(|rest| rest.split('/').next())
+        .filter(|group| !group.is_empty())
+        .unwrap_or("other")
 }
 
 #[cfg(test)]

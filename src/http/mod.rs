@@ -16,11 +16,14 @@
 //! 6. authentication ([`auth::authenticate`]): the request's tenant credential verified
 //!    and its principal (or the refusal) left in the request extensions;
 //! 7. quota notices (`middleware::quota_notices`): a response that took a limit of the
-//!    tenant's plan to 80 % or 100 % says so in a header; (to come, per request and
-//!    tenant) rate limiting, then usage metering slot in here too, inside authentication
-//!    so they know the tenant and the credential, inside the problem layer so their
-//!    refusals are problems too, and inside metrics so refused requests are counted;
-//! 8. the routes, whose extractors ask for the principal and the scope they need.
+//!    tenant's plan to 80 % or 100 % says so in a header;
+//! 8. usage metering (`middleware::meter_usage`): an authenticated request past its
+//!    tenant's monthly API-call allowance is refused (429); every other one is counted
+//!    (`usage::meter`) with its credential, route group and status class. (To come: rate
+//!    limiting, per request and tenant.) These sit inside authentication so they know the
+//!    tenant and the credential, inside the problem layer so their refusals are problems
+//!    too, and inside metrics so refused requests are counted;
+//! 9. the routes, whose extractors ask for the principal and the scope they need.
 
 pub mod auth;
 pub mod body_schema;
@@ -58,6 +61,7 @@ use crate::{
     config::Config,
     db::Db,
     observability,
+    usage::meter::Meter,
 };
 
 /// Shared handles, cheap to clone into every request.
@@ -70,6 +74,8 @@ pub struct AppState {
     /// How long an `Idempotency-Key` replays its first answer, as the interval its claim
     /// adds to `now()` (converted once here, so a bad value stops start-up).
     pub idempotency_ttl: PgInterval,
+    /// The usage counted in memory until it is flushed (API calls, active users).
+    pub meter: Arc<Meter>,
     /// The header a trusted proxy names the client in (`TENANTRY_CLIENT_IP_HEADER`);
     /// `None`: the TCP peer is the client ([`client_ip`]).
     pub client_ip_header: Option<HeaderName>,
@@ -79,10 +85,11 @@ impl AppState {
     /// The state of a server; makes the dummy password hash, so it takes a moment.
     pub async fn new(config: &Config, db: Db) -> anyhow::Result<Self> {
         Ok(Self {
-            db,
+            db: db.clone(),
             auth: Arc::new(AuthService::from_config(config).await?),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
+            meter: Arc::new(Meter::new(db.usage().clone())),
             idempotency_ttl: PgInterval::try_from(config.idempotency_key_ttl)
                 .map_err(|e| anyhow::anyhow!("IDEMPOTENCY_KEY_TTL: {e}"))?,
             client_ip_header: config
@@ -141,7 +148,11 @@ pub fn app(state: AppState, config: &Config) -> Router {
                     state.clone(),
                     auth::authenticate,
                 ))
-                .layer(axum::middleware::from_fn(middleware::quota_notices)),
+                .layer(axum::middleware::from_fn(middleware::quota_notices))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.meter.clone(),
+                    middleware::meter_usage,
+                )),
         )
         .with_state(state)
 }

@@ -56,7 +56,8 @@ pub async fn collect_notices<F: Future>(work: F) -> (F::Output, Vec<Notice>) {
         .await
 }
 
-fn raise(notice: Notice) {
+/// Hands `notice` to the unit of work's transport (a no-op outside [`collect_notices`]).
+pub fn raise(notice: Notice) {
     let _ = NOTICES.try_with(|notices| notices.borrow_mut().push(notice));
 }
 
@@ -211,6 +212,30 @@ async fn notice(
     after: u64,
     allowed: u64,
 ) -> Result<(), Error> {
+    record_crossings(conn, author, tenant_id, limit, before, after, allowed).await?;
+    for threshold in thresholds_crossed(before, after, allowed) {
+        raise(Notice {
+            limit,
+            threshold,
+            used: after,
+            of: allowed,
+        });
+    }
+    Ok(())
+}
+
+/// Records a `quota.threshold_reached` audit event for each mark (80 %, 100 %) that going
+/// from `before` to `after` of `allowed` crosses, in the caller's transaction (under the
+/// tenant's context).
+pub async fn record_crossings(
+    conn: &mut PgConnection,
+    author: Author,
+    tenant_id: TenantId,
+    limit: LimitName,
+    before: u64,
+    after: u64,
+    allowed: u64,
+) -> Result<(), Error> {
     for threshold in thresholds_crossed(before, after, allowed) {
         audit::record(
             &mut *conn,
@@ -222,12 +247,6 @@ async fn notice(
             ),
         )
         .await?;
-        raise(Notice {
-            limit,
-            threshold,
-            used: after,
-            of: allowed,
-        });
     }
     Ok(())
 }

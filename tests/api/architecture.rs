@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "config",
+            "clock",
             "error",
             "id",
             "page",
@@ -41,8 +42,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "capabilities",
         &[
-            "plans", "tenancy", "users", "api_keys", "auth", "catalog", "orders", "platform",
-            "quotas",
+            "plans", "usage", "tenancy", "users", "api_keys", "auth", "catalog", "orders",
+            "platform", "quotas",
         ],
     ),
     ("transports", &["http", "cli", "startup"]),

@@ -145,6 +145,44 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// A server that stops gracefully when asked, as SIGTERM stops the binary: [`StoppableApp::stop`]
+/// returns once it has drained and written what it still held (metered usage).
+pub struct StoppableApp {
+    pub app: TestApp,
+    stop: tokio::sync::oneshot::Sender<()>,
+    stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl StoppableApp {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.stopped
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
+    }
+}
+
+pub async fn spawn_stoppable_app(config: Config) -> StoppableApp {
+    let app = Application::build(&config)
+        .await
+        .expect("the application starts");
+    let address = format!("http://{}", app.local_addr());
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let stopped = tokio::spawn(app.run_until(async {
+        let _ = stopping.await;
+    }));
+    StoppableApp {
+        app: TestApp {
+            address,
+            client: reqwest::Client::new(),
+            config,
+        },
+        stop,
+        stopped,
+    }
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -39,4 +39,5 @@ mod rls;
 mod startup;
 mod tenant_profile;
 mod timeouts;
+mod usage;
 mod users;

@@ -56,6 +56,9 @@ async fn every_table_with_a_tenant_id_has_forced_rls_and_a_using_and_with_check_
         "products",
         "customers",
         "service_tokens",
+        "usage_counters",
+        "usage_active_users",
+        "billing_lines",
     ] {
         assert!(
             names.contains(&expected),
@@ -137,6 +140,8 @@ async fn with_no_tenant_set_the_request_role_sees_zero_rows_and_cannot_insert() 
         "audit_events",
         "products",
         "customers",
+        "usage_counters",
+        "usage_active_users",
     ] {
         let count: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&mut conn)

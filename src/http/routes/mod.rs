@@ -15,6 +15,7 @@ mod platform;
 mod products;
 mod quotas;
 mod tenant;
+mod usage;
 mod users;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -36,4 +37,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(platform::router())
         .merge(plans::router())
         .merge(quotas::router())
+        .merge(usage::router())
 }
