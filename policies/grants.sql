@@ -70,5 +70,6 @@ grant select, delete on idempotency_keys to :"platform_role";
 grant select, insert, update on usage_counters, usage_active_users to :"platform_role";
 grant select, insert, update on quota_counters to :"platform_role";
 grant select, insert on billing_periods, billing_lines to :"platform_role";
+grant update (lines) on billing_periods to :"platform_role";
 grant execute on function tenant_by_slug(text) to :"platform_role";
 grant execute on function create_tenant(uuid, text, text, text, uuid, text, text) to :"platform_role";

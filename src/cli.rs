@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `tenant create`, `token issue`/`list`/`revoke`,
-//! `projections rebuild`, `openapi`. Configuration comes from the environment (see
+//! `projections rebuild`, `audit verify`, `billing export`/`close`, `openapi`. Configuration comes from the environment (see
 //! `config`), not from flags.
 //!
 //! A transport like `http`: each command parses its arguments, calls the same application
@@ -30,6 +30,7 @@ use crate::{
         jwt::JwtKeys,
         service_tokens::{self, NewServiceToken, Revocation, ServiceToken},
     },
+    billing,
     config::Config,
     db::{self, BootstrapReport, ConnectError, Db, table},
     error::{Error, ErrorKind},
@@ -85,6 +86,9 @@ pub enum Command {
     /// Verify a tenant's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Export a period's usage for billing, and close periods.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
 }
@@ -100,6 +104,34 @@ pub enum AuditCommand {
         /// Print the verification as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BillingCommand {
+    /// Write one line per tenant, metric and currency of a period's usage, with quantity,
+    /// unit, plan and a line id that stays the same in every export of the period. A
+    /// closed period exports the same bytes every time; an open one, its usage so far.
+    Export {
+        /// The period: a calendar month (UTC), YYYY-MM.
+        #[arg(long, value_name = "YYYY-MM")]
+        period: String,
+        /// csv (with a header row) or jsonl (one JSON object per line).
+        #[arg(long, default_value = "jsonl", value_name = "csv|jsonl")]
+        format: String,
+        /// Only this tenant (slug or id).
+        #[arg(long, value_name = "SLUG_OR_ID")]
+        tenant: Option<String>,
+        /// Write to this file (complete, or not at all) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Freeze a period that has ended: its lines are computed once and every later export
+    /// reads them; usage arriving afterwards is billed in the next open period.
+    Close {
+        /// The period: a calendar month (UTC), YYYY-MM.
+        #[arg(long, value_name = "YYYY-MM")]
+        period: String,
     },
 }
 
@@ -268,6 +300,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             Ok(())
         }
         Command::Token(command) => token(command, &config).await,
+        Command::Billing(command) => billing_command(command, &config).await,
         Command::Audit(AuditCommand::Verify { tenant, json }) => {
             db::bootstrap(&config).await?;
             let tenant = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
@@ -289,6 +322,149 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 )),
             }
         }
+    }
+}
+
+/// `billing export` and `billing close`, as the platform role. Each checks its arguments
+/// before it reaches the database.
+async fn billing_command(command: BillingCommand, config: &Config) -> Result<(), Error> {
+    let operator = auth::console_operator();
+    match command {
+        BillingCommand::Export {
+            period,
+            format,
+            tenant,
+            out,
+        } => {
+            let period = billing::Period::parse(&period, "period")?;
+            let format = billing::Format::parse(&format)?;
+            db::bootstrap(config).await?;
+            let db = Db::connect(config)?;
+            let tenant = match tenant {
+                Some(tenant) => Some(resolve_tenant(&db, &tenant).await?.id),
+                None => None,
+            };
+            let mut sink = ExportSink::create(out.as_deref())?;
+            let (lines, mut receiver) = tokio::sync::mpsc::channel(256);
+            let export = async move {
+                let mut tx = db.platform().await?;
+                let count =
+                    billing::export(&mut tx, &operator, period, tenant, format, &lines).await?;
+                drop(lines);
+                tx.commit().await?;
+                Ok::<_, Error>(count)
+            };
+            // Owns the receiver: a failed write drops it, which stops the export.
+            let write = {
+                let sink = &mut sink;
+                async move {
+                    sink.write(&format.header())?;
+                    while let Some(line) = receiver.recv().await {
+                        sink.write(&format.encode(&line))?;
+                    }
+                    Ok::<_, Error>(())
+                }
+            };
+            let (exported, written) = tokio::join!(export, write);
+            let lines = match (exported, written) {
+                (Ok(lines), Ok(())) => lines,
+                (Err(error), _) | (_, Err(error)) => {
+                    sink.abandon();
+                    return Err(error);
+                }
+            };
+            sink.finish()?;
+            eprintln!(
+                "exported {} of period {period}",
+                plural(lines as usize, "line")
+            );
+            Ok(())
+        }
+        BillingCommand::Close { period } => {
+            let period = billing::Period::parse(&period, "period")?;
+            db::bootstrap(config).await?;
+            let db = Db::connect(config)?;
+            let closed = db
+                .in_platform(async |tx| billing::close(tx, &operator, &config.clock, period).await)
+                .await?;
+            if closed.newly_closed {
+                print_out(&format!(
+                    "closed period {}: {} frozen\n",
+                    closed.period,
+                    plural(closed.lines as usize, "line")
+                ))
+            } else {
+                print_out(&format!(
+                    "period {} was closed already, at {} ({}); nothing changed\n",
+                    closed.period,
+                    display_time(closed.closed_at),
+                    plural(closed.lines as usize, "line")
+                ))
+            }
+        }
+    }
+}
+
+/// Where `billing export` writes: stdout, or a file that appears complete or not at all
+/// (written beside it under a temporary name, renamed when done).
+enum ExportSink {
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    File {
+        writer: std::io::BufWriter<std::fs::File>,
+        partial: std::path::PathBuf,
+        path: std::path::PathBuf,
+    },
+}
+
+impl ExportSink {
+    fn create(out: Option<&std::path::Path>) -> Result<Self, Error> {
+        let Some(path) = out else {
+            return Ok(Self::Stdout(std::io::BufWriter::new(std::io::stdout())));
+        };
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let file = std::fs::File::create(&partial).map_err(|e| {
+            Error::invalid("out", format!("cannot write {}: {e}", partial.display()))
+        })?;
+        Ok(Self::File {
+            writer: std::io::BufWriter::new(file),
+            partial,
+            path: path.to_owned(),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        use std::io::Write;
+        let written = match self {
+            Self::Stdout(out) => out.write_all(bytes),
+            Self::File { writer, .. } => writer.write_all(bytes),
+        };
+        written.map_err(|e| Error::internal(anyhow::Error::from(e).context("writing the export")))
+    }
+
+    /// Removes the partial file of a failed export.
+    fn abandon(self) {
+        if let Self::File { partial, .. } = self {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        use std::io::Write;
+        let done = match self {
+            Self::Stdout(mut out) => out.flush(),
+            Self::File {
+                writer,
+                partial,
+                path,
+            } => writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|file| file.sync_all())
+                .and_then(|()| std::fs::rename(&partial, &path)),
+        };
+        done.map_err(|e| Error::internal(anyhow::Error::from(e).context("writing the export")))
     }
 }
 

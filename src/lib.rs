@@ -25,6 +25,7 @@ pub mod access;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -43,7 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "capabilities",
         &[
             "plans", "usage", "tenancy", "users", "api_keys", "auth", "catalog", "orders",
-            "platform", "quotas",
+            "platform", "quotas", "billing",
         ],
     ),
     ("transports", &["http", "cli", "startup"]),

@@ -16,6 +16,7 @@ mod api_keys;
 mod architecture;
 mod audit;
 mod auth;
+mod billing;
 mod bodies;
 mod bootstrap;
 mod catalog;

@@ -7,6 +7,7 @@
 mod api_keys;
 mod audit;
 mod auth;
+mod billing;
 mod customers;
 mod health;
 mod orders;
@@ -38,4 +39,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(plans::router())
         .merge(quotas::router())
         .merge(usage::router())
+        .merge(billing::router())
 }
