@@ -49,6 +49,10 @@ grant execute on function usage_period(timestamptz) to :"app_role", :"platform_r
 -- Service tokens are verified by the request role and written by nobody the server holds:
 -- the command line mints and revokes them as the database owner.
 grant select on service_tokens to :"app_role";
+-- Erasing a customer erases its personal data in the audit log (and nothing else there).
+grant execute on function erase_audit_personal_data(text, text) to :"app_role";
+-- A tenant's data export reads its frozen billing lines too.
+grant select on billing_lines to :"app_role";
 -- Login names its tenant by slug before any credential is verified.
 grant execute on function tenant_by_slug(text) to :"app_role";
 
@@ -67,7 +71,8 @@ grant select on domain_events to :"platform_role";
 grant select, delete on idempotency_keys to :"platform_role";
 -- Metering and billing: the API-call flush (usage and the monthly API-call allowance),
 -- the export, and the close of a period.
-grant select, insert, update on usage_counters, usage_active_users to :"platform_role";
+grant select, insert, update on usage_counters to :"platform_role";
+grant select, insert on usage_active_users to :"platform_role";
 grant select, insert, update on quota_counters to :"platform_role";
 grant select, insert on billing_periods, billing_lines to :"platform_role";
 grant update (lines) on billing_periods to :"platform_role";

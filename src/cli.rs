@@ -1,5 +1,6 @@
 //! The command line: `serve`, `migrate`, `tenant create`, `token issue`/`list`/`revoke`,
-//! `projections rebuild`, `audit verify`, `billing export`/`close`, `openapi`. Configuration comes from the environment (see
+//! `tenant export`/`erase`, `projections rebuild`, `audit verify`, `billing
+//! export`/`close`, `openapi`. Configuration comes from the environment (see
 //! `config`), not from flags.
 //!
 //! A transport like `http`: each command parses its arguments, calls the same application
@@ -32,6 +33,7 @@ use crate::{
     },
     billing,
     config::Config,
+    data_rights,
     db::{self, BootstrapReport, ConnectError, Db, table},
     error::{Error, ErrorKind},
     id::TenantId,
@@ -171,6 +173,29 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write every row the tenant owns, table by table, one JSON object per line
+    /// ({"table": ..., "row": ...}), from one consistent snapshot; secrets (password,
+    /// key and token hashes) are left out. Recorded in the tenant's audit log.
+    Export {
+        /// Tenant slug or id.
+        #[arg(long, value_name = "SLUG_OR_ID")]
+        tenant: String,
+        /// Write to this file (complete, or not at all) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Erase the tenant's personal data for good: users' emails and passwords, customers'
+    /// emails and names, API keys, sessions, and the personal data of its audit log (which
+    /// still verifies). The tenant is suspended. Recorded in its audit log and the
+    /// platform's.
+    Erase {
+        /// Tenant slug or id.
+        #[arg(long, value_name = "SLUG_OR_ID")]
+        tenant: String,
+        /// The tenant's slug again, to confirm: there is no undo.
+        #[arg(long, value_name = "SLUG")]
+        confirm: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +310,78 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 }
             }
             Ok(())
+        }
+        Command::Tenant(TenantCommand::Export { tenant, out }) => {
+            db::bootstrap(&config).await?;
+            let db = Db::connect(&config)?;
+            let tenant = resolve_tenant(&db, &tenant).await?;
+            let operator = auth::console_operator();
+            let mut sink = ExportSink::create(out.as_deref())?;
+            let (rows, mut receiver) = tokio::sync::mpsc::channel(256);
+            let export = async move {
+                let mut tx = db
+                    .tenant_for_operator(&operator, tenant.id, db::Access::Snapshot)
+                    .await?;
+                let count = data_rights::export(&mut tx, &operator, tenant.id, &rows).await?;
+                drop(rows);
+                tx.commit().await?;
+                Ok::<_, Error>(count)
+            };
+            let write = {
+                let sink = &mut sink;
+                async move {
+                    while let Some(row) = receiver.recv().await {
+                        sink.write(&ndjson_line(&row)?)?;
+                    }
+                    Ok::<_, Error>(())
+                }
+            };
+            match tokio::join!(export, write) {
+                (Ok(rows), Ok(())) => {
+                    sink.finish()?;
+                    eprintln!(
+                        "exported {} of tenant {}",
+                        plural(rows as usize, "row"),
+                        tenant.slug
+                    );
+                    Ok(())
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    sink.abandon();
+                    Err(error)
+                }
+            }
+        }
+        Command::Tenant(TenantCommand::Erase { tenant, confirm }) => {
+            db::bootstrap(&config).await?;
+            let db = Db::connect(&config)?;
+            let tenant = resolve_tenant(&db, &tenant).await?;
+            if confirm != tenant.slug.as_str() {
+                return Err(Error::invalid(
+                    "confirm",
+                    format!("must be the tenant's slug, {}", tenant.slug),
+                ));
+            }
+            if tenant.id == audit::platform_log() {
+                return Err(Error::invalid(
+                    "tenant",
+                    "the platform's own log is no tenant's data",
+                ));
+            }
+            let mut owner = db::owner_connection(&config).await?;
+            let mut tx = sqlx::Connection::begin(&mut owner)
+                .await
+                .map_err(anyhow::Error::from)?;
+            let erasure = data_rights::erase(&mut tx, &auth::console_operator(), tenant.id).await?;
+            tx.commit().await.map_err(anyhow::Error::from)?;
+            print_out(&format!(
+                "erased the personal data of tenant {}: {}, {}, {}, {} (now suspended)\n",
+                tenant.slug,
+                plural(erasure.users as usize, "user"),
+                plural(erasure.customers as usize, "customer"),
+                plural(erasure.api_keys as usize, "API key"),
+                plural(erasure.audit_events as usize, "audit event"),
+            ))
         }
         Command::Projections(ProjectionsCommand::Rebuild { tenant }) => {
             db::bootstrap(&config).await?;
@@ -405,7 +502,14 @@ async fn billing_command(command: BillingCommand, config: &Config) -> Result<(),
     }
 }
 
-/// Where `billing export` writes: stdout, or a file that appears complete or not at all
+/// One NDJSON line.
+fn ndjson_line(value: &impl Serialize) -> Result<Vec<u8>, Error> {
+    let mut line = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Where `billing export` and `tenant export` write: stdout, or a file that appears complete or not at all
 /// (written beside it under a temporary name, renamed when done).
 enum ExportSink {
     Stdout(std::io::BufWriter<std::io::Stdout>),

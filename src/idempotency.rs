@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::types::PgInterval;
+use sqlx::{PgConnection, postgres::types::PgInterval};
 
 use crate::{
     access::Principal,
@@ -182,4 +182,17 @@ pub async fn purge_periodically(db: Db, period: Duration) {
             Err(error) => tracing::warn!(%error, "purging expired idempotency keys failed"),
         }
     }
+}
+
+/// Ends the replays of the stored answers that mention `text` (an erased customer's id):
+/// they would show personal data that no longer exists. Returns how many it ended.
+pub async fn end_replays_showing(conn: &mut PgConnection, text: &str) -> Result<u64, Error> {
+    let ended = sqlx::query(
+        "update idempotency_keys set response_body = 'null', expires_at = now()
+         where expires_at > now() and strpos(response_body::text, $1) > 0",
+    )
+    .bind(text)
+    .execute(conn)
+    .await?;
+    Ok(ended.rows_affected())
 }

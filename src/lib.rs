@@ -30,6 +30,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod data_rights;
 pub mod db;
 pub mod error;
 pub mod events;

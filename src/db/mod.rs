@@ -66,7 +66,13 @@ use sqlx::{
 };
 use tokio::time::Instant;
 
-use crate::{access::Principal, clock::Clock, config::Config, error::Error, id::TenantId};
+use crate::{
+    access::{Operator, Principal},
+    clock::Clock,
+    config::Config,
+    error::Error,
+    id::TenantId,
+};
 
 /// The login roles of this database: the request role, which every tenant request runs as,
 /// and the platform role of the operator's cross-tenant work. Named after the database
@@ -164,6 +170,9 @@ pub struct Usage {
 pub enum Access {
     ReadOnly,
     ReadWrite,
+    /// Read-write, and every statement sees the same snapshot (`repeatable read`): for
+    /// exports that must be one consistent picture across many statements.
+    Snapshot,
 }
 
 impl Db {
@@ -236,6 +245,17 @@ impl Db {
     /// The caller commits it; [`Db::read`] and [`Db::write`] do both for a unit of work.
     pub async fn tenant(&self, principal: &Principal, access: Access) -> Result<TenantTx, Error> {
         TenantTx::open(self, principal.tenant_id(), access).await
+    }
+
+    /// Opens a transaction in the context of a tenant the operator names (its data
+    /// export): the same door, opened by the operator's credential instead of the tenant's.
+    pub async fn tenant_for_operator(
+        &self,
+        _operator: &Operator,
+        tenant_id: TenantId,
+        access: Access,
+    ) -> Result<TenantTx, Error> {
+        TenantTx::open(self, tenant_id, access).await
     }
 
     /// The tenant a login or an operator names, by id or by slug: an id as given (it is
@@ -349,6 +369,7 @@ impl TenantTx {
         let begin = db.begin_statement(&match access {
             Access::ReadOnly => format!("begin read only; {READ_ONLY_SETTINGS}"),
             Access::ReadWrite => "begin".to_owned(),
+            Access::Snapshot => "begin isolation level repeatable read".to_owned(),
         });
         let statement = format!("{begin}; select set_config('app.tenant_id', '{tenant_id}', true)");
         // Only the wait for a connection is cut short when the database is found down;

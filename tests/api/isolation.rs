@@ -86,6 +86,11 @@ fn cross_tenant_routes(v: &Victim) -> Vec<(Method, String, Option<Value>)> {
             Some(json!({"name": "Taken over"})),
         ),
         (
+            Method::POST,
+            format!("/v1/customers/{}/erase", v.customer["id"].as_str().unwrap()),
+            Some(json!({})),
+        ),
+        (
             Method::GET,
             format!("/v1/orders/{}", v.order["id"].as_str().unwrap()),
             None,

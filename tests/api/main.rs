@@ -22,6 +22,7 @@ mod bootstrap;
 mod catalog;
 mod cli;
 mod connections;
+mod data_rights;
 mod errors;
 mod feed;
 mod health;

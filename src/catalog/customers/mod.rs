@@ -43,6 +43,11 @@ pub struct Customer {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When the customer's personal data was erased (`POST /v1/customers/{id}/erase`);
+    /// its email and name are placeholders since. Null while it is not.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, example = json!(null))]
+    pub erased_at: Option<OffsetDateTime>,
 }
 
 impl Table for Customer {
@@ -147,6 +152,12 @@ impl Change for CustomerChanges {
     const PERSONAL_FIELDS: &'static [&'static str] = &["email", "name"];
 
     fn against(self, current: &Customer) -> Result<Option<Self>, Error> {
+        if current.erased_at.is_some() {
+            return Err(Error::conflict(
+                "customer_erased",
+                "this customer's personal data was erased; it cannot be changed",
+            ));
+        }
         let changes = Self {
             email: self.email.filter(|email| email.as_str() != current.email),
             name: self.name.filter(|name| name.as_str() != current.name),
@@ -168,6 +179,39 @@ impl Change for CustomerChanges {
         AuditEvent::new("customer.updated", "customer", id)
             .data(serde_json::json!({"changed": changes.fields()}))
     }
+}
+
+/// Erases a customer's personal data on request: its email and name are replaced, the
+/// personal data of the audit events about it is erased (the chain still verifies), and
+/// replays of earlier answers that showed it are ended. Recorded as `customer.erased`.
+/// Erasing an erased customer changes nothing.
+pub async fn erase(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: CustomerId,
+) -> Result<Customer, Error> {
+    principal.require(Scope::CatalogWrite)?;
+    let current = table::lock::<Customer>(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found(Customer::NAME))?;
+    if current.erased_at.is_some() {
+        return Ok(current);
+    }
+    let erased = store::erase(tx, id).await?;
+    let events: i64 = sqlx::query_scalar("select erase_audit_personal_data('customer', $1)")
+        .bind(id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+    let replays = crate::idempotency::end_replays_showing(tx, &id.to_string()).await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("customer.erased", "customer", id).data(serde_json::json!({
+            "audit_events_erased": events, "replays_ended": replays,
+        })),
+    )
+    .await?;
+    Ok(erased)
 }
 
 /// Whether the tenant has this customer.

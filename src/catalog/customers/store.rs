@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use super::{Customer, CustomerChanges, CustomerId, NewCustomer};
 use crate::id::TenantId;
 
-pub const COLUMNS: &str = "id, email, name, version, created_at, updated_at";
+pub const COLUMNS: &str = "id, email, name, version, created_at, updated_at, erased_at";
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
@@ -41,6 +41,21 @@ pub async fn update(
     .bind(id)
     .bind(changes.email.as_ref().map(|email| email.as_str()))
     .bind(changes.name.as_ref().map(|name| name.as_str()))
+    .fetch_one(conn)
+    .await
+}
+
+/// Replaces an erased customer's email and name (the row stays: orders refer to it).
+#[tracing::instrument(skip_all)]
+pub async fn erase(conn: &mut PgConnection, id: CustomerId) -> Result<Customer, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update customers
+         set email = 'erased+' || id || '@erased.invalid', name = 'Erased customer',
+             erased_at = now(), version = version + 1, updated_at = now()
+         where id = $1
+         returning {COLUMNS}"
+    ))
+    .bind(id)
     .fetch_one(conn)
     .await
 }

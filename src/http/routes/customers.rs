@@ -1,4 +1,4 @@
-//! `/v1/customers`: list, create, read, change.
+//! `/v1/customers`: list, create, read, change, and erase on request.
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_customers, create_customer))
         .routes(routes!(get_customer, update_customer))
+        .routes(routes!(erase_customer))
 }
 
 /// Customers of the tenant, newest first.
@@ -152,7 +153,7 @@ impl UpdateCustomer {
     security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
     responses(
         (status = 200, description = "The updated customer", body = Customer, headers(("ETag" = String))),
-        (status = 409, description = "A customer already has this email (`email_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A customer already has this email (`email_taken`), or this customer's personal data was erased (`customer_erased`)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -168,6 +169,34 @@ pub async fn update_customer(
         .db
         .write(&principal, async |tx| {
             customers::update(tx, &principal, id, &preconditions.expected(), changes).await
+        })
+        .await?;
+    Ok(with_etag(customer.version, customer))
+}
+
+/// Erases a customer's personal data, as a data-protection request requires: its email and
+/// name are replaced by placeholders (the customer stays, since orders refer to it), the
+/// personal data of the audit events about it is erased while the audit chain still
+/// verifies, and earlier answers that showed it are no longer replayed. Recorded in the
+/// audit log as `customer.erased`. Erasing an erased customer changes nothing; an erased
+/// customer cannot be changed (409 `customer_erased`).
+#[utoipa::path(
+    post, path = "/v1/customers/{id}/erase", tag = "catalog",
+    params(("id" = CustomerId, Path, description = "Customer id")),
+    security(("bearer" = ["catalog:write"]), ("api_key" = ["catalog:write"])),
+    responses(
+        (status = 200, description = "The customer, erased", body = Customer, headers(("ETag" = String))),
+    )
+)]
+pub async fn erase_customer(
+    State(state): State<AppState>,
+    Authorized(principal, ..): Authorized<scope::CatalogWrite>,
+    ApiPath(id): ApiPath<CustomerId>,
+) -> Result<Response, Error> {
+    let customer = state
+        .db
+        .write(&principal, async |tx| {
+            customers::erase(tx, &principal, id).await
         })
         .await?;
     Ok(with_etag(customer.version, customer))

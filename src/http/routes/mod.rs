@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod billing;
 mod customers;
+mod data_rights;
 mod health;
 mod orders;
 mod plans;
@@ -40,4 +41,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(quotas::router())
         .merge(usage::router())
         .merge(billing::router())
+        .merge(data_rights::router())
 }

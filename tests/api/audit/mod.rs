@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::helpers::{TestApp, TestTenant, expect_json};
 
 /// The tenant's chain verification, now.
-async fn verify_now(app: &TestApp, tenant: &TestTenant) -> Value {
+pub async fn verify_now(app: &TestApp, tenant: &TestTenant) -> Value {
     expect_json(
         app.get("/v1/audit-events/verify", &tenant.token).await,
         StatusCode::OK,
@@ -23,7 +23,7 @@ async fn verify_now(app: &TestApp, tenant: &TestTenant) -> Value {
 
 /// The tenant's chain verification once every event written so far is sealed (the sealer
 /// runs every second in tests); panics after 20 s.
-async fn verified_when_sealed(app: &TestApp, tenant: &TestTenant) -> Value {
+pub async fn verified_when_sealed(app: &TestApp, tenant: &TestTenant) -> Value {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let verification = verify_now(app, tenant).await;

@@ -44,7 +44,15 @@ async fn a_created_customer_is_returned_normalised_with_its_etag_and_reads_back_
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["created_at", "email", "id", "name", "updated_at", "version"],
+        [
+            "created_at",
+            "email",
+            "erased_at",
+            "id",
+            "name",
+            "updated_at",
+            "version"
+        ],
         "exactly the documented fields: {created}"
     );
     assert_eq!(
