@@ -355,6 +355,15 @@ impl ServerProcess {
     pub async fn tenant(&self, prefix: &str) -> anyhow::Result<(Value, String)> {
         tenant_at(&self.client, &self.base, prefix).await
     }
+
+    /// Sends `signal` (`-KILL`, `-TERM`) and waits for the process to end.
+    pub fn stop_with(&mut self, signal: &str) -> anyhow::Result<()> {
+        std::process::Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
 impl Drop for ServerProcess {

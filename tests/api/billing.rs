@@ -300,3 +300,107 @@ async fn a_period_or_format_that_is_not_one_is_refused_before_anything_is_read()
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn orders_placed_while_the_period_closes_are_each_billed_once_in_one_period_or_the_next() {
+    let scratch = ScratchDatabase::new("billing_race");
+    let url = scratch.url();
+    let config = test_config(&[
+        ("DATABASE_URL", url.as_str()),
+        ("TENANTRY_CLOCK", "2026-11-30T23:59:00Z"),
+    ]);
+    let server = spawn_stoppable_app(config.clone()).await;
+    let tenant = server.app.create_tenant_on("enterprise").await;
+    let customer = server.app.create_customer(&tenant).await;
+    let product = server.app.create_product(&tenant).await;
+    let (_, key) = server.app.create_api_key(&tenant, &["orders:write"]).await;
+
+    let restock = serde_json::json!({"stock": 1_000_000});
+    let restocked = server
+        .app
+        .patch(
+            &format!("/v1/products/{}", product["id"].as_str().unwrap()),
+            &tenant.token,
+            restock,
+        )
+        .await;
+    assert_eq!(restocked.status(), StatusCode::OK);
+    // Eight clients place orders back to back (with the server's clock in November)
+    // until told to stop; the period closes in the middle of it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, key, stop) = (
+                server.app.client.clone(),
+                server.app.url("/v1/orders"),
+                key.clone(),
+                stop.clone(),
+            );
+            let body = serde_json::json!({"customer_id": customer["id"],
+                "items": [{"product_id": product["id"], "quantity": 1}]});
+            tokio::spawn(async move {
+                let mut placed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = client
+                        .post(&url)
+                        .header("x-api-key", &key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::CREATED);
+                    placed += 1;
+                }
+                placed
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let closed = run_tenantry(
+        &config,
+        &[("TENANTRY_CLOCK", "2026-12-01T00:00:01Z")],
+        &["billing", "close", "--period", "2026-11"],
+    )
+    .await;
+    assert!(closed.success, "{}", closed.stderr);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut placed = 0;
+    for worker in workers {
+        placed += worker.await.unwrap();
+    }
+
+    let export = |period: &'static str| {
+        let config = config.clone();
+        let slug = tenant.slug.clone();
+        async move {
+            let done = run_tenantry(
+                &config,
+                &[],
+                &["billing", "export", "--period", period, "--tenant", &slug],
+            )
+            .await;
+            assert!(done.success, "{}", done.stderr);
+            done.stdout
+        }
+    };
+    let november = export("2026-11").await;
+    let december = export("2026-12").await;
+    let in_november = quantity(&jsonl(&november), "orders_placed", None);
+    let in_december = quantity(&jsonl(&december), "orders_placed", None);
+    assert!(
+        in_november > 0 && in_december > 0,
+        "the close fell in the middle: {in_november} + {in_december}"
+    );
+    assert_eq!(
+        in_november + in_december,
+        placed,
+        "every order billed exactly once"
+    );
+    assert_eq!(
+        export("2026-11").await,
+        november,
+        "the closed period stays as it closed"
+    );
+    server.stop().await;
+}
