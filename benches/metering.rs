@@ -18,7 +18,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use support::{Bench, ServerProcess, Stats, hammer};
+use support::{Bench, ServerProcess, Stats, hammer, measured, newest_orders};
 
 struct Shop {
     key: String,
@@ -117,23 +117,6 @@ async fn read_orders(
     .await
 }
 
-/// `phase` against `server`, printed with the server's CPU per request and memory.
-async fn measured(server: &ServerProcess, name: &str, phase: impl Future<Output = Stats>) -> Stats {
-    let cpu = server.cpu_time();
-    let stats = phase.await;
-    let used = server.cpu_time().saturating_sub(cpu);
-    stats.print(name);
-    let status = server.status();
-    println!(
-        "{:<32} server CPU {:>6.0} µs/request   RSS {:>6.1} MiB (peak {:.1} MiB)",
-        "",
-        used.as_secs_f64() * 1e6 / stats.requests.max(1) as f64,
-        status.rss_kib as f64 / 1024.0,
-        status.peak_kib as f64 / 1024.0,
-    );
-    stats
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -230,23 +213,7 @@ async fn main() -> anyhow::Result<()> {
     // The orders to read: the newest page of each tenant.
     let mut shops = Arc::try_unwrap(shops).map_err(|_| anyhow::anyhow!("shops still shared"))?;
     for shop in &mut shops {
-        let page: Value = bench
-            .client
-            .get(bench.url("/v1/orders?limit=200"))
-            .header("x-api-key", &shop.key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        shop.orders = page["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|o| o["id"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        shop.orders = newest_orders(&bench.client, &bench.base, &shop.key).await?;
     }
     let shops = Arc::new(shops);
     let mut reading = Vec::new();

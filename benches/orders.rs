@@ -13,8 +13,8 @@ mod support;
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use support::{Bench, hammer, pgbench};
+use serde_json::json;
+use support::{Bench, hammer, newest_orders, pgbench};
 
 struct Shop {
     tenant_id: String,
@@ -129,25 +129,7 @@ async fn main() -> anyhow::Result<()> {
     // The orders to read: the newest page of each tenant.
     let mut ids: Vec<Vec<String>> = Vec::new();
     for shop in shops.iter() {
-        let page: Value = bench
-            .client
-            .get(bench.url("/v1/orders?limit=200"))
-            .header("x-api-key", &shop.key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        ids.push(
-            page["items"]
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|o| o["id"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        );
+        ids.push(newest_orders(&bench.client, &bench.base, &shop.key).await?);
     }
     let ids = Arc::new(ids);
     let (client, base, s, order_ids) = (

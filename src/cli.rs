@@ -316,41 +316,22 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             let db = Db::connect(&config)?;
             let tenant = resolve_tenant(&db, &tenant).await?;
             let operator = auth::console_operator();
-            let mut sink = ExportSink::create(out.as_deref())?;
-            let (rows, mut receiver) = tokio::sync::mpsc::channel(256);
-            let export = async move {
+            let rows = write_export(out.as_deref(), Vec::new(), ndjson_line, async |rows| {
                 let mut tx = db
                     .tenant_for_operator(&operator, tenant.id, db::Access::Snapshot)
                     .await?;
                 let count = data_rights::export(&mut tx, &operator, tenant.id, &rows).await?;
                 drop(rows);
                 tx.commit().await?;
-                Ok::<_, Error>(count)
-            };
-            let write = {
-                let sink = &mut sink;
-                async move {
-                    while let Some(row) = receiver.recv().await {
-                        sink.write(&ndjson_line(&row)?)?;
-                    }
-                    Ok::<_, Error>(())
-                }
-            };
-            match tokio::join!(export, write) {
-                (Ok(rows), Ok(())) => {
-                    sink.finish()?;
-                    eprintln!(
-                        "exported {} of tenant {}",
-                        plural(rows as usize, "row"),
-                        tenant.slug
-                    );
-                    Ok(())
-                }
-                (Err(error), _) | (_, Err(error)) => {
-                    sink.abandon();
-                    Err(error)
-                }
-            }
+                Ok(count)
+            })
+            .await?;
+            eprintln!(
+                "exported {} of tenant {}",
+                plural(rows as usize, "row"),
+                tenant.slug
+            );
+            Ok(())
         }
         Command::Tenant(TenantCommand::Erase { tenant, confirm }) => {
             db::bootstrap(&config).await?;
@@ -441,36 +422,16 @@ async fn billing_command(command: BillingCommand, config: &Config) -> Result<(),
                 Some(tenant) => Some(resolve_tenant(&db, &tenant).await?.id),
                 None => None,
             };
-            let mut sink = ExportSink::create(out.as_deref())?;
-            let (lines, mut receiver) = tokio::sync::mpsc::channel(256);
-            let export = async move {
+            let encode = |line: &billing::Line| Ok(format.encode(line));
+            let lines = write_export(out.as_deref(), format.header(), encode, async |lines| {
                 let mut tx = db.platform().await?;
                 let count =
                     billing::export(&mut tx, &operator, period, tenant, format, &lines).await?;
                 drop(lines);
                 tx.commit().await?;
-                Ok::<_, Error>(count)
-            };
-            // Owns the receiver: a failed write drops it, which stops the export.
-            let write = {
-                let sink = &mut sink;
-                async move {
-                    sink.write(&format.header())?;
-                    while let Some(line) = receiver.recv().await {
-                        sink.write(&format.encode(&line))?;
-                    }
-                    Ok::<_, Error>(())
-                }
-            };
-            let (exported, written) = tokio::join!(export, write);
-            let lines = match (exported, written) {
-                (Ok(lines), Ok(())) => lines,
-                (Err(error), _) | (_, Err(error)) => {
-                    sink.abandon();
-                    return Err(error);
-                }
-            };
-            sink.finish()?;
+                Ok(count)
+            })
+            .await?;
             eprintln!(
                 "exported {} of period {period}",
                 plural(lines as usize, "line")
@@ -498,6 +459,40 @@ async fn billing_command(command: BillingCommand, config: &Config) -> Result<(),
                     plural(closed.lines as usize, "line")
                 ))
             }
+        }
+    }
+}
+
+/// Writes an export to `out` (stdout, or a file that appears complete or not at all):
+/// `produce` sends the items into the channel it is handed and returns how many it sent;
+/// each is written as `encode` makes it, after `header`. A failed write drops the
+/// receiver, which stops the producer; either failure leaves no file behind.
+async fn write_export<T>(
+    out: Option<&std::path::Path>,
+    header: Vec<u8>,
+    encode: impl Fn(&T) -> Result<Vec<u8>, Error>,
+    produce: impl AsyncFnOnce(tokio::sync::mpsc::Sender<T>) -> Result<u64, Error>,
+) -> Result<u64, Error> {
+    let mut sink = ExportSink::create(out)?;
+    let (items, mut receiver) = tokio::sync::mpsc::channel(256);
+    let write = {
+        let sink = &mut sink;
+        async move {
+            sink.write(&header)?;
+            while let Some(item) = receiver.recv().await {
+                sink.write(&encode(&item)?)?;
+            }
+            Ok::<_, Error>(())
+        }
+    };
+    match tokio::join!(produce(items), write) {
+        (Ok(count), Ok(())) => {
+            sink.finish()?;
+            Ok(count)
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            sink.abandon();
+            Err(error)
         }
     }
 }

@@ -67,22 +67,9 @@ impl Bench {
         })
     }
 
-    /// Runs `phase`, then prints the server's resources over it: resident memory after it
-    /// and its peak so far, and CPU time per request.
+    /// Runs `phase` against this bench's server (see [`measured`]).
     pub async fn measured(&self, name: &str, phase: impl Future<Output = Stats>) -> Stats {
-        let cpu = self.server.cpu_time();
-        let stats = phase.await;
-        let used = self.server.cpu_time().saturating_sub(cpu);
-        stats.print(name);
-        let status = self.server.status();
-        println!(
-            "{:<32} server CPU {:>6.0} µs/request   RSS {:>6.1} MiB (peak {:.1} MiB)",
-            "",
-            used.as_secs_f64() * 1e6 / stats.requests.max(1) as f64,
-            status.rss_kib as f64 / 1024.0,
-            status.peak_kib as f64 / 1024.0,
-        );
-        stats
+        measured(&self.server, name, phase).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -107,6 +94,52 @@ impl Bench {
             .json()
             .await?)
     }
+}
+
+/// Runs `phase`, then prints `server`'s resources over it: resident memory after it and
+/// its peak so far, and CPU time per request.
+pub async fn measured(
+    server: &ServerProcess,
+    name: &str,
+    phase: impl Future<Output = Stats>,
+) -> Stats {
+    let cpu = server.cpu_time();
+    let stats = phase.await;
+    let used = server.cpu_time().saturating_sub(cpu);
+    stats.print(name);
+    let status = server.status();
+    println!(
+        "{:<32} server CPU {:>6.0} µs/request   RSS {:>6.1} MiB (peak {:.1} MiB)",
+        "",
+        used.as_secs_f64() * 1e6 / stats.requests.max(1) as f64,
+        status.rss_kib as f64 / 1024.0,
+        status.peak_kib as f64 / 1024.0,
+    );
+    stats
+}
+
+/// The ids of the newest orders (up to 200) the API key `key` sees, through `base`.
+pub async fn newest_orders(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> anyhow::Result<Vec<String>> {
+    let page: Value = client
+        .get(format!("{base}/v1/orders?limit=200"))
+        .header("x-api-key", key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(page["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|o| o["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 pub struct Stats {

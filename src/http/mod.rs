@@ -37,6 +37,7 @@ pub mod pagination;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod streaming;
 
 use std::sync::Arc;
 

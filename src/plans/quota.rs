@@ -6,11 +6,12 @@
 //!   would exceed the limit with 403 `quota_exceeded`. Creators of one kind in one tenant
 //!   queue on the lock until each commits or rolls back; with 50 parallel creates against a
 //!   limit of 10, exactly 10 commit.
-//! - **Monthly allowances** (orders, API calls): [`charge`] counts the use up in
-//!   `quota_counters` in the transaction that uses it (so a rollback takes it back) and
-//!   refuses with 429 `quota_exceeded` and `Retry-After` until the month ends. The row lock
-//!   makes it exact; call it last in the transaction, so the lock is held only to the
-//!   commit. A tenant with the allowance unlimited writes nothing.
+//! - **Monthly allowances** (orders): [`charge`] counts the use up in `quota_counters` in
+//!   the transaction that uses it (so a rollback takes it back) and refuses with 429
+//!   `quota_exceeded` and `Retry-After` until the month ends. The row lock makes it exact;
+//!   call it last in the transaction, so the lock is held only to the commit. A tenant with
+//!   the allowance unlimited writes nothing. (API calls are counted by `usage::meter`,
+//!   which keeps the same counters in its flush and enforces them between flushes.)
 //!
 //! An unlimited count costs one read of the tenant's limits and no lock; a monthly charge
 //! is one statement either way (the limit is read in it).

@@ -1,13 +1,10 @@
 //! `/v1/audit-events`: the tenant's audit log — a page at a time, or streamed whole as
 //! NDJSON — and the verification of its hash chain.
 
-use std::convert::Infallible;
-
 use axum::{
     Json,
-    body::{Body, Bytes},
     extract::State,
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -23,7 +20,12 @@ use crate::{
     },
     db::Access,
     error::Error,
-    http::{AppState, auth::Authorized, extract::ApiQuery},
+    http::{
+        AppState,
+        auth::Authorized,
+        extract::ApiQuery,
+        streaming::{self, NDJSON},
+    },
     page::{Cursor, Page, PageRequest},
 };
 
@@ -32,9 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_audit_events))
         .routes(routes!(verify_audit_events))
 }
-
-/// The media type of a streamed export: one JSON event per line.
-const NDJSON: &str = "application/x-ndjson";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -152,10 +151,7 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         .any(|media| media.split(';').next().unwrap_or("").trim() == NDJSON)
 }
 
-/// Streams the export as it is read: a bounded channel between the reading transaction and
-/// the response body, so memory stays constant and a slow reader slows the reading. A
-/// failure after the first line can only end the stream early (the status is sent); it is
-/// logged.
+/// Streams the export as it is read (`http::streaming`).
 fn stream_ndjson(state: AppState, principal: Principal, filter: Filter) -> Response {
     let (records, receiver) = tokio::sync::mpsc::channel::<AuditRecord>(64);
     tokio::spawn(async move {
@@ -169,17 +165,7 @@ fn stream_ndjson(state: AppState, principal: Principal, filter: Filter) -> Respo
             tracing::warn!(%error, "the audit export ended early");
         }
     });
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let record = receiver.recv().await?;
-        let mut line = serde_json::to_vec(&record).unwrap_or_default();
-        line.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(line)), receiver))
-    });
-    let mut response = Body::from_stream(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
-    response
+    streaming::lines(receiver, Vec::new(), streaming::ndjson_line, NDJSON)
 }
 
 /// Recomputes the tenant's audit chain from its events as they are now and reports the

@@ -1,14 +1,6 @@
 //! `/v1/platform/usage`: a period's billing lines for every tenant (or one), streamed.
 
-use std::convert::Infallible;
-
-use axum::{
-    body::{Body, Bytes},
-    extract::State,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
-use futures_util::StreamExt;
+use axum::{extract::State, response::Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -17,7 +9,7 @@ use crate::{
     access::Operator,
     billing::{self, Format, Line, Period},
     error::Error,
-    http::{AppState, extract::ApiQuery},
+    http::{AppState, extract::ApiQuery, streaming},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -78,36 +70,21 @@ pub async fn export_usage(
         ),
         None => None,
     };
-    let (lines, receiver) = tokio::sync::mpsc::channel::<Line>(64);
+    let (sender, lines) = tokio::sync::mpsc::channel::<Line>(64);
     tokio::spawn(async move {
         let exported = async {
             let mut tx = state.db.platform().await?;
-            billing::export(&mut tx, &operator, period, tenant, format, &lines).await?;
+            billing::export(&mut tx, &operator, period, tenant, format, &sender).await?;
             tx.commit().await
         };
         if let Err(error) = exported.await {
             tracing::warn!(%error, "the billing export ended early");
         }
     });
-    let header = futures_util::stream::iter(
-        Some(format.header())
-            .filter(|header| !header.is_empty())
-            .map(|header| Ok::<_, Infallible>(Bytes::from(header))),
-    );
-    let body = header.chain(futures_util::stream::unfold(
-        receiver,
-        move |mut receiver| async move {
-            let line = receiver.recv().await?;
-            Some((
-                Ok::<_, Infallible>(Bytes::from(format.encode(&line))),
-                receiver,
-            ))
-        },
-    ));
-    let mut response = Body::from_stream(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.media_type()),
-    );
-    Ok(response)
+    Ok(streaming::lines(
+        lines,
+        format.header(),
+        move |line| format.encode(line),
+        format.media_type(),
+    ))
 }

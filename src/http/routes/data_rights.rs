@@ -1,13 +1,6 @@
 //! `/v1/platform/tenants/{tenant_id}/export`: every row a tenant owns, for the operator.
 
-use std::convert::Infallible;
-
-use axum::{
-    body::{Body, Bytes},
-    extract::State,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -17,7 +10,7 @@ use crate::{
     data_rights,
     db::{Access, table},
     error::Error,
-    http::{AppState, extract::ApiPath},
+    http::{AppState, extract::ApiPath, streaming},
     tenancy::{Tenant, TenantId},
 };
 
@@ -74,16 +67,10 @@ pub async fn export_tenant(
             tracing::warn!(%error, "the tenant export ended early");
         }
     });
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let row = receiver.recv().await?;
-        let mut line = serde_json::to_vec(&row).unwrap_or_default();
-        line.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(line)), receiver))
-    });
-    let mut response = Body::from_stream(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    Ok(response)
+    Ok(streaming::lines(
+        receiver,
+        Vec::new(),
+        streaming::ndjson_line,
+        streaming::NDJSON,
+    ))
 }
