@@ -3,9 +3,10 @@
 //! 1. **What metering costs.** Two servers on the same database, one metering (the
 //!    default) and one with `TENANTRY_USAGE_METERING=off`, take the orders benchmark's
 //!    placement (`POST /v1/orders`, each counted in its own transaction) and read
-//!    (`GET /v1/orders/{id}`, counted in memory) loads in turn — on, off, on, off, … for
-//!    `BENCH_ROUNDS` (3) rounds — so that drift on a shared machine falls on both alike.
-//!    Printed: each phase, and the median ratio on / off per load.
+//!    (`GET /v1/orders/{id}`, counted in memory) loads in turn: a warm-up of each, then
+//!    `BENCH_ROUNDS` (4) rounds alternating which goes first (on-off, off-on, …), so that
+//!    drift over the run falls on both alike. Printed: each phase, and the median ratio
+//!    on / off per load.
 //! 2. **What a crash loses.** A metering server with the default flush interval (5 s) takes
 //!    `GET /v1/tenant` with an API key for 8 s and is then killed (SIGKILL); the calls it
 //!    answered are compared with the calls the database holds for that key. Then the same
@@ -117,6 +118,31 @@ async fn read_orders(
     .await
 }
 
+/// Runs `load` on the metering server (`servers[0]`) and the other, after an unmeasured
+/// warm-up of each, `rounds` times, alternating which goes first (on-off, off-on, …) so
+/// that a drift over the run (caches filling, tables growing) falls on both alike; returns
+/// each round's on / off ratio of requests per second.
+async fn on_off(
+    servers: [&ServerProcess; 2],
+    rounds: usize,
+    load: impl AsyncFn(&ServerProcess, String) -> Stats,
+) -> Vec<f64> {
+    for (server, name) in servers.iter().zip(["on  warm-up", "off warm-up"]) {
+        load(server, name.to_owned()).await;
+    }
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let mut rps = [0.0; 2];
+        let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let name = format!("{} #{round}", ["on ", "off"][which]);
+            rps[which] = load(servers[which], name).await.rps();
+        }
+        ratios.push(rps[0] / rps[1]);
+    }
+    ratios
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -176,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(4);
     let tenants: usize = std::env::var("BENCH_TENANTS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -192,48 +218,27 @@ async fn main() -> anyhow::Result<()> {
     }
     let shops = Arc::new(shops);
 
-    let mut placing = Vec::new();
-    for round in 1..=rounds {
-        let on = place_orders(
-            &bench,
-            &bench.server,
-            &shops,
-            &format!("POST /v1/orders on  #{round}"),
-        )
-        .await;
-        let off = place_orders(
-            &bench,
-            &off,
-            &shops,
-            &format!("POST /v1/orders off #{round}"),
-        )
-        .await;
-        placing.push(on.rps() / off.rps());
-    }
+    let servers = [&bench.server, &off];
+    let placing = on_off(servers, rounds, async |server, name| {
+        place_orders(&bench, server, &shops, &format!("POST /v1/orders {name}")).await
+    })
+    .await;
     // The orders to read: the newest page of each tenant.
     let mut shops = Arc::try_unwrap(shops).map_err(|_| anyhow::anyhow!("shops still shared"))?;
     for shop in &mut shops {
         shop.orders = newest_orders(&bench.client, &bench.base, &shop.key).await?;
     }
     let shops = Arc::new(shops);
-    let mut reading = Vec::new();
-    for round in 1..=rounds {
-        let on = read_orders(
+    let reading = on_off(servers, rounds, async |server, name| {
+        read_orders(
             &bench,
-            &bench.server,
+            server,
             &shops,
-            &format!("GET /v1/orders/{{id}} on  #{round}"),
+            &format!("GET /v1/orders/{{id}} {name}"),
         )
-        .await;
-        let off = read_orders(
-            &bench,
-            &off,
-            &shops,
-            &format!("GET /v1/orders/{{id}} off #{round}"),
-        )
-        .await;
-        reading.push(on.rps() / off.rps());
-    }
+        .await
+    })
+    .await;
     drop(off);
     println!(
         "\nmetering on / off (median of {rounds} rounds)\n  POST /v1/orders        {:.3}\n  GET /v1/orders/{{id}}    {:.3}",

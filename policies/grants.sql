@@ -45,7 +45,6 @@ grant select, insert, update on quota_counters to :"app_role";
 grant select, insert, update on usage_counters to :"app_role";
 grant select on usage_active_users to :"app_role";
 grant select on billing_periods to :"app_role";
-grant execute on function usage_period(timestamptz) to :"app_role", :"platform_role";
 -- Service tokens are verified by the request role and written by nobody the server holds:
 -- the command line mints and revokes them as the database owner.
 grant select on service_tokens to :"app_role";
@@ -73,6 +72,9 @@ grant select, delete on idempotency_keys to :"platform_role";
 -- the export, and the close of a period.
 grant select, insert, update on usage_counters to :"platform_role";
 grant select, insert on usage_active_users to :"platform_role";
+-- A close bills the unbilled counts (sets their period).
+grant update (period) on usage_active_users to :"platform_role";
+grant execute on function billing_window_start(date) to :"platform_role";
 grant select, insert, update on quota_counters to :"platform_role";
 grant select, insert on billing_periods, billing_lines to :"platform_role";
 grant update (lines) on billing_periods to :"platform_role";

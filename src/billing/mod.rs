@@ -9,11 +9,12 @@
 //! the same in every export of the period: a billing system de-duplicates on it, and an
 //! open period's line is replaced by the same line of a later export.
 //!
-//! [`close`] freezes a period: its lines are computed once, stored (`billing_lines`), and
-//! every later export of it reads them, byte for byte the same. Usage that arrives after
-//! the close — an API-call flush carrying the period's last seconds, say — is counted in
-//! the next open period (the database's `usage_period`), never in the closed one. A period
-//! can be closed once it has ended, by the usage clock.
+//! Usage is written unbilled. [`close`] bills the period's unbilled usage (its month's,
+//! and late usage of the closed months just before it), freezes its lines
+//! (`billing_lines`), and every later export of it reads them, byte for byte the same.
+//! Usage that arrives after the close — an API-call flush carrying the period's last
+//! seconds, say — is a new unbilled count, which the next open period bills, never the
+//! closed one. A period can be closed once it has ended, by the usage clock.
 //!
 //! Both run as the platform role, and stream: the rows come from the database as they are
 //! written out, so memory does not grow with the number of tenants.
@@ -184,25 +185,37 @@ pub struct Closed {
     pub newly_closed: bool,
 }
 
-/// The advisory lock a close takes exclusively and every usage writer shares
-/// (`usage_period` in the database).
-const CLOSE_LOCK: &str =
-    "select pg_advisory_xact_lock(hashtextextended('tenantry.billing_close', 0))";
+/// What a close waits on: every writer of usage holds ROW EXCLUSIVE on `usage_counters`
+/// until it commits (writers of `usage_active_users` write `usage_counters` first in their
+/// transaction), which this mode waits for and holds back until the close commits; it also
+/// conflicts with itself, so closes run one at a time. A writer held back writes its counts
+/// unbilled afterwards, for the next close.
+const CLOSE_LOCK: &str = "lock table usage_counters in share row exclusive mode";
 
-/// The lines of an open period, computed from the usage counted for it; `$1` the period,
-/// `$2` the tenant or null for all, `$3` the metrics every tenant gets a line for.
+/// The lines of a period computed from its usage: the counts it billed (`period` = `$1`,
+/// once closed) and, while it is open, the unbilled counts of its window (the months up to
+/// it that are closed, whose late usage it bills, and itself). `$2` is the tenant or null
+/// for all, `$3` and `$4` the metrics every tenant gets a line for and their units.
 const LIVE_LINES: &str = "
-    with used as (
-        select tenant_id, metric,
-               case when metric = 'order_value' then dimensions ->> 'currency' end as currency,
-               sum(quantity)::bigint as quantity
-        from usage_counters
-        where period = $1::date and ($2::uuid is null or tenant_id = $2)
+    with usage_window as (
+        select billing_window_start($1::date) as from_hour,
+               ($1::date + interval '1 month')::timestamp at time zone 'UTC' as to_hour
+    ), used as (
+        select u.tenant_id, u.metric,
+               case when u.metric = 'order_value' then u.dimensions ->> 'currency' end
+                   as currency,
+               sum(u.quantity)::bigint as quantity
+        from usage_counters u, usage_window w
+        where (u.period = $1::date
+               or (u.period = 'infinity' and u.hour >= w.from_hour and u.hour < w.to_hour))
+          and ($2::uuid is null or u.tenant_id = $2)
         group by 1, 2, 3
         union all
-        select tenant_id, 'active_users', null, count(distinct user_id)
-        from usage_active_users
-        where period = $1::date and ($2::uuid is null or tenant_id = $2)
+        select a.tenant_id, 'active_users', null, count(distinct a.user_id)
+        from usage_active_users a, usage_window w
+        where (a.period = $1::date
+               or (a.period = 'infinity' and a.hour >= w.from_hour and a.hour < w.to_hour))
+          and ($2::uuid is null or a.tenant_id = $2)
         group by 1
     )
     select md5(concat_ws('/', 'tenantry-billing-line', to_char($1::date, 'YYYY-MM'), t.id,
@@ -335,6 +348,18 @@ pub async fn close(
         .bind(now)
         .execute(&mut *conn)
         .await?;
+    // Bill the period's unbilled usage: from now on nothing is added to these counts.
+    for table in ["usage_counters", "usage_active_users"] {
+        sqlx::query(&format!(
+            "update {table} set period = $1
+             where period = 'infinity'
+               and hour >= billing_window_start($1)
+               and hour < ($1 + interval '1 month')::timestamp at time zone 'UTC'"
+        ))
+        .bind(period.first_day())
+        .execute(&mut *conn)
+        .await?;
+    }
     let (metrics, units) = metrics_and_units();
     let lines = sqlx::query(&format!(
         "insert into billing_lines (line_id, period, tenant_id, tenant_slug, plan, metric,

@@ -64,6 +64,7 @@ use sqlx::{
     Connection, PgConnection, PgPool, Postgres, Transaction,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
 use crate::{
@@ -371,7 +372,21 @@ impl TenantTx {
             Access::ReadWrite => "begin".to_owned(),
             Access::Snapshot => "begin isolation level repeatable read".to_owned(),
         });
-        let statement = format!("{begin}; select set_config('app.tenant_id', '{tenant_id}', true)");
+        let mut statement =
+            format!("{begin}; select set_config('app.tenant_id', '{tenant_id}', true)");
+        // What the database's metering trigger needs to know, said only when it is not the
+        // default (metering on, the system clock): nothing to send in production. An RFC
+        // 3339 instant is digits, `-`, `:`, `.`, `T`, `Z` and `+`: safe to format in.
+        if !db.usage.metering {
+            statement.push_str(", set_config('tenantry.usage_metering', 'off', true)");
+        }
+        if db.usage.clock.is_manual() {
+            if let Ok(at) = db.usage.clock.now().format(&Rfc3339) {
+                statement.push_str(&format!(
+                    ", set_config('tenantry.usage_clock', '{at}', true)"
+                ));
+            }
+        }
         // Only the wait for a connection is cut short when the database is found down;
         // once BEGIN is sent, it runs to its end, so no connection goes back to the pool
         // with half a transaction on it.

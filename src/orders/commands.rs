@@ -21,7 +21,6 @@ use crate::{
     events,
     id::{CustomerId, OrderId, ProductId},
     plans::{LimitName, quota},
-    usage,
 };
 
 /// An order to place: a customer and, per product, how many.
@@ -146,7 +145,6 @@ pub async fn place(
     let order = Order::placed(id, &event, events::now())
         .ok_or_else(|| anyhow::anyhow!("a placed event makes an order"))?;
     record(tx, principal, Transition::PLACE, &order, &event).await?;
-    usage::record_order(tx, &order.currency, order.total_cents).await?;
     // Last, so the allowance's row lock is held only until the commit.
     quota::charge(
         tx,

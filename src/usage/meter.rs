@@ -4,8 +4,7 @@
 //! The hot path only bumps a counter under a short lock; [`Meter::flush`] (every
 //! `TENANTRY_USAGE_FLUSH_INTERVAL`, and once more on graceful shutdown) swaps the counts
 //! out and writes them in one platform transaction:
-//! 1. the counters, added to what is stored (so several instances add up), each against
-//!    the billing period `usage_period` gives its hour;
+//! 1. the counters, added to the unbilled counts stored (so several instances add up);
 //! 2. the active users, one row per tenant, hour and user;
 //! 3. the monthly API-call allowance (`quota_counters`), with an audit event for each 80 %
 //!    or 100 % mark crossed;
@@ -306,8 +305,8 @@ async fn write(
         quantities.push(i64::try_from(*n).unwrap_or(i64::MAX));
     }
     sqlx::query(
-        "insert into usage_counters (tenant_id, metric, dimensions, hour, period, quantity)
-         select t, m, d::jsonb, h, usage_period(h), q
+        "insert into usage_counters (tenant_id, metric, dimensions, hour, quantity)
+         select t, m, d::jsonb, h, q
          from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[])
               as u (t, m, d, h, q)
          on conflict (tenant_id, metric, hour, dimensions, period, shard)
@@ -329,8 +328,8 @@ async fn write(
             .unzip();
     if !users.is_empty() {
         sqlx::query(
-            "insert into usage_active_users (tenant_id, hour, user_id, period)
-             select t, h, u, usage_period(h)
+            "insert into usage_active_users (tenant_id, hour, user_id)
+             select t, h, u
              from unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) as x (t, h, u)
              on conflict do nothing",
         )

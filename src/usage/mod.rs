@@ -1,10 +1,13 @@
 //! Usage metering: what each tenant used, by metric, hour and billing period.
 //!
 //! Two ways in, by how exact a count must be and what it may cost:
-//! - **In the transaction of the event** ([`record_order`]): an order placed and its value
-//!   are counted by the statement that follows the event's append, so the count commits
-//!   or rolls back with the order — exact. Concurrent orders of one tenant write different
-//!   rows (a shard per database backend), so they never queue on one counter's lock.
+//! - **Derived from domain events, in their transaction**: an order placed and its value
+//!   are counted by a trigger on the event store (`meter_domain_event`, in
+//!   `migrations/0014_usage_and_billing.sql`) as the `order.placed` event is appended, so
+//!   the count commits or rolls back with the order — exact — at no extra round trip. Each
+//!   database backend adds to a row of its own (a backend runs one transaction at a time),
+//!   so concurrent orders never queue on a counter's row lock. The tenant transaction tells
+//!   it the usage clock when that is manual, and when metering is off (`db::TenantTx`).
 //! - **In memory, flushed in batches** ([`meter::Meter`]): API calls (by credential, route
 //!   group and status class) and active users are counted in the process and written every
 //!   `TENANTRY_USAGE_FLUSH_INTERVAL` in one statement for all tenants, adding to what is
@@ -12,9 +15,9 @@
 //!   one interval's calls. The hooks for realtime connection-minutes and webhook deliveries
 //!   count the same way ([`meter::Meter::add`]).
 //!
-//! Every count is stored against the billing period it is billed in: its month, or the
-//! next open one if that month was closed meanwhile (the database's `usage_period`), so a
-//! closed period never changes. [`report`] answers `GET /v1/usage`.
+//! Counts are written unbilled; closing a billing period bills them (`billing`), and
+//! nothing is added to a billed count again, so a closed period never changes.
+//! [`report`] answers `GET /v1/usage`.
 
 pub mod meter;
 pub mod report;
@@ -22,8 +25,6 @@ pub mod report;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-
-use crate::{db::TenantTx, error::Error};
 
 /// What is metered.
 #[derive(
@@ -93,33 +94,6 @@ impl std::fmt::Display for Metric {
 pub fn hour_of(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(time::UtcOffset::UTC);
     at.replace_time(time::Time::from_hms(at.hour(), 0, 0).unwrap_or(time::Time::MIDNIGHT))
-}
-
-/// Counts an order just placed in `tx` — one order, and its value in its currency — in the
-/// same transaction, at the hour the usage clock shows. One statement; a no-op with
-/// metering off.
-pub async fn record_order(tx: &mut TenantTx, currency: &str, value: i64) -> Result<(), Error> {
-    if !tx.usage().metering {
-        return Ok(());
-    }
-    let at = tx.usage().clock.now();
-    let tenant_id = tx.tenant_id();
-    sqlx::query(
-        "insert into usage_counters (tenant_id, metric, dimensions, hour, period, shard, quantity)
-         select $1, v.metric, v.dimensions, $2, usage_period($2), pg_backend_pid() % 16, v.quantity
-         from (values ('orders_placed', '{}'::jsonb, 1::bigint),
-                      ('order_value', jsonb_build_object('currency', $3::text), $4::bigint))
-              as v (metric, dimensions, quantity)
-         on conflict (tenant_id, metric, hour, dimensions, period, shard)
-         do update set quantity = usage_counters.quantity + excluded.quantity",
-    )
-    .bind(tenant_id)
-    .bind(hour_of(at))
-    .bind(currency)
-    .bind(value)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

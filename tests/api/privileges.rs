@@ -84,6 +84,7 @@ const PLATFORM: &[(&str, &str)] = &[
     ("quota_counters", "update"),
     ("usage_active_users", "insert"),
     ("usage_active_users", "select"),
+    ("usage_active_users", "update(period)"),
     ("usage_counters", "insert"),
     ("usage_counters", "select"),
     ("usage_counters", "update"),
