@@ -225,9 +225,9 @@ const LIVE_LINES: &str = "
     from tenants t
     cross join unnest($3::text[], $4::text[]) as m (metric, unit)
     left join used u on u.tenant_id = t.id and u.metric = m.metric
+    left join (select distinct tenant_id from used) as active on active.tenant_id = t.id
     where t.id <> '00000000-0000-0000-0000-000000000001'
-      and (t.created_at < ($1::date + interval '1 month')
-           or exists (select from used where used.tenant_id = t.id))
+      and (t.created_at < ($1::date + interval '1 month') or active.tenant_id is not null)
       and ($2::uuid is null or t.id = $2)
       and not (m.metric = 'order_value' and u.quantity is null)
     order by t.slug, m.metric, u.currency nulls first";
