@@ -375,7 +375,8 @@ async fn seeded<'c>(app: &TestApp, db: &'c mut PgConnection) -> (Transaction<'c,
          from generate_series(1, 20000) n",
         "insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
                                     event_type, data, metadata)
-         select $1, 'order', o.id, v, gen_random_uuid(), 'order.placed', '{}', '{}'
+         select $1, 'order', o.id, v, gen_random_uuid(), 'order.placed',
+                jsonb_build_object('currency', 'EUR', 'total_cents', 100), '{}'
          from order_summaries o, generate_series(1, 3) v where o.tenant_id = $1",
     ];
     for statement in statements {
