@@ -96,8 +96,8 @@ pub struct UsageReport {
     pub series: Vec<Series>,
 }
 
-/// The caller's tenant's usage over `span` (`usage:read`). `from` defaults to the start
-/// of the current month (UTC), `to` to now.
+/// The caller's tenant's usage over `span` (`usage:read`). `to` defaults to now, `from`
+/// to the start of the month (UTC) `to` falls in.
 pub async fn report(
     tx: &mut TenantTx,
     principal: &Principal,
@@ -106,16 +106,22 @@ pub async fn report(
     principal.require(Scope::UsageRead)?;
     let now = tx.usage().clock.now();
     let to = span.to.unwrap_or(now);
+    // The month `to` falls in (the month before, when `to` is the first moment of one).
     let from = span.from.unwrap_or_else(|| {
-        quota::month_start(to)
+        quota::month_start(to - Duration::microseconds(1))
             .with_time(time::Time::MIDNIGHT)
             .assume_utc()
     });
     if from >= to {
-        return Err(Error::invalid("from", "must be before `to`"));
+        return Err(Error::refused_field(
+            "invalid_span",
+            "from",
+            "must be before `to`",
+        ));
     }
     if to - from > span.granularity.max_span() {
-        return Err(Error::invalid(
+        return Err(Error::refused_field(
+            "span_too_long",
             "to",
             format!(
                 "a span at granularity {} may be at most {} days",

@@ -278,8 +278,8 @@ async fn a_period_or_format_that_is_not_one_is_refused_before_anything_is_read()
     };
     expect_problem(
         get("/v1/platform/usage?period=2026-13").await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
     )
     .await;
     expect_problem(

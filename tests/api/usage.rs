@@ -275,7 +275,7 @@ async fn a_span_that_ends_before_it_starts_or_is_too_long_for_its_buckets_is_ref
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
+        "invalid_span",
     )
     .await;
     assert_eq!(error_fields(&backwards), ["from"]);
@@ -286,10 +286,13 @@ async fn a_span_that_ends_before_it_starts_or_is_too_long_for_its_buckets_is_ref
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
+        "span_too_long",
     )
     .await;
     assert_eq!(error_fields(&too_long), ["to"]);
+    // `to` alone, at the first moment of a month: the span is the month before it.
+    let december = usage(&app, &tenant, "to=2027-01-01T00:00:00Z").await;
+    assert_eq!(december["from"], "2026-12-01T00:00:00Z");
     expect_problem(
         app.get("/v1/usage?granularity=week", &tenant.token).await,
         StatusCode::BAD_REQUEST,

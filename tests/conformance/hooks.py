@@ -41,6 +41,7 @@ SEEDED = json.loads(os.environ.get("CONFORMANCE_IDS", "{}"))
 def before_call(ctx, case, kwargs):
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = f"conformance-{uuid.uuid4()}"
+    _seed_order(case)
 
 
 @schemathesis.hook
@@ -59,21 +60,23 @@ def map_path_parameters(ctx, path_parameters):
     return path_parameters
 
 
-@schemathesis.hook
-def map_body(ctx, body):
-    """Half of the orders name the seeded customer and product, so some are placed."""
-    operation = ctx.operation
+def _seed_order(case):
+    """Half of the valid orders name the seeded customer and product, so some are placed.
+    Only valid ones: a case made invalid on purpose (negative testing) must stay so."""
+    operation = case.operation
     if (operation.method.upper(), operation.path) != ("POST", "/v1/orders"):
-        return body
+        return
+    if case.meta is None or str(case.meta.generation.mode).lower().endswith("negative"):
+        return
     customer, product = SEEDED.get("customer"), SEEDED.get("/v1/products")
+    body = case.body
     items = body.get("items") if isinstance(body, dict) else None
     if not customer or not product or not isinstance(items, list) or not items:
-        return body
+        return
     if not isinstance(items[0], dict):
-        return body
+        return
     if hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()[0] % 2 == 0:
-        return {**body, "customer_id": customer, "items": [{**items[0], "product_id": product}]}
-    return body
+        case.body = {**body, "customer_id": customer, "items": [{**items[0], "product_id": product}]}
 
 
 @schemathesis.check

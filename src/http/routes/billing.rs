@@ -8,8 +8,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     access::Operator,
     billing::{self, Format, Line, Period},
+    db::table,
     error::Error,
-    http::{AppState, extract::ApiQuery, streaming},
+    http::{AppState, extract::ApiQuery, problem::Problem, streaming},
+    tenancy::Tenant,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -20,7 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// The period: a calendar month (UTC).
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}$", example = "2026-11")]
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub period: String,
     /// `jsonl` (default; one JSON object per line) or `csv` (with a header row).
     #[param(inline)]
@@ -51,6 +53,7 @@ pub struct ExportQuery {
                 (Line = "application/x-ndjson"),
                 (String = "text/csv", example = "line_id,period,tenant_id,tenant,plan,metric,currency,quantity,unit,status\n5c1f0a6e-93a4-2b7d-8e3f-0d41c2f6a9b7,2026-11,0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61,acme,pro,api_calls,,18250,call,closed\n"),
             )),
+        (status = 422, description = "No such tenant (`tenant_not_found`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn export_usage(
@@ -58,16 +61,34 @@ pub async fn export_usage(
     operator: Operator,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, Error> {
-    let period = Period::parse(&query.period, "period")?;
+    let period = Period::parse(&query.period, "period").map_err(|_| {
+        Error::malformed(
+            "invalid_query",
+            "invalid query parameter period: must be a month such as 2026-11 (YYYY-MM)",
+        )
+    })?;
     let format = query.format.unwrap_or_default();
     let tenant = match &query.tenant {
-        Some(reference) => Some(
-            state
+        Some(reference) => {
+            let not_found = || {
+                Error::refused_field(
+                    "tenant_not_found",
+                    "tenant",
+                    format!("no tenant {reference:?}"),
+                )
+            };
+            let id = state
                 .db
                 .resolve_tenant(reference)
                 .await?
-                .ok_or_else(|| Error::invalid("tenant", format!("no tenant {reference:?}")))?,
-        ),
+                .ok_or_else(not_found)?;
+            state
+                .db
+                .in_platform(async |tx| Ok::<_, Error>(table::find::<Tenant>(tx, id).await?))
+                .await?
+                .ok_or_else(not_found)?;
+            Some(id)
+        }
         None => None,
     };
     let (sender, lines) = tokio::sync::mpsc::channel::<Line>(64);

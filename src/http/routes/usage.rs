@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     access::scope,
     error::Error,
-    http::{AppState, auth::Authorized, extract::ApiQuery},
+    http::{AppState, auth::Authorized, extract::ApiQuery, problem::Problem},
     usage::{
         Metric,
         report::{self, Granularity, Span, UsageReport},
@@ -23,7 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// Usage at or after this time (RFC 3339). Default: the start of the current month (UTC).
+    /// Usage at or after this time (RFC 3339). Default: the start of the month (UTC) `to`
+    /// falls in.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime, example = "2026-11-01T00:00:00Z")]
     pub from: Option<OffsetDateTime>,
@@ -50,7 +51,10 @@ pub struct UsageQuery {
     get, path = "/v1/usage", tag = "tenant",
     params(UsageQuery),
     security(("bearer" = ["usage:read"]), ("api_key" = ["usage:read"])),
-    responses((status = 200, description = "The tenant's usage over the span", body = UsageReport))
+    responses(
+        (status = 200, description = "The tenant's usage over the span", body = UsageReport),
+        (status = 422, description = "`from` is not before `to` (`invalid_span`), or the span is longer than its granularity allows (`span_too_long`)", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn get_usage(
     State(state): State<AppState>,
