@@ -31,8 +31,8 @@ grant select, insert, update on users, sessions, refresh_tokens, api_keys to :"a
 grant select, insert on audit_events to :"app_role";
 -- An audit event takes its position from the event store's sequence (audit_events.seq).
 grant usage on sequence domain_events_seq_seq to :"app_role", :"platform_role";
--- Verifying the audit chain reads a tenant's links.
-grant select on audit_chain to :"app_role";
+-- Verifying the audit chain reads a tenant's links, and how far retention pruned them.
+grant select on audit_chain, audit_retention to :"app_role";
 grant select, insert, update on products, customers to :"app_role";
 grant select, insert on domain_events to :"app_role";
 grant select, insert, update on order_summaries to :"app_role";

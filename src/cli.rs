@@ -85,7 +85,7 @@ pub enum Command {
     /// Rebuild read models from the event store.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
-    /// Verify a tenant's audit log.
+    /// Verify a tenant's audit log, and prune its oldest events (retention).
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Export a period's usage for billing, and close periods.
@@ -106,6 +106,17 @@ pub enum AuditCommand {
         /// Print the verification as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The retention job: delete a tenant's audit events older than a cut-off, as a prefix
+    /// of its chain (sealed events only). The chain's links stay, so it still verifies.
+    /// Recorded in the tenant's log.
+    Prune {
+        /// Tenant slug or id.
+        #[arg(long, value_name = "SLUG_OR_ID")]
+        tenant: String,
+        /// Delete events that happened before this instant (RFC 3339).
+        #[arg(long, value_name = "INSTANT")]
+        before: String,
     },
 }
 
@@ -379,6 +390,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
         }
         Command::Token(command) => token(command, &config).await,
         Command::Billing(command) => billing_command(command, &config).await,
+        Command::Audit(AuditCommand::Prune { tenant, before }) => {
+            prune_audit_log(&config, &tenant, &before).await
+        }
         Command::Audit(AuditCommand::Verify { tenant, json }) => {
             db::bootstrap(&config).await?;
             let tenant = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
@@ -567,12 +581,43 @@ impl ExportSink {
     }
 }
 
+/// `audit prune`: the retention job, as the database owner.
+async fn prune_audit_log(config: &Config, tenant: &str, before: &str) -> Result<(), Error> {
+    let before = OffsetDateTime::parse(before, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            Error::invalid(
+                "before",
+                "must be an RFC 3339 instant such as 2026-01-01T00:00:00Z",
+            )
+        })?;
+    db::bootstrap(config).await?;
+    let tenant = resolve_tenant(&Db::connect(config)?, tenant).await?;
+    let mut owner = db::owner_connection(config).await?;
+    let mut tx = sqlx::Connection::begin(&mut owner)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let pruned =
+        audit::retention::prune(&mut tx, &auth::console_operator(), tenant.id, before).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    print_out(&format!(
+        "pruned {} of tenant {}; its audit log is pruned through link {}\n",
+        plural(pruned.events as usize, "audit event"),
+        tenant.slug,
+        pruned.through_link
+    ))
+}
+
 /// `audit verify` for people: whether the chain holds, how much of it, and its head.
 fn verification_summary(slug: &str, verification: &audit::chain::Verification) -> String {
     let mut out = match &verification.broken {
         None => format!(
-            "the audit log of tenant {slug} holds: {} verified",
-            plural(verification.sealed as usize, "sealed event")
+            "the audit log of tenant {slug} holds: {} verified{}",
+            plural(verification.sealed as usize, "sealed event"),
+            if verification.pruned > 0 {
+                format!(" ({} pruned by retention)", verification.pruned)
+            } else {
+                String::new()
+            }
         ),
         Some(broken) => format!(
             "the audit log of tenant {slug} is broken at link {} (event {}): {}; {} before it verified",

@@ -263,7 +263,7 @@ pub async fn run_sealer(db: Db, interval: Duration) {
 /// The outcome of verifying one tenant's chain.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "verified": true, "sealed": 1284, "unsealed": 2,
+    "verified": true, "sealed": 1284, "pruned": 0, "unsealed": 2,
     "head": {"link": 1284, "chain_hash": "9f2c…"}, "broken": null
 }))]
 pub struct Verification {
@@ -271,6 +271,9 @@ pub struct Verification {
     pub verified: bool,
     /// Links checked (the tenant's sealed events).
     pub sealed: i64,
+    /// Of those, links whose events the retention job pruned (`tenantry audit prune`): their
+    /// hashes still chain, their events are gone on purpose.
+    pub pruned: i64,
     /// Events not chained yet (written within the last sealing interval, or waiting for an
     /// older transaction to finish).
     pub unsealed: i64,
@@ -400,16 +403,24 @@ pub async fn verify(conn: &mut PgConnection, tenant_id: TenantId) -> Result<Veri
          where c.tenant_id = $1
          order by c.link"
     );
+    let horizon: i64 = sqlx::query_scalar(
+        "select coalesce((select through_link from audit_retention where tenant_id = $1), 0)",
+    )
+    .bind(tenant_id)
+    .fetch_one(&mut *conn)
+    .await?;
     let mut links = sqlx::query_as::<_, LinkRow>(&statement)
         .bind(tenant_id)
         .fetch(&mut *conn);
     let mut previous = GENESIS.to_vec();
     let mut sealed = 0;
+    let mut pruned = 0;
     let mut head = None;
     let mut broken = None;
     while let Some(row) = links.try_next().await? {
         let expected = sealed + 1;
-        if let Some(reason) = check(&row, expected, &previous) {
+        let was_pruned = !row.present && row.link <= horizon;
+        if let Some(reason) = check(&row, expected, &previous, was_pruned) {
             broken = Some(BrokenLink {
                 link: if reason == "link_missing" {
                     expected
@@ -422,6 +433,7 @@ pub async fn verify(conn: &mut PgConnection, tenant_id: TenantId) -> Result<Veri
             break;
         }
         sealed += 1;
+        pruned += i64::from(was_pruned);
         head = Some(Head {
             link: row.link,
             chain_hash: super::hex(&row.chain_hash),
@@ -431,16 +443,22 @@ pub async fn verify(conn: &mut PgConnection, tenant_id: TenantId) -> Result<Veri
     Ok(Verification {
         verified: broken.is_none(),
         sealed,
+        pruned,
         unsealed,
         head,
         broken,
     })
 }
 
-/// What is wrong with link `row`, expected to be link `expected` after `previous`.
-fn check(row: &LinkRow, expected: i64, previous: &[u8]) -> Option<&'static str> {
+/// What is wrong with link `row`, expected to be link `expected` after `previous`. A link
+/// whose event was `pruned` by the retention job is checked as a link only.
+fn check(row: &LinkRow, expected: i64, previous: &[u8], pruned: bool) -> Option<&'static str> {
     if row.link != expected {
         return Some("link_missing");
+    }
+    if pruned {
+        return (link(previous, &row.event_hash).as_slice() != row.chain_hash)
+            .then_some("chain_altered");
     }
     if !row.present {
         return Some("event_missing");

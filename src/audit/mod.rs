@@ -29,6 +29,7 @@
 
 pub mod chain;
 pub mod log;
+pub mod retention;
 
 use std::fmt::Display;
 

@@ -1,4 +1,5 @@
-//! Per-request telemetry: the request ids, the request span, and the request metrics.
+//! Per-request telemetry — the request ids, the request span, the request metrics — and the
+//! per-tenant layers that follow authentication: quota notices and usage metering.
 //!
 //! Every request gets an id the server mints (a UUIDv7): the one on the response
 //! (`X-Request-Id`), in problem bodies, the logs, audit events and domain events. A client
@@ -235,7 +236,8 @@ pub async fn meter_usage(
     let Some(principal) = auth::verified_principal(request.extensions()).cloned() else {
         return next.run(request).await;
     };
-    let group = route_group(request.extensions().get::<MatchedPath>()).to_owned();
+    let route = request.extensions().get::<MatchedPath>();
+    let group = route_group(route.map(MatchedPath::as_str)).to_owned();
     if !ALWAYS_ADMITTED.contains(&group.as_str()) {
         if let Err(refused) = meter.admit_call(principal.tenant_id()) {
             return refused.into_response();
@@ -251,9 +253,9 @@ const ALWAYS_ADMITTED: &[&str] = &["quotas", "usage"];
 
 /// The route group of a matched route: its first segment after the version
 /// (`/v1/orders/{id}/confirm` is `orders`); `other` for a request no route matched.
-fn route_group(route: Option<&MatchedPath>) -> &str {
+fn route_group(route: Option<&str>) -> &str {
     route
-        .and_then(|path| path.as_str().strip_prefix("/v1/"))
+        .and_then(|path| path.strip_prefix("/v1/"))
         .and_then(|rest| rest.split('/').next())
         .filter(|group| !group.is_empty())
         .unwrap_or("other")
@@ -262,6 +264,20 @@ fn route_group(route: Option<&MatchedPath>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_group_is_the_first_segment_after_the_version() {
+        for (route, group) in [
+            ("/v1/orders/{id}/confirm", "orders"),
+            ("/v1/orders", "orders"),
+            ("/v1/api-keys/{id}", "api-keys"),
+            ("/v1/me", "me"),
+            ("/health/live", "other"),
+        ] {
+            assert_eq!(route_group(Some(route)), group, "{route}");
+        }
+        assert_eq!(route_group(None), "other");
+    }
 
     #[test]
     fn standard_methods_label_as_themselves_and_anything_else_as_other() {

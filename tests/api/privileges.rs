@@ -19,6 +19,7 @@ const APP: &[(&str, &str)] = &[
     ("audit_chain", "select"),
     ("audit_events", "insert"),
     ("audit_events", "select"),
+    ("audit_retention", "select"),
     ("billing_lines", "select"),
     ("billing_periods", "select"),
     ("customers", "insert"),

@@ -59,6 +59,7 @@ async fn every_table_with_a_tenant_id_has_forced_rls_and_a_using_and_with_check_
         "usage_counters",
         "usage_active_users",
         "billing_lines",
+        "audit_retention",
     ] {
         assert!(
             names.contains(&expected),

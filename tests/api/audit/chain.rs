@@ -255,3 +255,102 @@ async fn the_log_refuses_updates_deletes_and_truncation_even_from_its_owner() {
     assert!(smuggled.is_err(), "erasure cannot change other columns");
     let _ = tokio::time::timeout(Duration::from_secs(1), tx.rollback()).await;
 }
+
+#[tokio::test]
+async fn the_retention_job_prunes_old_events_and_the_chain_still_verifies_but_not_a_deletion_past_it()
+ {
+    // Arrange: a sealed log, then a cut-off after it, then a newer event.
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    for _ in 0..3 {
+        app.create_customer(&tenant).await;
+    }
+    let before = verified_when_sealed(&app, &tenant).await;
+    let old = before["sealed"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = app.create_customer(&tenant).await;
+    verified_when_sealed(&app, &tenant).await;
+
+    // Act: the retention job, then again (nothing more to prune).
+    let pruned = run_tenantry(
+        &app.config,
+        &[],
+        &[
+            "audit",
+            "prune",
+            "--tenant",
+            &tenant.slug,
+            "--before",
+            &cutoff,
+        ],
+    )
+    .await;
+    assert!(pruned.success, "{}", pruned.stderr);
+    assert!(
+        pruned
+            .stdout
+            .contains(&format!("pruned {old} audit events of tenant")),
+        "{}",
+        pruned.stdout
+    );
+
+    // Assert: the old events are gone, the newer one stays, every link still holds.
+    let mut db = app.owner_connection().await;
+    let left: Vec<String> = sqlx::query_scalar(
+        "select target_id from audit_events where tenant_id = $1 and action = 'customer.created'",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(left, [id(&newer)]);
+    let after = verified_when_sealed(&app, &tenant).await;
+    assert_eq!(after["verified"], true, "{after}");
+    assert_eq!(after["pruned"], old, "{after}");
+    assert_eq!(
+        app.audit_actions(tenant.id, &tenant.id.to_string())
+            .await
+            .last()
+            .map(String::as_str),
+        Some("audit.pruned")
+    );
+
+    // Past the horizon, a deleted event is still caught; and the horizon cannot be moved
+    // without the retention job's setting.
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let event: uuid::Uuid =
+        sqlx::query_scalar("select id from audit_events where tenant_id = $1 and target_id = $2")
+            .bind(tenant.id.as_uuid())
+            .bind(id(&newer))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    sqlx::query("delete from audit_events where id = $1")
+        .bind(event)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("set session_replication_role = origin")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let tampered = verify_now(&app, &tenant).await;
+    assert_eq!(tampered["broken"]["reason"], "event_missing", "{tampered}");
+    let moved = sqlx::query(
+        "update audit_retention set through_link = through_link + 100 where tenant_id = $1",
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(&mut db)
+    .await;
+    assert!(
+        moved.is_err(),
+        "the horizon moves only under the retention job"
+    );
+}
