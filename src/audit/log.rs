@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    access::{Principal, Scope},
+    access::{Operator, Principal, Scope},
     error::Error,
     id,
     page::{Page, PageRequest},
@@ -118,12 +118,27 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<AuditRecord>, Error> {
     principal.require(Scope::AuditRead)?;
-    let mut query = list_statement(
-        principal.tenant_id(),
-        filter,
-        page.before,
-        Some(page.fetch_limit()),
-    );
+    page_of(conn, principal.tenant_id(), filter, page).await
+}
+
+/// A page of the platform's own audit log (plans, billing closes and exports, tenant
+/// erasures), newest first, for the operator.
+pub async fn list_platform(
+    conn: &mut PgConnection,
+    _operator: &Operator,
+    filter: &Filter,
+    page: PageRequest,
+) -> Result<Page<AuditRecord>, Error> {
+    page_of(conn, super::platform_log(), filter, page).await
+}
+
+async fn page_of(
+    conn: &mut PgConnection,
+    tenant_id: id::TenantId,
+    filter: &Filter,
+    page: PageRequest,
+) -> Result<Page<AuditRecord>, Error> {
+    let mut query = list_statement(tenant_id, filter, page.before, Some(page.fetch_limit()));
     let rows: Vec<AuditRecord> = query.build_query_as().fetch_all(conn).await?;
     Ok(Page::from_rows(rows, page, |r| r.id))
 }

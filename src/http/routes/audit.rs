@@ -13,8 +13,9 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    access::{Principal, scope},
+    access::{Operator, Principal, scope},
     audit::{
+        self,
         chain::{self, Verification},
         log::{self, AuditRecord, Filter},
     },
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_audit_events))
         .routes(routes!(verify_audit_events))
+        .routes(routes!(list_platform_audit_events))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -190,4 +192,30 @@ pub async fn verify_audit_events(
         })
         .await?;
     Ok(Json(verification))
+}
+
+/// The platform's own audit log, newest first, with the same filters and cursor as a
+/// tenant's: what belongs to no tenant — plans created and changed, billing periods closed
+/// and exported, tenants erased. Chained and verified like a tenant's
+/// (`tenantry audit verify --tenant platform`).
+#[utoipa::path(
+    get, path = "/v1/platform/audit-events", tag = "platform",
+    params(AuditQuery),
+    security(("operator" = [])),
+    responses((status = 200, description = "A page of the platform's audit events", body = Page<AuditRecord>))
+)]
+pub async fn list_platform_audit_events(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<Page<AuditRecord>>, Error> {
+    let filter = query.filter()?;
+    let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+    let mut tx = state
+        .db
+        .tenant_for_operator(&operator, audit::platform_log(), Access::ReadOnly)
+        .await?;
+    let events = log::list_platform(&mut tx, &operator, &filter, page).await?;
+    tx.commit().await?;
+    Ok(Json(events))
 }

@@ -173,3 +173,35 @@ async fn an_override_changes_one_limit_of_one_tenant_and_is_audited_in_its_log()
     let back = override_limits(&app, &tenant, json!({})).await;
     assert_eq!(back["limits"]["users"], 5, "{{}} puts it back on its plan");
 }
+
+#[tokio::test]
+async fn the_operator_reads_plan_changes_in_the_platforms_own_audit_log() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    let name = unique("logged").replace('_', "-");
+    expect_json(
+        operator_send(
+            &app,
+            Method::POST,
+            PLANS,
+            Some(json!({"name": name, "display_name": "Logged", "limits": limits(2)})),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let path = format!("/v1/platform/audit-events?action=plan.created&target_id={name}");
+    let page = expect_json(
+        operator_send(&app, Method::GET, &path, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["actor"], "operator");
+    assert_eq!(items[0]["credential"], "operator_token");
+    // A tenant's credential does not open the platform's log.
+    let refused = app.get(&path, &tenant.token).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
