@@ -34,7 +34,7 @@ use crate::{
     billing,
     config::Config,
     data_rights,
-    db::{self, BootstrapReport, ConnectError, Db, table},
+    db::{self, BootstrapReport, ConnectError, Db},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
@@ -928,15 +928,9 @@ async fn directory(db: &Db, operator: &Operator) -> Result<Vec<Tenant>, Error> {
 
 /// The tenant `reference` (slug or id) names, if it exists.
 async fn resolve_tenant(db: &Db, reference: &str) -> Result<Tenant, Error> {
-    let no_such_tenant = || Error::invalid("tenant", format!("no tenant {reference:?}"));
-    let id = db
-        .resolve_tenant(reference)
+    platform::find_tenant(db, &auth::console_operator(), reference)
         .await?
-        .ok_or_else(no_such_tenant)?;
-    let tenant = db
-        .in_platform(async |tx| Ok::<_, Error>(table::find::<Tenant>(tx, id).await?))
-        .await?;
-    tenant.ok_or_else(no_such_tenant)
+        .ok_or_else(|| Error::invalid("tenant", format!("no tenant {reference:?}")))
 }
 
 /// Prints a failure on stderr — what failed, its code, each offending argument with the

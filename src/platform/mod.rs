@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::{
     access::{Operator, Role},
     audit::{self, AuditEvent, Author},
-    db::{PlatformTx, table},
+    db::{Db, PlatformTx, table},
     error::{Error, FieldError},
     id::{TenantId, UserId},
     page::{Page, PageRequest},
@@ -282,4 +282,19 @@ fn refuse_platform_log(id: TenantId) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The tenant an operator names by slug or id (the command line's `--tenant`, the
+/// operator API's `tenant` parameter), if it exists: a slug through `Db::resolve_tenant`,
+/// and either way the tenant's row, so that an id of no tenant is `None` too.
+pub async fn find_tenant(
+    db: &Db,
+    _operator: &Operator,
+    reference: &str,
+) -> Result<Option<Tenant>, Error> {
+    let Some(id) = db.resolve_tenant(reference).await? else {
+        return Ok(None);
+    };
+    db.in_platform(async |tx| Ok::<_, Error>(table::find::<Tenant>(tx, id).await?))
+        .await
 }

@@ -8,10 +8,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     access::Operator,
     billing::{self, Format, Line, Period},
-    db::table,
     error::Error,
     http::{AppState, extract::ApiQuery, problem::Problem, streaming},
-    tenancy::Tenant,
+    platform,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -70,24 +69,16 @@ pub async fn export_usage(
     let format = query.format.unwrap_or_default();
     let tenant = match &query.tenant {
         Some(reference) => {
-            let not_found = || {
-                Error::refused_field(
-                    "tenant_not_found",
-                    "tenant",
-                    format!("no tenant {reference:?}"),
-                )
-            };
-            let id = state
-                .db
-                .resolve_tenant(reference)
+            let tenant = platform::find_tenant(&state.db, &operator, reference)
                 .await?
-                .ok_or_else(not_found)?;
-            state
-                .db
-                .in_platform(async |tx| Ok::<_, Error>(table::find::<Tenant>(tx, id).await?))
-                .await?
-                .ok_or_else(not_found)?;
-            Some(id)
+                .ok_or_else(|| {
+                    Error::refused_field(
+                        "tenant_not_found",
+                        "tenant",
+                        format!("no tenant {reference:?}"),
+                    )
+                })?;
+            Some(tenant.id)
         }
         None => None,
     };
