@@ -34,12 +34,13 @@ use crate::{
     billing,
     config::Config,
     data_rights,
-    db::{self, BootstrapReport, ConnectError, Db},
+    db::{self, BootstrapReport, Change, ConnectError, Db},
     error::{Error, ErrorKind},
     id::TenantId,
     orders::projection,
     page::{MAX_LIMIT, PageRequest},
     platform::{self, NewTenant},
+    shared::Shared,
     startup::Application,
     tenancy::Tenant,
     users::password::{HashingLimits, Passwords},
@@ -366,6 +367,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 .map_err(anyhow::Error::from)?;
             let erasure = data_rights::erase(&mut tx, &auth::console_operator(), tenant.id).await?;
             tx.commit().await.map_err(anyhow::Error::from)?;
+            announce_credentials_changed(&config, tenant.id).await;
             print_out(&format!(
                 "erased the personal data of tenant {}: {}, {}, {}, {} (now suspended)\n",
                 tenant.slug,
@@ -741,10 +743,13 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
                 .find(|t| t.id == found.tenant_id)
                 .map_or("", |t| t.slug.as_str());
             match service_tokens::revoke(&mut owner, &operator, found.tenant_id, jti).await? {
-                Revocation::Revoked(token) => println!(
-                    "revoked service token {jti} of tenant {slug} (subject {}); it is refused from its next request on",
-                    token.subject
-                ),
+                Revocation::Revoked(token) => {
+                    announce_credentials_changed(config, found.tenant_id).await;
+                    println!(
+                        "revoked service token {jti} of tenant {slug} (subject {}); it is refused from its next request on",
+                        token.subject
+                    )
+                }
                 Revocation::AlreadyRevoked(token) => println!(
                     "service token {jti} of tenant {slug} was already revoked at {}; nothing changed",
                     token.revoked_at.map(display_time).unwrap_or_default()
@@ -752,6 +757,24 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
             }
             Ok(())
         }
+    }
+}
+
+/// Tells the servers that `tenant`'s credentials changed, through Redis when `REDIS_URL`
+/// is set: they drop what they remember of them at once. Without Redis they cannot be told,
+/// and see the change when those copies expire (`TENANTRY_CREDENTIAL_CACHE_TTL`).
+async fn announce_credentials_changed(config: &Config, tenant: TenantId) {
+    let Some(url) = &config.redis_url else {
+        return;
+    };
+    match Shared::from_url(Some(url.expose_secret())) {
+        Ok(shared) => {
+            shared
+                .bus()
+                .publish(vec![Change::Credentials { tenant }])
+                .await
+        }
+        Err(error) => tracing::warn!(%error, "could not tell the servers through Redis"),
     }
 }
 

@@ -209,6 +209,48 @@ pub struct Config {
     /// server directly can write any address there and so escape (or aim) the per-client
     /// throttle. Default: unset (the TCP peer address).
     pub client_ip_header: Option<String>,
+    /// `REDIS_URL` (`redis://host:port/db`): Redis, shared by every instance for rate
+    /// limits and cache invalidations. Unset (the default): this process keeps them alone,
+    /// which is right for one instance. Redis being down never fails a request.
+    pub redis_url: Option<SecretString>,
+    /// `TENANTRY_CREDENTIAL_CACHE_TTL`: how long a verified credential's rows are
+    /// remembered. While Redis carries invalidations a revocation is seen at once anyway;
+    /// this bounds how long one is missed while it cannot (or, without Redis, by another
+    /// instance). Default `5s`, at most `1m`; `0s` checks the database on every request.
+    pub credential_cache_ttl: Duration,
+    /// `TENANTRY_RATE_LIMITS`: `on` (default) enforces the plans' `requests_per_second`
+    /// and `request_burst`; `off` only for benchmarks and tests that measure something else.
+    pub rate_limits: bool,
+    /// `TENANTRY_CREDENTIAL_RATE_ALGORITHM`: how each credential's limit decides, `gcra`
+    /// (default) or `sliding-window`.
+    pub credential_rate_algorithm: RateAlgorithm,
+    /// `TENANTRY_TENANT_RATE_ALGORITHM`: how each tenant's limit decides, `gcra` (default)
+    /// or `sliding-window`.
+    pub tenant_rate_algorithm: RateAlgorithm,
+}
+
+/// How a rate limit decides: a token bucket (GCRA) or a sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateAlgorithm {
+    Gcra,
+    SlidingWindow,
+}
+
+impl RateAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateAlgorithm::Gcra => "gcra",
+            RateAlgorithm::SlidingWindow => "sliding-window",
+        }
+    }
+
+    fn parse(name: &str, value: &str) -> anyhow::Result<Self> {
+        match value {
+            "gcra" => Ok(RateAlgorithm::Gcra),
+            "sliding-window" => Ok(RateAlgorithm::SlidingWindow),
+            other => bail!("{name} must be gcra or sliding-window, not {other:?}"),
+        }
+    }
 }
 
 impl Config {
@@ -332,6 +374,23 @@ impl Config {
             client_ip_header: get("TENANTRY_CLIENT_IP_HEADER")
                 .map(|name| name.trim().to_ascii_lowercase())
                 .filter(|name| !name.is_empty()),
+            redis_url: get("REDIS_URL")
+                .filter(|url| !url.trim().is_empty())
+                .map(SecretString::from),
+            credential_cache_ttl: duration("TENANTRY_CREDENTIAL_CACHE_TTL", "5s")?,
+            rate_limits: match var("TENANTRY_RATE_LIMITS", "on").as_str() {
+                "on" => true,
+                "off" => false,
+                other => bail!("TENANTRY_RATE_LIMITS must be on or off, not {other:?}"),
+            },
+            credential_rate_algorithm: RateAlgorithm::parse(
+                "TENANTRY_CREDENTIAL_RATE_ALGORITHM",
+                &var("TENANTRY_CREDENTIAL_RATE_ALGORITHM", "gcra"),
+            )?,
+            tenant_rate_algorithm: RateAlgorithm::parse(
+                "TENANTRY_TENANT_RATE_ALGORITHM",
+                &var("TENANTRY_TENANT_RATE_ALGORITHM", "gcra"),
+            )?,
         };
         config.validate()?;
         Ok(config)
@@ -417,6 +476,11 @@ impl Config {
         }
         if self.login_throttle_capacity == 0 {
             bail!("LOGIN_THROTTLE_CAPACITY must be at least 1");
+        }
+        if self.credential_cache_ttl > Duration::from_secs(60) {
+            bail!(
+                "TENANTRY_CREDENTIAL_CACHE_TTL must be at most 1m (it bounds how long a revoked credential may still work while Redis is down)"
+            );
         }
         let header_name = |name: &&String| {
             name.bytes()

@@ -266,6 +266,22 @@ impl Error {
         }
     }
 
+    /// Over a rate limit of the credential or its tenant (`which`): refused, changing
+    /// nothing, until `retry_after` (rounded up to whole seconds, as `Retry-After` says it).
+    pub fn rate_limited(which: &str, retry_after: Duration) -> Self {
+        let whole_seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(Duration::from_secs(whole_seconds.max(1))),
+            ..Self::new(
+                ErrorKind::RateLimited,
+                "rate_limited",
+                format!(
+                    "too many requests: over the {which} rate limit; retry after the `Retry-After` seconds"
+                ),
+            )
+        }
+    }
+
     /// Every password-hashing slot is taken and the queue for them is full (or the wait
     /// too long): the server is at the capacity it allows itself, not down; worth retrying
     /// after `retry_after`.

@@ -11,7 +11,8 @@
 //!   door to tenant data;
 //! - shared mechanisms: [`audit`] (every mutation's audit event), [`events`] (the event
 //!   store and the committed-event feed), [`versioning`] (optimistic concurrency and the
-//!   one versioned-update sequence), [`idempotency`] (idempotency keys);
+//!   one versioned-update sequence), [`idempotency`] (idempotency keys), [`shared`] (Redis
+//!   behind a circuit breaker, and the invalidation bus), [`traffic`] (rate limits);
 //! - capabilities, each with its domain types, its SQL and its application functions:
 //!   [`tenancy`], [`users`], [`api_keys`], [`auth`] (verifying and issuing credentials),
 //!   [`catalog`], [`orders`], [`platform`] (the operator's tenant directory);
@@ -44,8 +45,10 @@ pub mod plans;
 pub mod platform;
 pub mod quotas;
 pub mod rule;
+pub mod shared;
 pub mod startup;
 pub mod tenancy;
+pub mod traffic;
 pub mod usage;
 pub mod users;
 pub mod versioning;

@@ -19,6 +19,7 @@ use crate::{
         server::{self, Limits},
     },
     idempotency, observability,
+    shared::Bus,
     usage::{self, meter::Meter},
 };
 
@@ -33,6 +34,7 @@ pub struct Application {
     audit_seal_interval: Duration,
     meter: Arc<Meter>,
     usage_flush_interval: Duration,
+    bus: Arc<Bus>,
 }
 
 impl Application {
@@ -75,7 +77,9 @@ impl Application {
         let listener =
             server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let meter = Arc::clone(&state.meter);
+        let bus = Arc::clone(state.shared.bus());
         Ok(Self {
+            bus,
             listener,
             router: http::app(state, config),
             meter,
@@ -128,7 +132,9 @@ impl Application {
             self.usage_flush_interval,
             flushing_stopped,
         ));
+        let invalidations = tokio::spawn(Arc::clone(&self.bus).listen());
         server::serve(self.listener, self.router, self.limits, signal).await;
+        invalidations.abort();
         purge.abort();
         upkeep.abort();
         if let Some(sealer) = sealer {

@@ -225,6 +225,7 @@ pub async fn revoke(tx: &mut TenantTx, principal: &Principal, id: ApiKeyId) -> R
     store::revoke(tx, id)
         .await?
         .ok_or_else(|| Error::not_found("API key"))?;
+    tx.credentials_changed();
     audit::record(
         tx,
         principal,
@@ -262,6 +263,7 @@ pub async fn take_over(
     }
     ensure_holds_all_of(principal, &key, "take over")?;
     let taken = store::take_over(tx, id, user, &principal.actor().to_string()).await?;
+    tx.credentials_changed();
     audit::record(
         tx,
         principal,

@@ -109,10 +109,10 @@ impl AuditEvent {
                 public.insert(field.clone(), change);
             }
         }
-        if !public.is_empty() {
-            if let Value::Object(data) = &mut self.data {
-                data.insert("diff".to_owned(), Value::Object(public));
-            }
+        if !public.is_empty()
+            && let Value::Object(data) = &mut self.data
+        {
+            data.insert("diff".to_owned(), Value::Object(public));
         }
         if !private.is_empty() {
             self.personal

@@ -2,20 +2,25 @@
 //! verified here, whatever transport carried them.
 //!
 //! Signature and claims are checked before any query runs. Then one read-only query, under
-//! the credential's tenant context, confirms what a signature cannot: the tenant exists and
+//! the credential's tenant context — or its answer remembered a few seconds ago
+//! ([`super::cache`]) — confirms what a signature cannot: the tenant exists and
 //! is active, the login session is not revoked, the user is still active (and still has
 //! the role the token was issued for), a service token (a JWT without a session) is
 //! recorded for the tenant and neither revoked nor expired, the API key is neither revoked
 //! nor expired and the user it answers to (through any keys that created it) is still
 //! active. Each of these queries reads several capabilities' tables in one statement — a
 //! deliberate exception to "each capability owns its SQL", so that a request costs one
-//! round trip to authenticate.
+//! round trip to authenticate. The same statements read the tenant's rate limit from its
+//! plan (and the operator's overrides), which the traffic layer enforces.
+
+use std::time::Instant;
 
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::{
     AuthService,
+    cache::{CredentialKey, Verified},
     token::{OpaqueToken, TokenKind},
 };
 use crate::{
@@ -24,8 +29,32 @@ use crate::{
     error::Error,
     id::{ApiKeyId, SessionId, TenantId, UserId},
     tenancy::TenantStatus,
+    traffic::Rate,
     users::UserStatus,
 };
+
+/// A verified credential: who it is, and the rate its tenant's plan allows it.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    /// `None` when the plan sets no rate.
+    pub rate: Option<Rate>,
+}
+
+/// The plan's rate limit with the operator's override, if any, of the tenant `t` (joined
+/// to its plan `p`): the same precedence as `plans::effective`; JSON `null` (no limit) is
+/// SQL `null`.
+macro_rules! rate_columns {
+    () => {
+        r#"nullif(case when t.limit_overrides ? 'requests_per_second'
+                 then t.limit_overrides -> 'requests_per_second'
+                 else p.limits -> 'requests_per_second' end, 'null')::bigint
+               as requests_per_second,
+           nullif(case when t.limit_overrides ? 'request_burst'
+                 then t.limit_overrides -> 'request_burst'
+                 else p.limits -> 'request_burst' end, 'null')::bigint as request_burst"#
+    };
+}
 
 /// A credential as a request presented it.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +72,7 @@ pub async fn authenticate(
     db: &Db,
     auth: &AuthService,
     presented: Presented<'_>,
-) -> Result<Principal, Error> {
+) -> Result<Authenticated, Error> {
     let api_key_prefix = TokenKind::ApiKey.prefix();
     match presented {
         Presented::ApiKey(key) if !key.starts_with(api_key_prefix) => Err(Error::unauthenticated(
@@ -68,14 +97,21 @@ pub async fn authenticate(
 /// lateral probes (`offset 0` keeps the planner from turning them into joins) make sure of
 /// it whatever the planner believes about the tenant's size — a hash join would read all of
 /// a tenant's users on every request. Public so that a plan test can `EXPLAIN` it.
-pub const ACCESS_TOKEN_CHECK: &str = r#"
+pub const ACCESS_TOKEN_CHECK: &str = concat!(
+    r#"
     select t.status as tenant_status,
            s.revoked_at is null and s.expires_at > now() as session_live,
+           s.expires_at as session_expires_at,
            u.id as user_id, u.status as user_status, u.role,
            st.subject as service_subject, st.scopes as service_scopes,
            st.revoked_at is not null as service_revoked,
-           st.expires_at <= now() as service_expired
+           st.expires_at <= now() as service_expired,
+           st.expires_at as service_expires_at,
+           "#,
+    rate_columns!(),
+    r#"
     from tenants t
+    join plans p on p.name = t.plan
     left join lateral (
         select s.revoked_at, s.expires_at, s.user_id from sessions s
         where s.tenant_id = $1 and s.id = $2 offset 0
@@ -89,13 +125,15 @@ pub const ACCESS_TOKEN_CHECK: &str = r#"
         where st.tenant_id = $1 and st.jti = $3 and $2::uuid is null offset 0
     ) st on true
     where t.id = $1
-"#;
+"#
+);
 
 /// The one statement that checks an API key and the chain of keys it answers to, up to
 /// the user at its root: `$1` the tenant, `$2` the key, `$3` the longest chain followed.
 /// Probed by primary key at every step, as [`ACCESS_TOKEN_CHECK`] is, and not sorted
 /// (the links are put in order here). Public so that a plan test can `EXPLAIN` it.
-pub const API_KEY_CHECK: &str = r#"
+pub const API_KEY_CHECK: &str = concat!(
+    r#"
     with recursive chain as (
         select 0 as depth, k.secret_hash, k.scopes, k.expires_at, k.revoked_at,
                k.created_by_user, k.created_by_key
@@ -111,19 +149,25 @@ pub const API_KEY_CHECK: &str = r#"
     )
     select c.depth, t.status as tenant_status, c.secret_hash, c.scopes, c.expires_at,
            c.revoked_at, c.created_by_key is not null as has_parent,
-           u.status as creator_status, u.role as creator_role
+           u.status as creator_status, u.role as creator_role,
+           "#,
+    rate_columns!(),
+    r#"
     from chain c
     join tenants t on t.id = $1
+    join plans p on p.name = t.plan
     left join lateral (
         select u.status, u.role from users u
         where u.tenant_id = $1 and u.id = c.created_by_user offset 0
     ) u on true
-"#;
+"#
+);
 
 #[derive(FromRow)]
 struct AccessCheck {
     tenant_status: TenantStatus,
     session_live: Option<bool>,
+    session_expires_at: Option<OffsetDateTime>,
     user_id: Option<UserId>,
     user_status: Option<UserStatus>,
     role: Option<Role>,
@@ -132,9 +176,16 @@ struct AccessCheck {
     service_scopes: Option<Vec<String>>,
     service_revoked: Option<bool>,
     service_expired: Option<bool>,
+    service_expires_at: Option<OffsetDateTime>,
+    requests_per_second: Option<i64>,
+    request_burst: Option<i64>,
 }
 
-async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result<Principal, Error> {
+async fn verify_access_token(
+    db: &Db,
+    auth: &AuthService,
+    token: &str,
+) -> Result<Authenticated, Error> {
     let claims = auth.jwt.verify(token).map_err(|error| {
         tracing::debug!(%error, "access token refused");
         Error::unauthenticated(format_args!(
@@ -147,6 +198,14 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
     let tenant_id = TenantId::from_uuid(claims.tid);
     let session_id = claims.sid.map(SessionId::from_uuid);
 
+    let key = CredentialKey::Token {
+        tenant: tenant_id,
+        jti: claims.jti,
+    };
+    if let Some(verified) = auth.credentials.get(&key) {
+        return verified.outcome;
+    }
+    let loaded_at = Instant::now();
     let mut tx = TenantTx::begin_for_credential_check(db, tenant_id, Access::ReadOnly).await?;
     let check: Option<AccessCheck> = sqlx::query_as(ACCESS_TOKEN_CHECK)
         .bind(tenant_id)
@@ -158,11 +217,40 @@ async fn verify_access_token(db: &Db, auth: &AuthService, token: &str) -> Result
 
     let check =
         check.ok_or_else(|| Error::unauthenticated("invalid access token: unknown tenant"))?;
+    let verified = Verified {
+        secret_hash: None,
+        stale_at: check.session_expires_at.or(check.service_expires_at),
+        outcome: access_principal(tenant_id, session_id, claims, scopes, &check).map(|principal| {
+            Authenticated {
+                principal,
+                rate: plan_rate(check.requests_per_second, check.request_burst),
+            }
+        }),
+    };
+    auth.credentials.insert(key, loaded_at, verified.clone());
+    verified.outcome
+}
+
+/// The rate a plan's limits give a credential (a negative number, which validation never
+/// stores, counts as none).
+fn plan_rate(per_second: Option<i64>, burst: Option<i64>) -> Option<Rate> {
+    let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
+    Rate::from_plan(positive(per_second), positive(burst))
+}
+
+/// What an access token's check says of it.
+fn access_principal(
+    tenant_id: TenantId,
+    session_id: Option<SessionId>,
+    claims: super::jwt::Claims,
+    scopes: Scopes,
+    check: &AccessCheck,
+) -> Result<Principal, Error> {
     if check.tenant_status == TenantStatus::Suspended {
         return Err(Error::tenant_suspended());
     }
     let Some(session_id) = session_id else {
-        return service_principal(tenant_id, claims.jti, claims.sub, scopes, &check);
+        return service_principal(tenant_id, claims.jti, claims.sub, scopes, check);
     };
     match (
         check.session_live,
@@ -262,6 +350,8 @@ struct KeyLink {
     /// The user this key answers to, if a user created it.
     creator_status: Option<UserStatus>,
     creator_role: Option<Role>,
+    requests_per_second: Option<i64>,
+    request_burst: Option<i64>,
 }
 
 /// The longest chain of keys creating keys that verification follows; a longer one is
@@ -273,10 +363,39 @@ const MAX_KEY_CHAIN: i32 = 16;
 /// time, then revocation and expiry — of the key and of every key up its chain — and the
 /// user at the root of the chain, who must be active. The key holds at most the scopes of
 /// every link and of that user's current role. One statement, one round trip.
-async fn verify_api_key(db: &Db, auth: &AuthService, presented: &str) -> Result<Principal, Error> {
+async fn verify_api_key(
+    db: &Db,
+    auth: &AuthService,
+    presented: &str,
+) -> Result<Authenticated, Error> {
     let invalid = || Error::unauthenticated("invalid API key");
     let token = OpaqueToken::parse(TokenKind::ApiKey, presented).ok_or_else(invalid)?;
+    let key = CredentialKey::ApiKey {
+        tenant: token.tenant_id,
+        id: token.id,
+    };
+    let verified = match auth.credentials.get(&key) {
+        Some(verified) => verified,
+        None => {
+            let loaded_at = Instant::now();
+            let verified = load_api_key(db, &token).await?.ok_or_else(invalid)?;
+            auth.credentials.insert(key, loaded_at, verified.clone());
+            verified
+        }
+    };
+    let matches = verified
+        .secret_hash
+        .as_deref()
+        .is_some_and(|hash| auth.hasher.verify(&token, hash));
+    if !matches {
+        return Err(invalid());
+    }
+    verified.outcome
+}
 
+/// Reads the key `token` names and the chain it answers to, and concludes what they say
+/// of it (all but its secret, which the caller checks). `None` when there is no such key.
+async fn load_api_key(db: &Db, token: &OpaqueToken) -> Result<Option<Verified>, Error> {
     let mut tx =
         TenantTx::begin_for_credential_check(db, token.tenant_id, Access::ReadOnly).await?;
     let mut chain: Vec<KeyLink> = sqlx::query_as(API_KEY_CHECK)
@@ -287,15 +406,23 @@ async fn verify_api_key(db: &Db, auth: &AuthService, presented: &str) -> Result<
         .await?;
     tx.commit().await?;
     chain.sort_by_key(|link| link.depth);
+    let Some(key) = chain.first() else {
+        return Ok(None);
+    };
+    Ok(Some(Verified {
+        secret_hash: key.secret_hash.clone(),
+        stale_at: chain.iter().filter_map(|link| link.expires_at).min(),
+        outcome: key_principal(token, &chain).map(|principal| Authenticated {
+            principal,
+            rate: plan_rate(key.requests_per_second, key.request_burst),
+        }),
+    }))
+}
 
-    let key = chain.first().ok_or_else(invalid)?;
-    let matches = key
-        .secret_hash
-        .as_deref()
-        .is_some_and(|hash| auth.hasher.verify(&token, hash));
-    if !matches {
-        return Err(invalid());
-    }
+/// What a key's chain says of it: revocation and expiry of every link, the user at its
+/// root, and the scopes left.
+fn key_principal(token: &OpaqueToken, chain: &[KeyLink]) -> Result<Principal, Error> {
+    let key = &chain[0];
     let now = OffsetDateTime::now_utc();
     if key.revoked_at.is_some() {
         return Err(Error::unauthenticated("this API key has been revoked"));

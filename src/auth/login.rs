@@ -307,6 +307,7 @@ pub async fn refresh(db: &Db, auth: &AuthService, presented: &str) -> Result<Tok
         }
         if row.session_live {
             sessions::revoke(&mut tx, row.session_id, "refresh_token_reuse").await?;
+            tx.credentials_changed();
             audit::record(
                 &mut tx,
                 &principal,
@@ -367,6 +368,7 @@ pub async fn logout(tx: &mut TenantTx, principal: &Principal) -> Result<(), Erro
         )
     })?;
     sessions::revoke(tx, session_id, "logout").await?;
+    tx.credentials_changed();
     audit::record(
         tx,
         principal,

@@ -19,6 +19,7 @@
 //! [`Principal`]: crate::access::Principal
 
 pub mod authenticate;
+pub mod cache;
 pub mod caller;
 pub mod jwt;
 pub mod login;
@@ -26,9 +27,9 @@ pub mod service_tokens;
 pub mod throttle;
 pub mod token;
 
-pub use authenticate::{Presented, authenticate};
+pub use authenticate::{Authenticated, Presented, authenticate};
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -40,6 +41,7 @@ use crate::{
     error::Error,
     users::password::{HashingLimits, Passwords},
 };
+use cache::CredentialCache;
 use jwt::JwtKeys;
 use throttle::LoginThrottle;
 use token::TokenHasher;
@@ -51,6 +53,8 @@ pub struct AuthService {
     /// Every argon2 computation of the server, bounded.
     pub passwords: Passwords,
     pub throttle: LoginThrottle,
+    /// Verified credentials, remembered for `TENANTRY_CREDENTIAL_CACHE_TTL`.
+    pub credentials: Arc<CredentialCache>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     /// How long an exchanged refresh token still answers with the pair it was exchanged
@@ -67,6 +71,7 @@ impl AuthService {
             hasher: TokenHasher::new(config.token_hash_key.clone()),
             passwords: Passwords::new(HashingLimits::from_config(config)).await?,
             throttle: LoginThrottle::from_config(config),
+            credentials: Arc::new(CredentialCache::new(config.credential_cache_ttl)),
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
             refresh_token_reuse_interval: config.refresh_token_reuse_interval,

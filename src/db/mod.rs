@@ -45,10 +45,12 @@
 //! connection faults among them start a probe. See [`reachability`] for the rules.
 
 mod bootstrap;
+pub mod changes;
 pub mod reachability;
 pub mod table;
 
 pub use bootstrap::{BootstrapReport, ConnectError, RoleReport, bootstrap, connect_options};
+pub use changes::{Change, OnCommit};
 pub use reachability::Reachability;
 
 use std::{
@@ -155,6 +157,7 @@ pub struct Db {
     statement_timeout: Duration,
     reachability: Arc<Reachability>,
     usage: Usage,
+    on_commit: OnCommit,
 }
 
 /// What a transaction needs to meter the usage it causes: the clock usage is billed by,
@@ -211,7 +214,14 @@ impl Db {
                 clock: config.clock.clone(),
                 metering: config.usage_metering,
             },
+            on_commit: OnCommit::default(),
         })
+    }
+
+    /// Where the changes a committed transaction reports go: the caches and the other
+    /// instances (`shared::Bus`). Set once, at start-up; until then they go nowhere.
+    pub fn on_commit(&self) -> &OnCommit {
+        &self.on_commit
     }
 
     /// `begin` as sent: with `set local statement_timeout` to what is left of the current
@@ -330,6 +340,8 @@ impl Db {
         Ok(PlatformTx {
             tx,
             reachability: Arc::clone(&self.reachability),
+            changes: Vec::new(),
+            on_commit: self.on_commit.clone(),
         })
     }
 
@@ -359,6 +371,8 @@ pub struct TenantTx {
     tenant_id: TenantId,
     reachability: Arc<Reachability>,
     usage: Usage,
+    changes: Vec<Change>,
+    on_commit: OnCommit,
 }
 
 impl TenantTx {
@@ -380,12 +394,12 @@ impl TenantTx {
         if !db.usage.metering {
             statement.push_str(", set_config('tenantry.usage_metering', 'off', true)");
         }
-        if db.usage.clock.is_manual() {
-            if let Ok(at) = db.usage.clock.now().format(&Rfc3339) {
-                statement.push_str(&format!(
-                    ", set_config('tenantry.usage_clock', '{at}', true)"
-                ));
-            }
+        if db.usage.clock.is_manual()
+            && let Ok(at) = db.usage.clock.now().format(&Rfc3339)
+        {
+            statement.push_str(&format!(
+                ", set_config('tenantry.usage_clock', '{at}', true)"
+            ));
         }
         // Only the wait for a connection is cut short when the database is found down;
         // once BEGIN is sent, it runs to its end, so no connection goes back to the pool
@@ -398,6 +412,8 @@ impl TenantTx {
             tx,
             tenant_id,
             reachability: Arc::clone(&db.reachability),
+            changes: Vec::new(),
+            on_commit: db.on_commit.clone(),
             usage: db.usage.clone(),
         })
     }
@@ -422,15 +438,35 @@ impl TenantTx {
         &self.usage
     }
 
-    /// Commits. A failure here may leave the outcome unknown to the caller (the commit
-    /// may have landed before the connection broke), which is why commands that must not
-    /// run twice carry an idempotency key.
+    /// Reports that this transaction changes something copied outside the database (a
+    /// cached credential or resource): once it commits, every copy is dropped — here and
+    /// on every other instance — before [`TenantTx::commit`] returns.
+    pub fn changed(&mut self, change: Change) {
+        if !self.changes.contains(&change) {
+            self.changes.push(change);
+        }
+    }
+
+    /// Reports that this transaction changes what its tenant's credential checks read: an
+    /// API key, a session, a user's role or status (as [`TenantTx::changed`]).
+    pub fn credentials_changed(&mut self) {
+        self.changed(Change::Credentials {
+            tenant: self.tenant_id,
+        });
+    }
+
+    /// Commits, then drops every copy of what it [`changed`](TenantTx::changed). A failure
+    /// here may leave the outcome unknown to the caller (the commit may have landed before
+    /// the connection broke), which is why commands that must not run twice carry an
+    /// idempotency key.
     pub async fn commit(self) -> Result<(), Error> {
         let reachability = self.reachability;
         self.tx
             .commit()
             .await
-            .map_err(|error| reachability.observe(error))
+            .map_err(|error| reachability.observe(error))?;
+        self.on_commit.committed(self.changes).await;
+        Ok(())
     }
 }
 
@@ -451,6 +487,8 @@ impl DerefMut for TenantTx {
 pub struct PlatformTx {
     tx: Transaction<'static, Postgres>,
     reachability: Arc<Reachability>,
+    changes: Vec<Change>,
+    on_commit: OnCommit,
 }
 
 impl PlatformTx {
@@ -464,12 +502,28 @@ impl PlatformTx {
             .map(drop)
     }
 
+    /// As [`TenantTx::changed`].
+    pub fn changed(&mut self, change: Change) {
+        if !self.changes.contains(&change) {
+            self.changes.push(change);
+        }
+    }
+
+    /// Reports that this transaction changes what the credential checks of `tenant` read
+    /// (as [`TenantTx::changed`]).
+    pub fn credentials_changed(&mut self, tenant: TenantId) {
+        self.changed(Change::Credentials { tenant });
+    }
+
+    /// Commits, then drops every copy of what it [`changed`](PlatformTx::changed).
     pub async fn commit(self) -> Result<(), Error> {
         let reachability = self.reachability;
         self.tx
             .commit()
             .await
-            .map_err(|error| reachability.observe(error))
+            .map_err(|error| reachability.observe(error))?;
+        self.on_commit.committed(self.changes).await;
+        Ok(())
     }
 }
 

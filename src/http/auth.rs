@@ -23,7 +23,7 @@ use axum::{
 use super::AppState;
 use crate::{
     access::{Operator, Principal, RequiredScope},
-    auth::{self, Presented},
+    auth::{self, Authenticated, Presented},
     error::Error,
 };
 
@@ -32,7 +32,7 @@ use crate::{
 enum Authentication {
     /// No credential was sent (health checks, login): nothing to verify, nothing to build.
     Anonymous,
-    Verified(Principal),
+    Verified(Authenticated),
     Refused(Error),
 }
 
@@ -47,10 +47,12 @@ pub async fn authenticate(
         None => Authentication::Anonymous,
         Some(Err(refused)) => Authentication::Refused(refused),
         Some(Ok(presented)) => match auth::authenticate(&state.db, &state.auth, presented).await {
-            Ok(principal) => {
-                tracing::Span::current()
-                    .record("tenant_id", tracing::field::display(principal.tenant_id()));
-                Authentication::Verified(principal)
+            Ok(authenticated) => {
+                tracing::Span::current().record(
+                    "tenant_id",
+                    tracing::field::display(authenticated.principal.tenant_id()),
+                );
+                Authentication::Verified(authenticated)
             }
             Err(refused) => Authentication::Refused(refused),
         },
@@ -62,8 +64,14 @@ pub async fn authenticate(
 /// The principal [`authenticate`] verified for a request, if it verified one — for the
 /// layers inside it (metering) that act on authenticated requests and leave the rest alone.
 pub fn verified_principal(extensions: &axum::http::Extensions) -> Option<&Principal> {
+    verified(extensions).map(|authenticated| &authenticated.principal)
+}
+
+/// The credential [`authenticate`] verified for a request, with its plan's rate (for rate
+/// limiting).
+pub fn verified(extensions: &axum::http::Extensions) -> Option<&Authenticated> {
     match extensions.get::<Authentication>() {
-        Some(Authentication::Verified(principal)) => Some(principal),
+        Some(Authentication::Verified(authenticated)) => Some(authenticated),
         _ => None,
     }
 }
@@ -101,7 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         match parts.extensions.get::<Authentication>() {
-            Some(Authentication::Verified(principal)) => Ok(principal.clone()),
+            Some(Authentication::Verified(authenticated)) => Ok(authenticated.principal.clone()),
             Some(Authentication::Refused(refused)) => Err(refused.clone()),
             Some(Authentication::Anonymous) => Err(Error::unauthenticated(
                 "send `Authorization: Bearer <token>` or `X-API-Key: <key>`",

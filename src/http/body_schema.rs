@@ -236,10 +236,10 @@ fn reachable(schemas: &Value, name: &str) -> serde_json::Map<String, Value> {
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {
             Value::Object(members) => {
-                if let Some(target) = members.get("$ref").and_then(Value::as_str) {
-                    if let Some(name) = target.strip_prefix("#/components/schemas/") {
-                        out.push(name.to_owned());
-                    }
+                if let Some(target) = members.get("$ref").and_then(Value::as_str)
+                    && let Some(name) = target.strip_prefix("#/components/schemas/")
+                {
+                    out.push(name.to_owned());
                 }
                 members.values().for_each(|v| refs(v, out));
             }

@@ -274,16 +274,15 @@ where
         let query = parts.uri.query().unwrap_or_default();
         // A query is percent-encoded, so a NUL can only arrive as `%00`; only then is it
         // worth decoding twice.
-        if query.contains("%00") {
-            if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+        if query.contains("%00")
+            && let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
                 .find(|(name, value)| name.contains('\0') || value.contains('\0'))
-            {
-                let name = name.replace('\0', "\u{FFFD}");
-                return Err(Error::malformed(
-                    "invalid_query",
-                    format!("invalid query parameter {name}: {NUL_MESSAGE}"),
-                ));
-            }
+        {
+            let name = name.replace('\0', "\u{FFFD}");
+            return Err(Error::malformed(
+                "invalid_query",
+                format!("invalid query parameter {name}: {NUL_MESSAGE}"),
+            ));
         }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));

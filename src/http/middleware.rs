@@ -238,10 +238,10 @@ pub async fn meter_usage(
     };
     let route = request.extensions().get::<MatchedPath>();
     let group = route_group(route.map(MatchedPath::as_str)).to_owned();
-    if !ALWAYS_ADMITTED.contains(&group.as_str()) {
-        if let Err(refused) = meter.admit_call(principal.tenant_id()) {
-            return refused.into_response();
-        }
+    if !ALWAYS_ADMITTED.contains(&group.as_str())
+        && let Err(refused) = meter.admit_call(principal.tenant_id())
+    {
+        return refused.into_response();
     }
     let response = next.run(request).await;
     meter.api_call(&principal, &group, response.status().as_u16());

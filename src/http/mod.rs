@@ -15,15 +15,18 @@
 //!    well), body-size limit;
 //! 6. authentication ([`auth::authenticate`]): the request's tenant credential verified
 //!    and its principal (or the refusal) left in the request extensions;
-//! 7. quota notices (`middleware::quota_notices`): a response that took a limit of the
+//! 7. rate limiting ([`rate_limit`]): an authenticated request over its credential's or
+//!    its tenant's rate is refused (429 `rate_limited`, `Retry-After`); every answer says
+//!    where it stands (`RateLimit-Policy`, `RateLimit`);
+//! 8. quota notices (`middleware::quota_notices`): a response that took a limit of the
 //!    tenant's plan to 80 % or 100 % says so in a header;
-//! 8. usage metering (`middleware::meter_usage`): an authenticated request past its
+//! 9. usage metering (`middleware::meter_usage`): an authenticated request past its
 //!    tenant's monthly API-call allowance is refused (429); every other one is counted
-//!    (`usage::meter`) with its credential, route group and status class. (To come: rate
-//!    limiting, per request and tenant.) These sit inside authentication so they know the
-//!    tenant and the credential, inside the problem layer so their refusals are problems
-//!    too, and inside metrics so refused requests are counted;
-//! 9. the routes, whose extractors ask for the principal and the scope they need.
+//!    (`usage::meter`) with its credential, route group and status class. These sit
+//!    inside authentication so they know the tenant and the credential, inside the problem
+//!    layer so their refusals are problems too, and inside metrics so refused requests are
+//!    counted; a rate-limited request is refused before it is metered;
+//! 10. the routes, whose extractors ask for the principal and the scope they need.
 
 pub mod auth;
 pub mod body_schema;
@@ -35,6 +38,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod streaming;
@@ -62,6 +66,8 @@ use crate::{
     config::Config,
     db::Db,
     observability,
+    shared::Shared,
+    traffic::Limiter,
     usage::meter::Meter,
 };
 
@@ -80,14 +86,37 @@ pub struct AppState {
     /// The header a trusted proxy names the client in (`TENANTRY_CLIENT_IP_HEADER`);
     /// `None`: the TCP peer is the client ([`client_ip`]).
     pub client_ip_header: Option<HeaderName>,
+    /// What the instances share (Redis, when configured) and the invalidation bus.
+    pub shared: Shared,
+    pub rate_limiting: Arc<rate_limit::RateLimiting>,
 }
 
 impl AppState {
     /// The state of a server; makes the dummy password hash, so it takes a moment.
     pub async fn new(config: &Config, db: Db) -> anyhow::Result<Self> {
+        let shared = Shared::from_url(
+            config
+                .redis_url
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret),
+        )?;
+        let auth = Arc::new(AuthService::from_config(config).await?);
+        // Committed changes go to the bus, which drops the copies they make stale here
+        // and tells the other instances.
+        db.on_commit().deliver_to(shared.bus().clone());
+        let credentials = Arc::clone(&auth.credentials);
+        shared
+            .bus()
+            .subscribe(move |change| credentials.apply(change));
+        let rate_limiting = Arc::new(rate_limit::RateLimiting::new(
+            config,
+            Limiter::new(shared.redis().cloned()),
+        ));
         Ok(Self {
             db: db.clone(),
-            auth: Arc::new(AuthService::from_config(config).await?),
+            auth,
+            shared,
+            rate_limiting,
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
             meter: Arc::new(Meter::new(db.usage().clone())),
@@ -148,6 +177,10 @@ pub fn app(state: AppState, config: &Config) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     auth::authenticate,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.rate_limiting.clone(),
+                    rate_limit::rate_limit,
                 ))
                 .layer(axum::middleware::from_fn(middleware::quota_notices))
                 .layer(axum::middleware::from_fn_with_state(

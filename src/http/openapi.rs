@@ -231,6 +231,13 @@ fn forbid_nul(schema: &mut RefOr<openapi::Schema>, references: &mut Vec<String>)
 /// database can be 503 while it is away.
 fn add_standard_responses(operation: &mut openapi::path::Operation, writes: bool) {
     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    // Tenant credentials (not the operator's) are held to their plan's rate limits.
+    let rate_limited = operation.security.as_ref().is_some_and(|requirements| {
+        requirements
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .any(|r| r.get("bearer").is_some() || r.get("api_key").is_some())
+    });
     let has_path_params = operation.parameters.as_ref().is_some_and(|ps| {
         ps.iter()
             .any(|p| matches!(p.parameter_in, openapi::path::ParameterIn::Path))
@@ -328,6 +335,16 @@ fn add_standard_responses(operation: &mut openapi::path::Operation, writes: bool
     if has_path_params {
         add(404, "not_found", "No such resource in this tenant");
     }
+    if rate_limited {
+        add(
+            429,
+            "rate_limited",
+            "Over the rate limit of the credential or of its tenant (the plan's \
+             `requests_per_second` and `request_burst`); nothing was done. Retry after \
+             `Retry-After` seconds; `RateLimit-Policy` and `RateLimit` say where the \
+             limits stand",
+        );
+    }
     add(
         500,
         "internal_error",
@@ -349,6 +366,13 @@ fn add_standard_responses(operation: &mut openapi::path::Operation, writes: bool
             .responses
             .entry("503".to_owned())
             .or_insert_with(unavailable_response);
+    }
+    // Every 429 (a rate or a quota) says when to try again.
+    if let Some(RefOr::T(response)) = operation.responses.responses.get_mut("429") {
+        response
+            .headers
+            .entry("Retry-After".to_owned())
+            .or_insert_with(retry_after_header);
     }
 }
 
@@ -479,12 +503,6 @@ fn state_requirement(operation: &mut openapi::path::Operation) {
 
 /// 503 while the database is unreachable or overloaded, with the `Retry-After` to honour.
 fn unavailable_response() -> RefOr<openapi::Response> {
-    let mut retry_after = Header::new(
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(1)),
-    );
-    retry_after.description = Some("Seconds to wait before retrying".to_owned());
     problem(
         "The database is unreachable or overloaded (`service_unavailable`; during an outage \
          this is answered at once), or a statement ran past its limit \
@@ -492,9 +510,20 @@ fn unavailable_response() -> RefOr<openapi::Response> {
          the same `Idempotency-Key` takes effect at most once"
             .to_owned(),
     )
-    .header("Retry-After", retry_after)
+    .header("Retry-After", retry_after_header())
     .build()
     .into()
+}
+
+/// `Retry-After`: whole seconds.
+fn retry_after_header() -> Header {
+    let mut retry_after = Header::new(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1)),
+    );
+    retry_after.description = Some("Seconds to wait before retrying".to_owned());
+    retry_after
 }
 
 const PROBLEM_JSON: &str = "application/problem+json";

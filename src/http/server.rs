@@ -266,10 +266,10 @@ fn is_connection_error(error: &io::Error) -> bool {
 }
 
 fn log_panic(ended: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = ended {
-        if error.is_panic() {
-            tracing::error!(%error, "a connection task panicked");
-        }
+    if let Err(error) = ended
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a connection task panicked");
     }
 }
 

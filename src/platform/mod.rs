@@ -209,6 +209,8 @@ pub async fn update_tenant(
     }
     // The audit event is written under the tenant's own context, as its policies require.
     tx.enter_tenant(id).await?;
+    // Its status and plan are read by every credential check of the tenant.
+    tx.credentials_changed(id);
     versioning::update(tx, Author::operator(operator, id), id, expected, changes).await
 }
 
@@ -268,6 +270,7 @@ pub async fn override_limits(
     let before = plans::effective(tx, id).await?;
     if before.overrides != overrides {
         tenants::set_limit_overrides(tx, id, &overrides).await?;
+        tx.credentials_changed(id);
         plans::record_override(tx, operator, id, &before.overrides, &overrides).await?;
     }
     plans::effective(tx, id).await

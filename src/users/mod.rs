@@ -283,6 +283,8 @@ pub async fn update(
         by: principal,
         owners,
     };
+    // A role bounds the scopes of the user's tokens and keys; a status, whether they work.
+    tx.credentials_changed();
     versioning::update(tx, principal.into(), id, expected, change).await
 }
 

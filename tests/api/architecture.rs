@@ -37,7 +37,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("database", &["db"]),
     (
         "shared mechanisms",
-        &["audit", "events", "idempotency", "versioning"],
+        &[
+            "audit",
+            "events",
+            "idempotency",
+            "versioning",
+            "shared",
+            "traffic",
+        ],
     ),
     (
         "capabilities",

@@ -48,6 +48,9 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
             "TENANTRY_TOKEN_HASH_KEY".into(),
             "test-token-hash-key".into(),
         ),
+        // Tests make requests faster than the free plan's rate; the rate-limit tests
+        // (tests/api/traffic/) turn the limits on.
+        ("TENANTRY_RATE_LIMITS".into(), "off".into()),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());
@@ -386,6 +389,7 @@ impl TestApp {
         tenantry::auth::authenticate(&db, &auth, tenantry::auth::Presented::Bearer(&tenant.token))
             .await
             .unwrap()
+            .principal
     }
 
     /// What `/metrics` shows now.
@@ -649,6 +653,8 @@ pub async fn spawn_statement_logging_server(
                 "sqlx::query=debug,tenantry::http::middleware=info,warn",
             ),
             ("DATABASE_MAX_CONNECTIONS", "1"),
+            // Every request's own credential check is counted, never a cached one.
+            ("TENANTRY_CREDENTIAL_CACHE_TTL", "0s"),
         ],
         log_file,
     )
@@ -683,6 +689,7 @@ async fn start_server_process(
         .env("JWT_SECRET", JWT_SECRET)
         .env("TENANTRY_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .env("TENANTRY_TOKEN_HASH_KEY", "test-token-hash-key")
+        .env("TENANTRY_RATE_LIMITS", "off")
         .env("RUST_LOG", "warn")
         .stdout(log.try_clone().unwrap())
         .stderr(log)

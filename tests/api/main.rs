@@ -41,5 +41,6 @@ mod rls;
 mod startup;
 mod tenant_profile;
 mod timeouts;
+mod traffic;
 mod usage;
 mod users;

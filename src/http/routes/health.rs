@@ -29,6 +29,28 @@ pub struct Health {
     pub status: &'static str,
 }
 
+/// Readiness, with the state of the optional dependencies (which never make it fail).
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// Present when `REDIS_URL` is set. Redis is optional: while it is down the instance
+    /// keeps serving, counting rate limits in its own memory, so it stays ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisReadiness>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RedisReadiness {
+    /// The circuit breaker around Redis: `closed` (in use), `open` (failing: skipped
+    /// until its back-off ends), `half_open` (being tried again).
+    #[schema(example = "closed")]
+    pub breaker: &'static str,
+    /// Whether this instance hears the others' invalidations now.
+    #[schema(example = true)]
+    pub invalidations_subscribed: bool,
+}
+
 /// The process is up (it does not check dependencies: restarting would not fix them).
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
 pub async fn live() -> Json<Health> {
@@ -38,16 +60,23 @@ pub async fn live() -> Json<Health> {
 /// The instance can serve: Postgres answers within two seconds. 503 otherwise, so a load
 /// balancer stops sending traffic here — at once while the database is known to be down
 /// (then every other request is answered 503 at once too, until a probe reaches it).
+/// Redis, when configured, is reported (its circuit breaker) but never makes it fail.
 #[utoipa::path(
     get, path = "/health/ready", tag = "health",
     responses(
-        (status = 200, body = Health),
+        (status = 200, body = Readiness),
         (status = 503, description = "Postgres is unreachable", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before asking again"))),
     )
 )]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, Error> {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Error> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => Ok(Json(Health { status: "ok" })),
+        Ok(Ok(())) => Ok(Json(Readiness {
+            status: "ok",
+            redis: state.shared.breaker_state().map(|breaker| RedisReadiness {
+                breaker: breaker.as_str(),
+                invalidations_subscribed: state.shared.bus().listening(),
+            }),
+        })),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed");
             Err(Error::unavailable("the database", READY_RETRY_AFTER))

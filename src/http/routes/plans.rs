@@ -13,6 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     access::Operator,
+    db::Change,
     error::Error,
     http::{
         AppState,
@@ -141,6 +142,8 @@ pub async fn update_plan(
     let plan = state
         .db
         .in_platform(async |tx| {
+            // Every tenant's credential check reads its plan's rate limits.
+            tx.changed(Change::AllCredentials);
             plans::update(tx, &operator, &name, &preconditions.expected(), changes).await
         })
         .await?;

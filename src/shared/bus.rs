@@ -1,0 +1,176 @@
+//! The invalidation bus: committed changes reach this instance's caches at once, and every
+//! other instance's through Redis pub/sub.
+//!
+//! A transaction's changes are delivered here before its `commit` returns ([`Bus`] is the
+//! database's change receiver) and published on [`INVALIDATION_CHANNEL`] in the same call,
+//! so by the time the request that made them is answered, Redis has handed the message to
+//! every subscribed instance's connection. Each instance follows the channel
+//! ([`Bus::listen`]); whenever its subscription starts — at start-up and after every
+//! reconnection — it drops everything it caches ([`Change::Everything`]), since it may have
+//! missed messages meanwhile. While it cannot subscribe, copies it holds live until they
+//! expire: each cache's time-to-live is its staleness bound during a Redis outage.
+
+use std::{
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::RedisLink;
+use crate::db::{Change, changes::ChangeReceiver};
+
+/// The Redis channel the instances tell each other their committed changes on.
+pub const INVALIDATION_CHANNEL: &str = "tenantry:invalidations";
+
+/// The longest wait between attempts to subscribe again.
+const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
+
+type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
+
+/// One published batch: the changes of one commit, and who committed them.
+#[derive(Serialize, Deserialize)]
+struct Message {
+    from: Uuid,
+    changes: Vec<Change>,
+}
+
+pub struct Bus {
+    /// This instance, so that it skips its own messages (it applied them already).
+    instance: Uuid,
+    redis: Option<Arc<RedisLink>>,
+    handlers: RwLock<Vec<Handler>>,
+    listening: AtomicBool,
+}
+
+impl Bus {
+    pub(super) fn new(redis: Option<Arc<RedisLink>>) -> Self {
+        Self {
+            instance: Uuid::now_v7(),
+            redis,
+            handlers: RwLock::new(Vec::new()),
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// Calls `handler` with every change, this instance's and the others'.
+    pub fn subscribe(&self, handler: impl Fn(&Change) + Send + Sync + 'static) {
+        self.handlers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(handler));
+    }
+
+    /// Whether this instance is hearing the others' changes now (always true without Redis:
+    /// there are no others).
+    pub fn listening(&self) -> bool {
+        self.redis.is_none() || self.listening.load(Ordering::Relaxed)
+    }
+
+    fn deliver(&self, changes: &[Change]) {
+        let handlers = self
+            .handlers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for change in changes {
+            for handler in &handlers {
+                handler(change);
+            }
+        }
+    }
+
+    /// Applies `changes` here, then tells the other instances (when Redis is configured
+    /// and its breaker lets the message through).
+    pub async fn publish(&self, changes: Vec<Change>) {
+        self.deliver(&changes);
+        let Some(redis) = &self.redis else { return };
+        metrics::counter!("cache_invalidations_sent_total").increment(changes.len() as u64);
+        let message = Message {
+            from: self.instance,
+            changes,
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return;
+        };
+        let sent = redis
+            .run(async |connection| {
+                redis::cmd("PUBLISH")
+                    .arg(INVALIDATION_CHANNEL)
+                    .arg(&payload)
+                    .query_async::<i64>(connection)
+                    .await
+            })
+            .await;
+        if sent.is_none() {
+            metrics::counter!("cache_invalidations_unsent_total").increment(1);
+        }
+    }
+
+    /// Follows the other instances' changes for as long as the process runs (returns at
+    /// once without Redis).
+    pub async fn listen(self: Arc<Self>) {
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match subscribe(redis.client()).await {
+                Ok(mut subscription) => {
+                    delay = Duration::from_millis(100);
+                    self.listening.store(true, Ordering::Relaxed);
+                    tracing::debug!("following the other instances' invalidations");
+                    self.deliver(&[Change::Everything]);
+                    let mut messages = subscription.on_message();
+                    while let Some(message) = messages.next().await {
+                        self.received(message.get_payload_bytes());
+                    }
+                    self.listening.store(false, Ordering::Relaxed);
+                    tracing::warn!(
+                        "lost the subscription to the other instances' invalidations; cached copies expire on their own until it is back"
+                    );
+                }
+                Err(error) => tracing::debug!(%error, "subscribing to invalidations failed"),
+            }
+            let jitter = rand::random_range(0.5..1.0);
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
+        }
+    }
+
+    fn received(&self, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<Message>(payload) else {
+            tracing::warn!("ignored a malformed invalidation message");
+            return;
+        };
+        if message.from == self.instance {
+            return;
+        }
+        metrics::counter!("cache_invalidations_received_total")
+            .increment(message.changes.len() as u64);
+        self.deliver(&message.changes);
+    }
+}
+
+async fn subscribe(client: &redis::Client) -> anyhow::Result<redis::aio::PubSub> {
+    let connect = async {
+        let mut subscription = client.get_async_pubsub().await?;
+        subscription.subscribe(INVALIDATION_CHANNEL).await?;
+        anyhow::Ok(subscription)
+    };
+    tokio::time::timeout(Duration::from_secs(1), connect).await?
+}
+
+impl ChangeReceiver for Bus {
+    fn committed(
+        &self,
+        changes: Vec<Change>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.publish(changes))
+    }
+}

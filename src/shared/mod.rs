@@ -1,0 +1,223 @@
+//! State shared by every instance: Redis when `REDIS_URL` is set, behind a circuit breaker,
+//! and the invalidation bus that carries committed changes to every instance's caches.
+//!
+//! Redis is optional. Without it an instance keeps everything in process (one node, zero
+//! set-up). With it, rate limits are counted once for all instances ([`crate::traffic`]) and
+//! a change committed on one instance drops the copies cached on all of them ([`Bus`]).
+//! While Redis is down, each user of it falls back to its in-process half: limits are
+//! counted per instance (looser), and a change reaches the other instances only when their
+//! copies expire (each cache states its bound). Nothing is answered 5xx for want of Redis.
+//!
+//! [`RedisLink::run`] goes through a circuit breaker (`failsafe`): after
+//! [`BREAKER_FAILURES`] failures in a row it opens and every call is skipped at once — a
+//! dead Redis costs a flag check per request, not a connect or response timeout — until
+//! a jittered, exponentially growing back-off has passed and one call may try again. Its
+//! state is the gauge `redis_breaker_state` (0 closed, 1 half-open, 2 open) and part of
+//! `/health/ready`'s details.
+
+mod bus;
+
+pub use bus::{Bus, INVALIDATION_CHANNEL};
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use failsafe::{
+    StateMachine,
+    backoff::{self, EqualJittered},
+    failure_policy::{self, ConsecutiveFailures},
+};
+use redis::{
+    RedisResult,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+/// Failures in a row that open the breaker.
+pub const BREAKER_FAILURES: u32 = 3;
+/// The back-off of an open breaker: from this (`failsafe` takes whole seconds)…
+const BREAKER_MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// …doubling up to this, each with jitter.
+const BREAKER_MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a Redis command or connection attempt may take before it counts as failed.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The breaker's state, as the gauge and readiness report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+}
+
+/// Follows the breaker's transitions: the gauge, a log line, and the state for readiness.
+#[derive(Debug, Clone, Default)]
+struct BreakerWatch(Arc<AtomicU8>);
+
+impl BreakerWatch {
+    fn set(&self, state: BreakerState) {
+        let before = self.0.swap(state as u8, Ordering::Relaxed);
+        metrics::gauge!("redis_breaker_state").set(f64::from(state as u8));
+        if before != state as u8 {
+            match state {
+                BreakerState::Open => tracing::warn!(
+                    "Redis is failing: its circuit breaker is open; rate limits, caches and invalidations use this instance's memory until it recovers"
+                ),
+                BreakerState::HalfOpen => tracing::info!("trying Redis again (breaker half-open)"),
+                BreakerState::Closed => tracing::info!("Redis answers again (breaker closed)"),
+            }
+        }
+    }
+
+    fn get(&self) -> BreakerState {
+        match self.0.load(Ordering::Relaxed) {
+            0 => BreakerState::Closed,
+            1 => BreakerState::HalfOpen,
+            _ => BreakerState::Open,
+        }
+    }
+}
+
+impl failsafe::Instrument for BreakerWatch {
+    fn on_call_rejected(&self) {
+        metrics::counter!("redis_calls_skipped_total").increment(1);
+    }
+    fn on_open(&self) {
+        self.set(BreakerState::Open);
+    }
+    fn on_half_open(&self) {
+        self.set(BreakerState::HalfOpen);
+    }
+    fn on_closed(&self) {
+        self.set(BreakerState::Closed);
+    }
+}
+
+type Breaker = StateMachine<ConsecutiveFailures<EqualJittered>, BreakerWatch>;
+
+/// The link to Redis: a multiplexed connection that reconnects by itself, behind the
+/// circuit breaker.
+pub struct RedisLink {
+    client: redis::Client,
+    connection: ConnectionManager,
+    breaker: Breaker,
+    watch: BreakerWatch,
+}
+
+impl RedisLink {
+    /// Prepares the link without connecting: start-up never waits for Redis, and a Redis
+    /// that is down at start is one whose breaker opens on first use.
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+        let connection = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(REDIS_TIMEOUT))
+                .set_response_timeout(Some(REDIS_TIMEOUT))
+                .set_number_of_retries(1)
+                .set_max_delay(REDIS_TIMEOUT),
+        )
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+        let watch = BreakerWatch::default();
+        watch.set(BreakerState::Closed);
+        let breaker = failsafe::Config::new()
+            .failure_policy(failure_policy::consecutive_failures(
+                BREAKER_FAILURES,
+                backoff::equal_jittered(BREAKER_MIN_BACKOFF, BREAKER_MAX_BACKOFF),
+            ))
+            .instrument(watch.clone())
+            .build();
+        Ok(Self {
+            client,
+            connection,
+            breaker,
+            watch,
+        })
+    }
+
+    /// Runs `command` on Redis unless the breaker is open. `None` when it was skipped or
+    /// failed (the failure counts towards opening the breaker): the caller falls back to
+    /// its in-process half.
+    pub async fn run<T>(
+        &self,
+        command: impl AsyncFnOnce(&mut ConnectionManager) -> RedisResult<T>,
+    ) -> Option<T> {
+        if !self.breaker.is_call_permitted() {
+            return None;
+        }
+        let mut connection = self.connection.clone();
+        match command(&mut connection).await {
+            Ok(value) => {
+                self.breaker.on_success();
+                Some(value)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "Redis command failed");
+                metrics::counter!("redis_errors_total").increment(1);
+                self.breaker.on_error();
+                None
+            }
+        }
+    }
+
+    /// The breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.watch.get()
+    }
+
+    /// The client, for connections of their own (a subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+}
+
+/// What an instance shares: the Redis link when configured, and the invalidation bus.
+#[derive(Clone)]
+pub struct Shared {
+    redis: Option<Arc<RedisLink>>,
+    bus: Arc<Bus>,
+}
+
+impl Shared {
+    /// From `REDIS_URL`: Redis when set, this process alone otherwise.
+    pub fn from_url(url: Option<&str>) -> anyhow::Result<Self> {
+        let redis = url.map(RedisLink::new).transpose()?.map(Arc::new);
+        let bus = Arc::new(Bus::new(redis.clone()));
+        Ok(Self { redis, bus })
+    }
+
+    /// This process alone.
+    pub fn in_process() -> Self {
+        Self {
+            redis: None,
+            bus: Arc::new(Bus::new(None)),
+        }
+    }
+
+    pub fn redis(&self) -> Option<&Arc<RedisLink>> {
+        self.redis.as_ref()
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// The breaker's state, when Redis is configured.
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        self.redis.as_ref().map(|redis| redis.breaker_state())
+    }
+}
