@@ -39,6 +39,7 @@ use crate::{
     access::Operator,
     config::Config,
     error::Error,
+    shared::RedisLink,
     users::password::{HashingLimits, Passwords},
 };
 use cache::CredentialCache;
@@ -63,14 +64,18 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    /// Loads the keys and makes the dummy password hash (through the bounded hasher).
-    pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+    /// Loads the keys and makes the dummy password hash (through the bounded hasher). The
+    /// login throttle counts in Redis when `redis` is given.
+    pub async fn from_config(
+        config: &Config,
+        redis: Option<Arc<RedisLink>>,
+    ) -> anyhow::Result<Self> {
         crate::access::validate_role_map()?;
         Ok(Self {
             jwt: JwtKeys::from_config(config)?,
             hasher: TokenHasher::new(config.token_hash_key.clone()),
             passwords: Passwords::new(HashingLimits::from_config(config)).await?,
-            throttle: LoginThrottle::from_config(config),
+            throttle: LoginThrottle::from_config(config, redis),
             credentials: Arc::new(CredentialCache::new(config.credential_cache_ttl)),
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,

@@ -1,10 +1,12 @@
 //! Failed-login throttling, per client address and per account (tenant and email): a few
 //! free failures, then a lock-out that doubles with each further failure, up to a cap.
 //!
-//! [`LoginThrottle`] is the policy; where the counts live is an [`AttemptStore`] — this
-//! process's memory today ([`MemoryStore`]: at most `LOGIN_THROTTLE_CAPACITY` keys, each
-//! forgotten `LOGIN_FAILURE_WINDOW` after its last failure), a shared store such as Redis
-//! once several instances must agree (the trait's futures and `Result`s are for that).
+//! [`LoginThrottle`] is the policy; where the counts live is an [`AttemptStore`]: this
+//! process's memory ([`MemoryStore`]: at most `LOGIN_THROTTLE_CAPACITY` keys, each
+//! forgotten `LOGIN_FAILURE_WINDOW` after its last failure), or Redis when `REDIS_URL` is
+//! set ([`RedisStore`]), so that every instance counts the same failures and a guesser
+//! cannot spread guesses across instances. While Redis is down the Redis store counts in
+//! memory instead, per instance.
 //! Login asks [`LoginThrottle::check`] before any argon2 work, so a locked-out attempt
 //! costs a map lookup and is refused with 429 `too_many_attempts` and `Retry-After`; it
 //! then reports each failure ([`LoginThrottle::failed`]) and success
@@ -29,13 +31,14 @@ use std::{
     future::Future,
     net::{IpAddr, Ipv6Addr},
     pin::Pin,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::{config::Config, error::Error};
+use crate::{config::Config, error::Error, shared::RedisLink};
 
 /// The longest a refusal is held before it is answered.
 const REFUSAL_DELAY: Duration = Duration::from_secs(1);
@@ -217,6 +220,127 @@ impl AttemptStore for MemoryStore {
     }
 }
 
+/// Failure counts in Redis, shared by every instance: per key, a failure counter that
+/// lives `LOGIN_FAILURE_WINDOW` past its last failure and a lock-out key that lives as
+/// long as the lock-out. Each operation is one round trip (a failure is one script, so
+/// the count and the lock-out it starts move together). When Redis does not answer
+/// (its breaker is open), the operation is done in this process's memory instead.
+pub struct RedisStore {
+    link: Arc<RedisLink>,
+    window: Duration,
+    record: redis::Script,
+    fallback: MemoryStore,
+}
+
+/// `KEYS[1]` the failure counter, `KEYS[2]` the lock-out; `ARGV`: the window, the free
+/// failures, the first and the longest lock-out (ms). Returns the lock-out started (ms),
+/// or 0. `Policy::lockout_after`'s arithmetic.
+const RECORD_FAILURE: &str = r#"
+local failures = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local doublings = failures - tonumber(ARGV[2]) - 1
+if doublings < 0 then return 0 end
+local lockout = tonumber(ARGV[4])
+if doublings < 40 then lockout = math.min(tonumber(ARGV[3]) * 2 ^ doublings, lockout) end
+lockout = math.floor(lockout)
+if redis.call('PTTL', KEYS[2]) < lockout then
+  redis.call('SET', KEYS[2], 1, 'PX', lockout)
+end
+return lockout
+"#;
+
+impl RedisStore {
+    pub fn new(link: Arc<RedisLink>, capacity: u64, window: Duration) -> Self {
+        Self {
+            link,
+            window,
+            record: redis::Script::new(RECORD_FAILURE),
+            fallback: MemoryStore::new(capacity, window),
+        }
+    }
+
+    fn keys(key: ThrottleKey) -> (String, String) {
+        let digest: String = key.digest().iter().map(|b| format!("{b:02x}")).collect();
+        (
+            format!("tenantry:login:failures:{digest}"),
+            format!("tenantry:login:lockout:{digest}"),
+        )
+    }
+}
+
+impl AttemptStore for RedisStore {
+    fn locked_for(&self, key: ThrottleKey) -> StoreFuture<'_, Option<Duration>> {
+        Box::pin(async move {
+            let (_, lockout) = Self::keys(key);
+            let rest = self
+                .link
+                .run(async |connection| {
+                    redis::cmd("PTTL")
+                        .arg(&lockout)
+                        .query_async::<i64>(connection)
+                        .await
+                })
+                .await;
+            match rest {
+                Some(ms) => Ok(u64::try_from(ms)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)),
+                None => self.fallback.locked_for(key).await,
+            }
+        })
+    }
+
+    fn record_failure(
+        &self,
+        key: ThrottleKey,
+        policy: Policy,
+    ) -> StoreFuture<'_, Option<Duration>> {
+        Box::pin(async move {
+            let (failures, lockout) = Self::keys(key);
+            let mut invocation = self.record.prepare_invoke();
+            invocation
+                .key(&failures)
+                .key(&lockout)
+                .arg(self.window.as_millis() as u64)
+                .arg(policy.free_failures)
+                .arg(policy.base.as_millis() as u64)
+                .arg(policy.max.as_millis() as u64);
+            let started = self
+                .link
+                .run(async |connection| invocation.invoke_async::<u64>(connection).await)
+                .await;
+            match started {
+                Some(0) => Ok(None),
+                Some(ms) => Ok(Some(Duration::from_millis(ms))),
+                None => self.fallback.record_failure(key, policy).await,
+            }
+        })
+    }
+
+    fn clear(&self, key: ThrottleKey) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (failures, lockout) = Self::keys(key);
+            let cleared = self
+                .link
+                .run(async |connection| {
+                    redis::cmd("DEL")
+                        .arg(&failures)
+                        .arg(&lockout)
+                        .query_async::<i64>(connection)
+                        .await
+                })
+                .await;
+            // Forgotten here too: what was counted here while Redis was away.
+            self.fallback.clear(key).await?;
+            if cleared.is_none() {
+                tracing::debug!("a login's failures stay counted in Redis (it is away)");
+            }
+            Ok(())
+        })
+    }
+}
+
 /// A key that is locked out, and for how much longer.
 #[derive(Debug, Clone, Copy)]
 pub struct Lockout {
@@ -244,18 +368,21 @@ impl LoginThrottle {
         }
     }
 
-    /// The throttle `LOGIN_*` configures, in this process's memory.
-    pub fn from_config(config: &Config) -> Self {
+    /// The throttle `LOGIN_*` configures: in Redis when `redis` is given, in this
+    /// process's memory otherwise.
+    pub fn from_config(config: &Config, redis: Option<Arc<RedisLink>>) -> Self {
         let policy = |free_failures| Policy {
             free_failures,
             base: config.login_lockout_base,
             max: config.login_lockout_max,
         };
+        let (capacity, window) = (config.login_throttle_capacity, config.login_failure_window);
+        let store: Box<dyn AttemptStore> = match redis {
+            Some(link) => Box::new(RedisStore::new(link, capacity, window)),
+            None => Box::new(MemoryStore::new(capacity, window)),
+        };
         Self::new(
-            Box::new(MemoryStore::new(
-                config.login_throttle_capacity,
-                config.login_failure_window,
-            )),
+            store,
             policy(config.login_client_free_failures),
             policy(config.login_account_free_failures),
         )

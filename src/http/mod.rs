@@ -100,7 +100,7 @@ impl AppState {
                 .as_ref()
                 .map(secrecy::ExposeSecret::expose_secret),
         )?;
-        let auth = Arc::new(AuthService::from_config(config).await?);
+        let auth = Arc::new(AuthService::from_config(config, shared.redis().cloned()).await?);
         // Committed changes go to the bus, which drops the copies they make stale here
         // and tells the other instances.
         db.on_commit().deliver_to(shared.bus().clone());

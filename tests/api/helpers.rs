@@ -383,7 +383,7 @@ impl TestApp {
     /// application layer directly.
     pub async fn principal_of(&self, tenant: &TestTenant) -> tenantry::access::Principal {
         let db = tenantry::db::Db::connect(&self.config).unwrap();
-        let auth = tenantry::auth::AuthService::from_config(&self.config)
+        let auth = tenantry::auth::AuthService::from_config(&self.config, None)
             .await
             .unwrap();
         tenantry::auth::authenticate(&db, &auth, tenantry::auth::Presented::Bearer(&tenant.token))

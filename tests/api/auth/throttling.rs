@@ -305,3 +305,27 @@ async fn without_a_trusted_proxy_the_forwarded_for_header_is_ignored() {
     assert_eq!(failures, [StatusCode::UNAUTHORIZED; 3], "three failures");
     expect_problem(next, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
+
+#[tokio::test]
+async fn instances_sharing_redis_count_an_accounts_failures_together() {
+    // Arrange: two servers on one Redis, two free failures per account, a long lock-out.
+    let config = [
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("LOGIN_ACCOUNT_FREE_FAILURES", "2"),
+        ("LOGIN_LOCKOUT_BASE", "10m"),
+    ];
+    let (a, b) = (spawn_app_with(&config).await, spawn_app_with(&config).await);
+    let tenant = a.create_tenant().await;
+
+    // Act: the failures alternate between the instances; then the right password on B.
+    let mut failures = Vec::new();
+    for app in [&a, &b, &a] {
+        let response = attempt_login(app, &tenant.slug, &tenant.owner_email, WRONG, &[]).await;
+        failures.push(response.status());
+    }
+    let locked = attempt_login(&b, &tenant.slug, &tenant.owner_email, PASSWORD, &[]).await;
+
+    // Assert: B saw one failure itself, yet knows the account is locked out.
+    assert_eq!(failures, [StatusCode::UNAUTHORIZED; 3]);
+    expect_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
