@@ -367,7 +367,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 .map_err(anyhow::Error::from)?;
             let erasure = data_rights::erase(&mut tx, &auth::console_operator(), tenant.id).await?;
             tx.commit().await.map_err(anyhow::Error::from)?;
-            announce_credentials_changed(&config, tenant.id).await;
+            announce(&config, Change::Tenant { tenant: tenant.id }).await;
             print_out(&format!(
                 "erased the personal data of tenant {}: {}, {}, {}, {} (now suspended)\n",
                 tenant.slug,
@@ -744,7 +744,13 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
                 .map_or("", |t| t.slug.as_str());
             match service_tokens::revoke(&mut owner, &operator, found.tenant_id, jti).await? {
                 Revocation::Revoked(token) => {
-                    announce_credentials_changed(config, found.tenant_id).await;
+                    announce(
+                        config,
+                        Change::Credentials {
+                            tenant: found.tenant_id,
+                        },
+                    )
+                    .await;
                     println!(
                         "revoked service token {jti} of tenant {slug} (subject {}); it is refused from its next request on",
                         token.subject
@@ -760,20 +766,16 @@ async fn token(command: TokenCommand, config: &Config) -> Result<(), Error> {
     }
 }
 
-/// Tells the servers that `tenant`'s credentials changed, through Redis when `REDIS_URL`
-/// is set: they drop what they remember of them at once. Without Redis they cannot be told,
-/// and see the change when those copies expire (`TENANTRY_CREDENTIAL_CACHE_TTL`).
-async fn announce_credentials_changed(config: &Config, tenant: TenantId) {
+/// Tells the servers what a command changed, through Redis when `REDIS_URL` is set: they
+/// drop what they cached of it at once. Without Redis they cannot be told, and see the
+/// change when those copies expire (`TENANTRY_CREDENTIAL_CACHE_TTL`,
+/// `TENANTRY_READ_CACHE_TTL`).
+async fn announce(config: &Config, change: Change) {
     let Some(url) = &config.redis_url else {
         return;
     };
     match Shared::from_url(Some(url.expose_secret())) {
-        Ok(shared) => {
-            shared
-                .bus()
-                .publish(vec![Change::Credentials { tenant }])
-                .await
-        }
+        Ok(shared) => shared.bus().publish(vec![change]).await,
         Err(error) => tracing::warn!(%error, "could not tell the servers through Redis"),
     }
 }

@@ -221,6 +221,15 @@ pub struct Config {
     /// `TENANTRY_RATE_LIMITS`: `on` (default) enforces the plans' `requests_per_second`
     /// and `request_burst`; `off` only for benchmarks and tests that measure something else.
     pub rate_limits: bool,
+    /// `TENANTRY_READ_CACHE_TTL`: how long a single order, product, customer or tenant
+    /// profile read is cached (in process, and in Redis when configured). A write drops
+    /// it at once everywhere while Redis carries invalidations; this bounds how long a
+    /// replaced value may be served while it cannot. Default `10s`, at most `5m`; `0s`
+    /// turns the read cache off.
+    pub read_cache_ttl: Duration,
+    /// `TENANTRY_READ_CACHE_BYTES`: the most the in-process read cache holds. Default
+    /// 64 MiB.
+    pub read_cache_bytes: u64,
     /// `TENANTRY_CREDENTIAL_RATE_ALGORITHM`: how each credential's limit decides, `gcra`
     /// (default) or `sliding-window`.
     pub credential_rate_algorithm: RateAlgorithm,
@@ -378,6 +387,10 @@ impl Config {
                 .filter(|url| !url.trim().is_empty())
                 .map(SecretString::from),
             credential_cache_ttl: duration("TENANTRY_CREDENTIAL_CACHE_TTL", "5s")?,
+            read_cache_ttl: duration("TENANTRY_READ_CACHE_TTL", "10s")?,
+            read_cache_bytes: var("TENANTRY_READ_CACHE_BYTES", "67108864")
+                .parse()
+                .context("TENANTRY_READ_CACHE_BYTES must be a number of bytes")?,
             rate_limits: match var("TENANTRY_RATE_LIMITS", "on").as_str() {
                 "on" => true,
                 "off" => false,
@@ -476,6 +489,11 @@ impl Config {
         }
         if self.login_throttle_capacity == 0 {
             bail!("LOGIN_THROTTLE_CAPACITY must be at least 1");
+        }
+        if self.read_cache_ttl > Duration::from_secs(300) {
+            bail!(
+                "TENANTRY_READ_CACHE_TTL must be at most 5m (it bounds how long a replaced value may be served while Redis is down)"
+            );
         }
         if self.credential_cache_ttl > Duration::from_secs(60) {
             bail!(

@@ -12,7 +12,8 @@
 //! - shared mechanisms: [`audit`] (every mutation's audit event), [`events`] (the event
 //!   store and the committed-event feed), [`versioning`] (optimistic concurrency and the
 //!   one versioned-update sequence), [`idempotency`] (idempotency keys), [`shared`] (Redis
-//!   behind a circuit breaker, and the invalidation bus), [`traffic`] (rate limits);
+//!   behind a circuit breaker, and the invalidation bus), [`traffic`] (rate limits),
+//!   [`cache`] (hot single reads, in process and in Redis);
 //! - capabilities, each with its domain types, its SQL and its application functions:
 //!   [`tenancy`], [`users`], [`api_keys`], [`auth`] (verifying and issuing credentials),
 //!   [`catalog`], [`orders`], [`platform`] (the operator's tenant directory);
@@ -27,6 +28,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -152,7 +152,7 @@ impl CredentialCache {
         let now = Instant::now();
         let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
         match change {
-            Change::Credentials { tenant } => {
+            Change::Credentials { tenant } | Change::Tenant { tenant } => {
                 // Changes older than any entry can be are forgotten, so the map stays
                 // as small as the number of tenants that changed within one lifetime.
                 if changes.tenants.len() >= 10_000 {

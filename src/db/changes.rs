@@ -33,6 +33,9 @@ pub enum Change {
         kind: String,
         id: Uuid,
     },
+    /// Everything of one tenant (its personal data erased): its credentials and every
+    /// cached resource.
+    Tenant { tenant: TenantId },
     /// Everything: a receiver that may have missed changes (a lost subscription) drops
     /// every copy it holds. Never sent by a transaction.
     Everything,
@@ -42,7 +45,9 @@ impl Change {
     /// The tenant a change belongs to, if it belongs to one.
     pub fn tenant(&self) -> Option<TenantId> {
         match self {
-            Change::Credentials { tenant } | Change::Resource { tenant, .. } => Some(*tenant),
+            Change::Credentials { tenant }
+            | Change::Resource { tenant, .. }
+            | Change::Tenant { tenant } => Some(*tenant),
             Change::AllCredentials | Change::Everything => None,
         }
     }

@@ -447,6 +447,16 @@ impl TenantTx {
         }
     }
 
+    /// Reports that this transaction changes the `kind` resource `id` of its tenant, which
+    /// may be cached (as [`TenantTx::changed`]).
+    pub fn resource_changed(&mut self, kind: &str, id: uuid::Uuid) {
+        self.changed(Change::Resource {
+            tenant: self.tenant_id,
+            kind: kind.to_owned(),
+            id,
+        });
+    }
+
     /// Reports that this transaction changes what its tenant's credential checks read: an
     /// API key, a session, a user's role or status (as [`TenantTx::changed`]).
     pub fn credentials_changed(&mut self) {
@@ -513,6 +523,16 @@ impl PlatformTx {
     /// (as [`TenantTx::changed`]).
     pub fn credentials_changed(&mut self, tenant: TenantId) {
         self.changed(Change::Credentials { tenant });
+    }
+
+    /// Reports that this transaction changes the `kind` resource `id` of `tenant`, which
+    /// may be cached (as [`TenantTx::changed`]).
+    pub fn resource_changed(&mut self, tenant: TenantId, kind: &str, id: uuid::Uuid) {
+        self.changed(Change::Resource {
+            tenant,
+            kind: kind.to_owned(),
+            id,
+        });
     }
 
     /// Commits, then drops every copy of what it [`changed`](PlatformTx::changed).

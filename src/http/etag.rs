@@ -98,17 +98,38 @@ impl Preconditions {
 
     /// A read response: 304 when the client's copy is current, else the body with its ETag.
     pub fn read_response<T: Serialize>(&self, version: i64, body: T) -> Response {
+        self.not_modified(version)
+            .unwrap_or_else(|| with_etag(version, body))
+    }
+
+    /// [`Preconditions::read_response`] for a body already serialised (a cached one).
+    pub fn cached_response(&self, version: i64, json: bytes::Bytes) -> Response {
+        self.not_modified(version).unwrap_or_else(|| {
+            let mut response = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                json,
+            )
+                .into_response();
+            set_etag(response.headers_mut(), version);
+            response
+        })
+    }
+
+    /// 304 when `If-None-Match` names `version`.
+    fn not_modified(&self, version: i64) -> Option<Response> {
         let current = self
             .if_none_match
             .as_deref()
             .map(|list| versions(list, Comparison::Weak))
             .is_some_and(|versions| versions.is_none_or(|v| v.contains(&version)));
-        if current {
+        current.then(|| {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             set_etag(response.headers_mut(), version);
-            return response;
-        }
-        with_etag(version, body)
+            response
+        })
     }
 }
 

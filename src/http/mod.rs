@@ -30,6 +30,7 @@
 
 pub mod auth;
 pub mod body_schema;
+pub mod cached;
 pub mod client_ip;
 pub mod etag;
 pub mod extract;
@@ -63,6 +64,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     auth::{AuthService, OperatorToken},
+    cache::ReadCache,
     config::Config,
     db::Db,
     observability,
@@ -89,6 +91,8 @@ pub struct AppState {
     /// What the instances share (Redis, when configured) and the invalidation bus.
     pub shared: Shared,
     pub rate_limiting: Arc<rate_limit::RateLimiting>,
+    /// Hot single reads, cached (`cache`).
+    pub reads: Arc<ReadCache>,
 }
 
 impl AppState {
@@ -108,6 +112,13 @@ impl AppState {
         shared
             .bus()
             .subscribe(move |change| credentials.apply(change));
+        let reads = Arc::new(ReadCache::new(
+            config.read_cache_ttl,
+            config.read_cache_bytes,
+            shared.redis().cloned(),
+        ));
+        let cached = Arc::clone(&reads);
+        shared.bus().subscribe(move |change| cached.apply(change));
         let rate_limiting = Arc::new(rate_limit::RateLimiting::new(
             config,
             Limiter::new(shared.redis().cloned()),
@@ -117,6 +128,7 @@ impl AppState {
             auth,
             shared,
             rate_limiting,
+            reads,
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
             meter: Arc::new(Meter::new(db.usage().clone())),

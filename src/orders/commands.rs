@@ -12,6 +12,7 @@ use super::{
     projection,
     stream::{self, OrderEvent},
 };
+use crate::cache;
 use crate::{
     access::{Principal, Scope},
     audit::{self, AuditEvent},
@@ -132,6 +133,9 @@ pub async fn place(
         })?;
 
     products::reserve(tx, &quantities(&lines)).await?;
+    for line in &lines {
+        tx.resource_changed(cache::kind::PRODUCT, line.product_id.as_uuid());
+    }
     let event = OrderEvent::Placed {
         customer_id: new.customer_id,
         currency,
@@ -174,6 +178,9 @@ pub async fn transition(
     let event = order.decide(transition).map_err(refusal)?;
     if let OrderEvent::Cancelled { released, .. } = &event {
         products::release(tx, &quantities(released)).await?;
+        for line in released {
+            tx.resource_changed(cache::kind::PRODUCT, line.product_id.as_uuid());
+        }
     }
     order.apply(&event, events::now());
     record(tx, principal, command, &order, &event).await?;
@@ -190,6 +197,7 @@ async fn record(
     event: &OrderEvent,
 ) -> Result<(), Error> {
     stream::append(tx, principal, command, order, event).await?;
+    tx.resource_changed(cache::kind::ORDER, order.id.as_uuid());
     let tenant_id = tx.tenant_id();
     projection::project(tx, tenant_id, order, event).await?;
     let (_, data) = stream::encode(event)?;

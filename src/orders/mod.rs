@@ -31,8 +31,15 @@ use utoipa::ToSchema;
 use crate::{
     catalog::{Customer, Product},
     id::{CustomerId, ProductId},
+    versioning::Versioned,
 };
 use aggregate::Line;
+
+impl Versioned for OrderView {
+    fn version(&self) -> i64 {
+        i64::from(self.version)
+    }
+}
 
 /// An order as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// What `expand` asked to embed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Expand {
     customer: bool,
     products: bool,

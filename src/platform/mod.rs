@@ -12,6 +12,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
+use crate::cache;
 use crate::{
     access::{Operator, Role},
     audit::{self, AuditEvent, Author},
@@ -209,8 +210,10 @@ pub async fn update_tenant(
     }
     // The audit event is written under the tenant's own context, as its policies require.
     tx.enter_tenant(id).await?;
-    // Its status and plan are read by every credential check of the tenant.
+    // Its status and plan are read by every credential check of the tenant; its profile
+    // may be cached.
     tx.credentials_changed(id);
+    tx.resource_changed(id, cache::kind::TENANT, id.as_uuid());
     versioning::update(tx, Author::operator(operator, id), id, expected, changes).await
 }
 
@@ -270,7 +273,9 @@ pub async fn override_limits(
     let before = plans::effective(tx, id).await?;
     if before.overrides != overrides {
         tenants::set_limit_overrides(tx, id, &overrides).await?;
+        // The limits are read by credential checks; the profile's version moves.
         tx.credentials_changed(id);
+        tx.resource_changed(id, cache::kind::TENANT, id.as_uuid());
         plans::record_override(tx, operator, id, &before.overrides, &overrides).await?;
     }
     plans::effective(tx, id).await

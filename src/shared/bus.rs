@@ -2,7 +2,8 @@
 //! other instance's through Redis pub/sub.
 //!
 //! A transaction's changes are delivered here before its `commit` returns ([`Bus`] is the
-//! database's change receiver) and published on [`INVALIDATION_CHANNEL`] in the same call,
+//! database's change receiver); the read cache's values in Redis are dropped and the
+//! changes published on [`INVALIDATION_CHANNEL`] in the same round trip,
 //! so by the time the request that made them is answered, Redis has handed the message to
 //! every subscribed instance's connection. Each instance follows the channel
 //! ([`Bus::listen`]); whenever its subscription starts — at start-up and after every
@@ -27,6 +28,10 @@ use crate::db::{Change, changes::ChangeReceiver};
 
 /// The Redis channel the instances tell each other their committed changes on.
 pub const INVALIDATION_CHANNEL: &str = "tenantry:invalidations";
+
+/// How long a cached resource's generation outlives its last write: far longer than any
+/// read that could race the write.
+const GENERATION_TTL: Duration = Duration::from_secs(3600);
 
 /// The longest wait between attempts to subscribe again.
 const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
@@ -85,31 +90,57 @@ impl Bus {
         }
     }
 
-    /// Applies `changes` here, then tells the other instances (when Redis is configured
-    /// and its breaker lets the message through).
+    /// Drops what `changes` make stale in Redis and tells the other instances (when Redis
+    /// is configured and its breaker lets the message through), then applies them here.
+    /// Redis first: once a change is applied here, no read may find the old value in
+    /// Redis and cache it here again as new.
     pub async fn publish(&self, changes: Vec<Change>) {
-        self.deliver(&changes);
-        let Some(redis) = &self.redis else { return };
+        let Some(redis) = &self.redis else {
+            self.deliver(&changes);
+            return;
+        };
         metrics::counter!("cache_invalidations_sent_total").increment(changes.len() as u64);
         let message = Message {
             from: self.instance,
             changes,
         };
         let Ok(payload) = serde_json::to_string(&message) else {
+            self.deliver(&message.changes);
             return;
         };
+        // One round trip: the cached values in Redis dropped (and their generations
+        // bumped, so a read already under way cannot put them back), then the message.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for change in &message.changes {
+            if let Change::Resource { tenant, kind, id } = change {
+                let generation = super::cache_generation_key(*tenant, kind, *id);
+                pipe.cmd("INCR").arg(&generation).ignore();
+                pipe.cmd("PEXPIRE")
+                    .arg(&generation)
+                    .arg(GENERATION_TTL.as_millis() as u64)
+                    .ignore();
+                pipe.cmd("DEL")
+                    .arg(super::cache_key(*tenant, kind, *id))
+                    .ignore();
+            }
+        }
+        pipe.cmd("PUBLISH")
+            .arg(INVALIDATION_CHANNEL)
+            .arg(&payload)
+            .ignore();
+        for change in &message.changes {
+            if let Change::Tenant { tenant } = change {
+                forget_tenant(redis, *tenant).await;
+            }
+        }
         let sent = redis
-            .run(async |connection| {
-                redis::cmd("PUBLISH")
-                    .arg(INVALIDATION_CHANNEL)
-                    .arg(&payload)
-                    .query_async::<i64>(connection)
-                    .await
-            })
+            .run(async |connection| pipe.query_async::<()>(connection).await)
             .await;
         if sent.is_none() {
             metrics::counter!("cache_invalidations_unsent_total").increment(1);
         }
+        self.deliver(&message.changes);
     }
 
     /// Follows the other instances' changes for as long as the process runs (returns at
@@ -155,6 +186,36 @@ impl Bus {
             .increment(message.changes.len() as u64);
         self.deliver(&message.changes);
     }
+}
+
+/// Deletes every cached value of `tenant` from Redis (an erasure: rare, so a scan).
+async fn forget_tenant(redis: &RedisLink, tenant: crate::id::TenantId) {
+    let pattern = super::cache_keys_of(tenant);
+    redis
+        .run(async |connection| {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(connection)
+                    .await?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL")
+                        .arg(&keys)
+                        .query_async::<i64>(connection)
+                        .await?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })
+        .await;
 }
 
 async fn subscribe(client: &redis::Client) -> anyhow::Result<redis::aio::PubSub> {

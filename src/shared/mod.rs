@@ -19,6 +19,26 @@ mod bus;
 
 pub use bus::{Bus, INVALIDATION_CHANNEL};
 
+use uuid::Uuid;
+
+use crate::id::TenantId;
+
+/// Where L2 of the read cache keeps a resource's representation.
+pub fn cache_key(tenant: TenantId, kind: &str, id: Uuid) -> String {
+    format!("tenantry:cache:{tenant}:{kind}:{id}")
+}
+
+/// The pattern matching every [`cache_key`] of `tenant`.
+pub fn cache_keys_of(tenant: TenantId) -> String {
+    format!("tenantry:cache:{tenant}:*")
+}
+
+/// The generation of [`cache_key`]'s value: bumped by every write of the resource, so a
+/// reader that loaded before the write cannot store what it read after it.
+pub fn cache_generation_key(tenant: TenantId, kind: &str, id: Uuid) -> String {
+    format!("tenantry:cache-generation:{tenant}:{kind}:{id}")
+}
+
 use std::{
     sync::{
         Arc,

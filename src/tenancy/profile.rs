@@ -3,6 +3,7 @@
 use sqlx::PgConnection;
 
 use super::{Tenant, TenantId, parse_name, store};
+use crate::cache;
 use crate::{
     access::{Principal, Scope},
     audit::AuditEvent,
@@ -34,6 +35,7 @@ pub async fn update(
     let changes = ProfileChanges {
         name: changes.name.as_deref().map(parse_name).transpose()?,
     };
+    tx.resource_changed(cache::kind::TENANT, principal.tenant_id().as_uuid());
     versioning::update(
         tx,
         principal.into(),

@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "versioning",
             "shared",
             "traffic",
+            "cache",
         ],
     ),
     (

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::Name;
+use crate::cache;
 pub use crate::id::CustomerId;
 use crate::{
     access::{Principal, Scope},
@@ -142,6 +143,7 @@ pub async fn update(
     changes: CustomerChanges,
 ) -> Result<Customer, Error> {
     principal.require(Scope::CatalogWrite)?;
+    tx.resource_changed(cache::kind::CUSTOMER, id.as_uuid());
     versioning::update(tx, principal.into(), id, expected, changes).await
 }
 
@@ -198,6 +200,7 @@ pub async fn erase(
         return Ok(current);
     }
     let erased = store::erase(tx, id).await?;
+    tx.resource_changed(cache::kind::CUSTOMER, id.as_uuid());
     let events: i64 = sqlx::query_scalar("select erase_audit_personal_data('customer', $1)")
         .bind(id.to_string())
         .fetch_one(&mut **tx)

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::{Currency, Name};
+use crate::cache;
 pub use crate::id::ProductId;
 use crate::{
     access::{Principal, Scope},
@@ -205,6 +206,7 @@ pub async fn update(
     changes: ProductChanges,
 ) -> Result<Product, Error> {
     principal.require(Scope::CatalogWrite)?;
+    tx.resource_changed(cache::kind::PRODUCT, id.as_uuid());
     versioning::update(tx, principal.into(), id, expected, changes).await
 }
 
@@ -217,6 +219,7 @@ pub async fn delete(
     expected: &ExpectedVersion,
 ) -> Result<(), Error> {
     principal.require(Scope::CatalogWrite)?;
+    tx.resource_changed(cache::kind::PRODUCT, id.as_uuid());
     versioning::update(tx, principal.into(), id, expected, Deletion)
         .await
         .map(drop)

@@ -25,6 +25,7 @@ use crate::{
     rule::DisplayName,
     users::Email,
 };
+use crate::{cache, http::cached::read_through};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -116,13 +117,22 @@ pub async fn get_customer(
     ApiPath(id): ApiPath<CustomerId>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let customer = state
-        .db
-        .read(&principal, async |tx| {
-            customers::get(tx, &principal, id).await
-        })
-        .await?;
-    Ok(preconditions.read_response(customer.version, customer))
+    read_through(
+        &state,
+        &principal,
+        &preconditions,
+        cache::kind::CUSTOMER,
+        id.as_uuid(),
+        move |state, principal| async move {
+            state
+                .db
+                .read(&principal, async |tx| {
+                    customers::get(tx, &principal, id).await
+                })
+                .await
+        },
+    )
+    .await
 }
 
 /// The fields to change; omitted (or `null`) fields keep their value.

@@ -31,6 +31,7 @@ use crate::{
     },
     page::{Cursor, Page, PageRequest},
 };
+use crate::{cache, http::cached::read_through};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -184,6 +185,25 @@ pub async fn get_order(
 ) -> Result<Response, Error> {
     let expand = Expand::parse(query.expand.as_deref())?;
     let as_of = query.as_of_version;
+    // The order as it is now, unexpanded — the hot read — comes through the read cache.
+    if as_of.is_none() && expand == Expand::default() {
+        return read_through(
+            &state,
+            &principal,
+            &preconditions,
+            cache::kind::ORDER,
+            id.as_uuid(),
+            move |state, principal| async move {
+                state
+                    .db
+                    .read(&principal, async |tx| {
+                        queries::get(tx, &principal, id, None, Expand::default()).await
+                    })
+                    .await
+            },
+        )
+        .await;
+    }
     let view = state
         .db
         .read(&principal, async |tx| {

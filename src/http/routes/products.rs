@@ -24,6 +24,7 @@ use crate::{
     page::{Page, PageRequest},
     rule::DisplayName,
 };
+use crate::{cache, http::cached::read_through};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,13 +127,22 @@ pub async fn get_product(
     ApiPath(id): ApiPath<ProductId>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let product = state
-        .db
-        .read(&principal, async |tx| {
-            products::get(tx, &principal, id).await
-        })
-        .await?;
-    Ok(preconditions.read_response(product.version, product))
+    read_through(
+        &state,
+        &principal,
+        &preconditions,
+        cache::kind::PRODUCT,
+        id.as_uuid(),
+        move |state, principal| async move {
+            state
+                .db
+                .read(&principal, async |tx| {
+                    products::get(tx, &principal, id).await
+                })
+                .await
+        },
+    )
+    .await
 }
 
 /// The fields to change; omitted (or `null`) fields keep their value.

@@ -21,6 +21,7 @@ use crate::{
         profile::{self, ProfileChanges},
     },
 };
+use crate::{cache, http::cached::read_through};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_tenant, update_tenant))
@@ -40,11 +41,20 @@ pub async fn get_tenant(
     Authorized(principal, ..): Authorized<scope::TenantRead>,
     preconditions: Preconditions,
 ) -> Result<Response, Error> {
-    let tenant = state
-        .db
-        .read(&principal, async |tx| profile::get(tx, &principal).await)
-        .await?;
-    Ok(preconditions.read_response(tenant.version, tenant))
+    read_through(
+        &state,
+        &principal,
+        &preconditions,
+        cache::kind::TENANT,
+        principal.tenant_id().as_uuid(),
+        |state, principal| async move {
+            state
+                .db
+                .read(&principal, async |tx| profile::get(tx, &principal).await)
+                .await
+        },
+    )
+    .await
 }
 
 /// The fields to change; omitted (or `null`) fields keep their value.

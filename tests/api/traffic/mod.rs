@@ -1,10 +1,12 @@
 //! Traffic: rate limits (in process, and shared through Redis by several instances), the
-//! credential cache and its invalidation across instances, and Redis failing under load.
+//! credential and read caches and their invalidation across instances, and Redis failing
+//! under load.
 //! Tests that stop Redis start a throwaway one ([`ThrowawayRedis`]), never the shared one.
 
 mod credentials;
 mod outage;
 mod rate_limits;
+mod reads;
 
 use std::{
     process::{Child, Command, Stdio},
