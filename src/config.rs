@@ -221,6 +221,11 @@ pub struct Config {
     /// `TENANTRY_RATE_LIMITS`: `on` (default) enforces the plans' `requests_per_second`
     /// and `request_burst`; `off` only for benchmarks and tests that measure something else.
     pub rate_limits: bool,
+    /// `DATABASE_CONCURRENCY_LIMIT`: the most tenant transactions open (or waiting for a
+    /// connection) at once; past it a request is refused at once with 503 and
+    /// `Retry-After`. The limit in force adapts below this one when transactions slow
+    /// down. Default eight times `DATABASE_MAX_CONNECTIONS`, at least 64.
+    pub database_concurrency_limit: usize,
     /// `TENANTRY_READ_CACHE_TTL`: how long a single order, product, customer or tenant
     /// profile read is cached (in process, and in Redis when configured). A write drops
     /// it at once everywhere while Redis carries invalidations; this bounds how long a
@@ -387,6 +392,15 @@ impl Config {
                 .filter(|url| !url.trim().is_empty())
                 .map(SecretString::from),
             credential_cache_ttl: duration("TENANTRY_CREDENTIAL_CACHE_TTL", "5s")?,
+            database_concurrency_limit: match get("DATABASE_CONCURRENCY_LIMIT") {
+                Some(limit) => limit
+                    .parse()
+                    .context("DATABASE_CONCURRENCY_LIMIT must be a positive integer")?,
+                None => (8 * var("DATABASE_MAX_CONNECTIONS", "20")
+                    .parse::<usize>()
+                    .unwrap_or(20))
+                .max(64),
+            },
             read_cache_ttl: duration("TENANTRY_READ_CACHE_TTL", "10s")?,
             read_cache_bytes: var("TENANTRY_READ_CACHE_BYTES", "67108864")
                 .parse()
@@ -489,6 +503,9 @@ impl Config {
         }
         if self.login_throttle_capacity == 0 {
             bail!("LOGIN_THROTTLE_CAPACITY must be at least 1");
+        }
+        if self.database_concurrency_limit < 2 {
+            bail!("DATABASE_CONCURRENCY_LIMIT must be at least 2");
         }
         if self.read_cache_ttl > Duration::from_secs(300) {
             bail!(

@@ -43,12 +43,25 @@
 //! the first that connects lets traffic through again. Failures met on the way — opening,
 //! committing, pinging — are translated to the application's [`Error`] here, and the
 //! connection faults among them start a probe. See [`reachability`] for the rules.
+//!
+//! # When the database is slow
+//! A tenant transaction is opened only under [`Admission`]'s adaptive limit on how many
+//! are open at once (shrinking when transactions slow down, growing back when they keep
+//! up), with a fair share per active tenant: past it, a request is refused at once with 503
+//! and `Retry-After` rather than queued until it times out. See [`admission`].
+//!
+//! # Copies elsewhere
+//! A transaction reports what it changes that is cached outside the database
+//! ([`TenantTx::changed`]); its commit hands those changes on ([`changes`]) before it
+//! returns.
 
+pub mod admission;
 mod bootstrap;
 pub mod changes;
 pub mod reachability;
 pub mod table;
 
+pub use admission::Admission;
 pub use bootstrap::{BootstrapReport, ConnectError, RoleReport, bootstrap, connect_options};
 pub use changes::{Change, OnCommit};
 pub use reachability::Reachability;
@@ -158,6 +171,7 @@ pub struct Db {
     reachability: Arc<Reachability>,
     usage: Usage,
     on_commit: OnCommit,
+    admission: Arc<Admission>,
 }
 
 /// What a transaction needs to meter the usage it causes: the clock usage is billed by,
@@ -215,6 +229,12 @@ impl Db {
                 metering: config.usage_metering,
             },
             on_commit: OnCommit::default(),
+            // At the configured limit at first: a burst may queue for connections while
+            // the database keeps up; the limit comes down only once it slows down.
+            admission: Arc::new(Admission::new(
+                config.database_concurrency_limit,
+                config.database_concurrency_limit,
+            )),
         })
     }
 
@@ -373,6 +393,8 @@ pub struct TenantTx {
     usage: Usage,
     changes: Vec<Change>,
     on_commit: OnCommit,
+    /// Held until the transaction ends: its place under the admission limit.
+    _permit: admission::Permit,
 }
 
 impl TenantTx {
@@ -401,6 +423,8 @@ impl TenantTx {
                 ", set_config('tenantry.usage_clock', '{at}', true)"
             ));
         }
+        // Refused at once, before waiting for anything, when the database is at its limit.
+        let permit = db.admission.admit(tenant_id)?;
         // Only the wait for a connection is cut short when the database is found down;
         // once BEGIN is sent, it runs to its end, so no connection goes back to the pool
         // with half a transaction on it.
@@ -414,6 +438,7 @@ impl TenantTx {
             reachability: Arc::clone(&db.reachability),
             changes: Vec::new(),
             on_commit: db.on_commit.clone(),
+            _permit: permit,
             usage: db.usage.clone(),
         })
     }

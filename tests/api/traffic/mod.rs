@@ -3,6 +3,7 @@
 //! under load.
 //! Tests that stop Redis start a throwaway one ([`ThrowawayRedis`]), never the shared one.
 
+mod admission;
 mod credentials;
 mod outage;
 mod rate_limits;
