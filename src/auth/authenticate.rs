@@ -213,7 +213,8 @@ async fn verify_access_token(
         .bind(claims.jti)
         .fetch_optional(&mut *tx)
         .await?;
-    tx.commit().await?;
+    // Read only: dropped, not committed (its rollback rides on the pool's next round trip).
+    drop(tx);
 
     let check =
         check.ok_or_else(|| Error::unauthenticated("invalid access token: unknown tenant"))?;
@@ -404,7 +405,7 @@ async fn load_api_key(db: &Db, token: &OpaqueToken) -> Result<Option<Verified>, 
         .bind(MAX_KEY_CHAIN)
         .fetch_all(&mut *tx)
         .await?;
-    tx.commit().await?;
+    drop(tx);
     chain.sort_by_key(|link| link.depth);
     let Some(key) = chain.first() else {
         return Ok(None);

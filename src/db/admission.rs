@@ -5,11 +5,13 @@
 //! is refused at once — 503 `service_unavailable` with `Retry-After` — instead of queueing
 //! for a connection until it times out. The limit adapts to how the database answers, in
 //! the spirit of Netflix's concurrency-limits (a gradient limit): each transaction's time
+//! in the database (from its connection on, so the wait for a connection is not counted)
 //! is compared with the long-run average. While recent transactions take no longer than
 //! [`TOLERANCE`] times it, the limit grows by one per limit's worth of completions
-//! (additive increase); when they take longer — Postgres is slowing down, so more work at
-//! once would only queue — it shrinks by a tenth (multiplicative decrease), at most once
-//! per [`DECREASE_PERIOD`], never below [`MIN_LIMIT`] or above the configured maximum.
+//! (additive increase); when they take longer, and longer than [`SLOW_FLOOR`] — Postgres is
+//! slowing down, so more work at once would only queue — it shrinks by a tenth
+//! (multiplicative decrease), at most once per [`DECREASE_PERIOD`], never below
+//! [`MIN_LIMIT`] or above the configured maximum.
 //!
 //! Fairness: while more than one tenant has transactions open, no tenant may hold more
 //! than its share of the limit (the limit divided by the tenants active, rounded up), so a
@@ -35,6 +37,13 @@ pub const TOLERANCE: f64 = 2.0;
 /// The shortest time between two decreases (one slow spell is one decrease, not one per
 /// transaction caught in it).
 pub const DECREASE_PERIOD: Duration = Duration::from_millis(100);
+/// Recent transactions slower than this never count as the database slowing down: below
+/// it, a rising average is load being served (a ramp from idle, a busy minute), not a
+/// stall worth refusing work for.
+pub const SLOW_FLOOR: Duration = Duration::from_millis(20);
+/// Transactions measured before the limit may shrink: the long-run average must mean
+/// something first.
+pub const WARM_UP_SAMPLES: u64 = 100;
 /// How soon a refused request should try again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -50,6 +59,7 @@ struct State {
     /// Transaction times, in seconds: recent and long-run averages.
     short: f64,
     long: f64,
+    samples: u64,
     last_decrease: Instant,
 }
 
@@ -71,6 +81,7 @@ impl Admission {
                 per_tenant: HashMap::new(),
                 short: 0.0,
                 long: 0.0,
+                samples: 0,
                 last_decrease: Instant::now(),
             }),
             max,
@@ -119,8 +130,12 @@ impl Admission {
             state.short += SHORT_WEIGHT * (sample - state.short);
             state.long += LONG_WEIGHT * (sample - state.long);
         }
+        state.samples += 1;
         let before = state.limit;
-        if state.short > TOLERANCE * state.long {
+        let slowed = state.samples >= WARM_UP_SAMPLES
+            && state.short > TOLERANCE * state.long
+            && state.short > SLOW_FLOOR.as_secs_f64();
+        if slowed {
             if state.last_decrease.elapsed() >= DECREASE_PERIOD {
                 state.limit = (state.limit * 0.9).max(MIN_LIMIT as f64);
                 state.last_decrease = Instant::now();
@@ -154,6 +169,13 @@ pub struct Permit {
     admission: Arc<Admission>,
     tenant: TenantId,
     started: Instant,
+}
+
+impl Permit {
+    /// The transaction has its connection: its time in the database starts now.
+    pub fn connected(&mut self) {
+        self.started = Instant::now();
+    }
 }
 
 impl Drop for Permit {

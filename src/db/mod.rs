@@ -332,7 +332,14 @@ impl Db {
     ) -> Result<T, E> {
         let mut tx = self.tenant(principal, access).await?;
         let value = work(&mut tx).await?;
-        tx.commit().await?;
+        if access == Access::ReadOnly {
+            // A read-only transaction has nothing to commit: dropping it queues its
+            // `rollback`, which travels with the pool's check of the returned connection
+            // instead of costing a round trip of its own.
+            drop(tx);
+        } else {
+            tx.commit().await?;
+        }
         Ok(value)
     }
 
@@ -424,11 +431,12 @@ impl TenantTx {
             ));
         }
         // Refused at once, before waiting for anything, when the database is at its limit.
-        let permit = db.admission.admit(tenant_id)?;
+        let mut permit = db.admission.admit(tenant_id)?;
         // Only the wait for a connection is cut short when the database is found down;
         // once BEGIN is sent, it runs to its end, so no connection goes back to the pool
         // with half a transaction on it.
         let connection = db.reachability.connection(db.request.acquire()).await?;
+        permit.connected();
         let tx = Transaction::begin(connection, Some(statement.into()))
             .await
             .map_err(|error| db.reachability.observe(error))?;
