@@ -81,6 +81,16 @@ impl Bench {
         tenant_at(&self.client, &self.base, prefix).await
     }
 
+    /// Creates a tenant on `plan`; returns its created JSON and the owner's access token.
+    pub async fn tenant_on(&self, prefix: &str, plan: &str) -> anyhow::Result<(Value, String)> {
+        tenant_on_plan_at(&self.client, &self.base, prefix, plan).await
+    }
+
+    /// Creates a plan whose rate limits no bench reaches (see [`unthrottled_plan_at`]).
+    pub async fn unthrottled_plan(&self) -> anyhow::Result<String> {
+        unthrottled_plan_at(&self.client, &self.base).await
+    }
+
     /// POSTs JSON with a bearer credential and returns the JSON answer.
     pub async fn post(&self, path: &str, bearer: &str, body: Value) -> anyhow::Result<Value> {
         Ok(self
@@ -97,21 +107,21 @@ impl Bench {
 }
 
 /// Runs `phase`, then prints `server`'s resources over it: resident memory after it and
-/// its peak so far, and CPU time per request.
+/// its peak so far, and CPU time per request (also kept in [`Stats::server_cpu`]).
 pub async fn measured(
     server: &ServerProcess,
     name: &str,
     phase: impl Future<Output = Stats>,
 ) -> Stats {
     let cpu = server.cpu_time();
-    let stats = phase.await;
-    let used = server.cpu_time().saturating_sub(cpu);
+    let mut stats = phase.await;
+    stats.server_cpu = server.cpu_time().saturating_sub(cpu);
     stats.print(name);
     let status = server.status();
     println!(
         "{:<32} server CPU {:>6.0} µs/request   RSS {:>6.1} MiB (peak {:.1} MiB)",
         "",
-        used.as_secs_f64() * 1e6 / stats.requests.max(1) as f64,
+        stats.cpu_per_request_us(),
         status.rss_kib as f64 / 1024.0,
         status.peak_kib as f64 / 1024.0,
     );
@@ -143,15 +153,26 @@ pub async fn newest_orders(
 }
 
 pub struct Stats {
+    /// Answered with a 2xx.
     pub requests: usize,
+    /// Anything else: a non-2xx status (429s included) or no answer.
     pub errors: usize,
+    /// Of the errors, those answered 429 (a rate limit refused them).
+    pub throttled: usize,
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
+    /// The server's CPU time (user + system) over the phase, when [`measured`] ran it.
+    pub server_cpu: Duration,
 }
 
 impl Stats {
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The server's CPU time per answered request, µs (0 unless [`measured`] ran it).
+    pub fn cpu_per_request_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
@@ -161,18 +182,20 @@ impl Stats {
 
     pub fn print(&self, name: &str) {
         println!(
-            "{name:<32} {:>8.0} req/s   p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms   errors {}",
+            "{name:<32} {:>8.0} req/s   p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms   errors {} (429: {})",
             self.rps(),
             self.percentile(0.50).as_secs_f64() * 1e3,
             self.percentile(0.90).as_secs_f64() * 1e3,
             self.percentile(0.99).as_secs_f64() * 1e3,
-            self.errors
+            self.errors,
+            self.throttled
         );
     }
 }
 
 /// Closed-loop load: `concurrency` workers send `request(worker, iteration)` back to back
-/// for `duration`; a 2xx counts, anything else is an error.
+/// for `duration`; a 2xx counts, anything else is an error (and a 429 is also counted as
+/// throttled).
 pub async fn hammer<F>(concurrency: usize, duration: Duration, request: F) -> Stats
 where
     F: Fn(usize, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
@@ -184,7 +207,7 @@ where
         .map(|worker| {
             let request = request.clone();
             tokio::spawn(async move {
-                let (mut latencies, mut errors) = (Vec::new(), 0);
+                let (mut latencies, mut errors, mut throttled) = (Vec::new(), 0, 0);
                 let mut iteration = 0;
                 while Instant::now() < deadline {
                     let began = Instant::now();
@@ -193,23 +216,33 @@ where
                             let _ = r.bytes().await;
                             latencies.push(began.elapsed());
                         }
-                        _ => errors += 1,
+                        Ok(r) => {
+                            if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                                throttled += 1;
+                            }
+                            let _ = r.bytes().await;
+                            errors += 1;
+                        }
+                        Err(_) => errors += 1,
                     }
                     iteration += 1;
                 }
-                (latencies, errors)
+                (latencies, errors, throttled)
             })
         })
         .collect();
     let mut stats = Stats {
         requests: 0,
         errors: 0,
+        throttled: 0,
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
+        server_cpu: Duration::ZERO,
     };
     for worker in workers {
-        let (latencies, errors) = worker.await.expect("load worker");
+        let (latencies, errors, throttled) = worker.await.expect("load worker");
         stats.errors += errors;
+        stats.throttled += throttled;
         stats.latencies.extend(latencies);
     }
     stats.elapsed = start.elapsed();
@@ -435,11 +468,54 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// Creates a tenant through the operator API of the server at `base`, logs its owner in,
-/// and returns the created JSON and the owner's access token.
+/// and returns the created JSON and the owner's access token. Enterprise: the benches
+/// place more orders than a smaller plan's monthly allowance.
 pub async fn tenant_at(
     client: &reqwest::Client,
     base: &str,
     prefix: &str,
+) -> anyhow::Result<(Value, String)> {
+    tenant_on_plan_at(client, base, prefix, "enterprise").await
+}
+
+/// Creates a plan through the operator API of the server at `base` with no limit at all
+/// but rate limits (`requests_per_second`, `request_burst`) of a million, which no bench
+/// on one machine reaches: the limiter still runs for every request (as it does for any
+/// plan with a rate), it just never refuses. Returns the plan's name (`team-bench-…`).
+pub async fn unthrottled_plan_at(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let name = format!(
+        "team-bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let response = client
+        .post(format!("{base}/v1/platform/plans"))
+        .bearer_auth(tenantry::config::DEV_OPERATOR_TOKEN)
+        .json(&json!({
+            "name": name,
+            "display_name": "Bench",
+            "limits": {
+                "users": null, "api_keys": null, "products": null, "orders_per_month": null,
+                "api_calls_per_month": null, "requests_per_second": 1_000_000,
+                "request_burst": 1_000_000, "realtime_connections": null, "webhook_endpoints": null,
+            },
+        }))
+        .send()
+        .await?;
+    let status = response.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "creating plan {name}: {status} {}",
+        response.text().await.unwrap_or_default()
+    );
+    Ok(name)
+}
+
+/// [`tenant_at`] on `plan`.
+pub async fn tenant_on_plan_at(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    plan: &str,
 ) -> anyhow::Result<(Value, String)> {
     let slug = format!(
         "{prefix}-{}",
@@ -449,8 +525,7 @@ pub async fn tenant_at(
     let created: Value = client
         .post(format!("{base}/v1/platform/tenants"))
         .bearer_auth(tenantry::config::DEV_OPERATOR_TOKEN)
-        // Enterprise: the benches place more orders than a smaller plan's monthly allowance.
-        .json(&json!({"slug": slug, "name": "Bench", "plan": "enterprise", "owner_email": owner_email, "owner_password": PASSWORD}))
+        .json(&json!({"slug": slug, "name": "Bench", "plan": plan, "owner_email": owner_email, "owner_password": PASSWORD}))
         .send()
         .await?
         .json()
