@@ -468,14 +468,17 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// Creates a tenant through the operator API of the server at `base`, logs its owner in,
-/// and returns the created JSON and the owner's access token. Enterprise: the benches
-/// place more orders than a smaller plan's monthly allowance.
+/// and returns the created JSON and the owner's access token. On a plan of its own with no
+/// limit and rates no bench reaches ([`unthrottled_plan_at`]): the benches place more
+/// orders than a smaller plan's monthly allowance, and at more requests a second than
+/// even enterprise's rate.
 pub async fn tenant_at(
     client: &reqwest::Client,
     base: &str,
     prefix: &str,
 ) -> anyhow::Result<(Value, String)> {
-    tenant_on_plan_at(client, base, prefix, "enterprise").await
+    let plan = unthrottled_plan_at(client, base).await?;
+    tenant_on_plan_at(client, base, prefix, &plan).await
 }
 
 /// Creates a plan through the operator API of the server at `base` with no limit at all

@@ -13,10 +13,10 @@
 //! (multiplicative decrease), at most once per [`DECREASE_PERIOD`], never below
 //! [`MIN_LIMIT`] or above the configured maximum.
 //!
-//! Fairness: while more than one tenant has transactions open, no tenant may hold more
-//! than its share of the limit (the limit divided by the tenants active, rounded up), so a
-//! tenant flooding the API is the one refused, not the others. A tenant alone may use it
-//! all.
+//! Fairness ([`fair_share`]): while more than one tenant has transactions open, no tenant
+//! may hold more than its share of the limit (the limit divided by the tenants active,
+//! rounded up), so a tenant flooding the API is the one refused, not the others. A tenant
+//! alone may hold all but a quarter of it, which keeps room for a tenant that arrives.
 //!
 //! The limit is the gauge `db_admission_limit`; refusals count in
 //! `db_admission_refused_total{reason}` (`limit` or `fair_share`).
@@ -98,12 +98,9 @@ impl Admission {
         }
         let held = state.per_tenant.get(&tenant).copied().unwrap_or(0);
         let others = state.per_tenant.len() - usize::from(held > 0);
-        if others > 0 {
-            let share = limit.div_ceil(others + 1);
-            if held >= share {
-                drop(state);
-                return Err(refuse("fair_share"));
-            }
+        if held >= fair_share(limit, others) {
+            drop(state);
+            return Err(refuse("fair_share"));
         }
         state.in_flight += 1;
         *state.per_tenant.entry(tenant).or_insert(0) += 1;
@@ -159,6 +156,17 @@ impl Admission {
     }
 }
 
+/// The most transactions one tenant may hold under `limit` while `others` tenants hold
+/// some: an equal share (rounded up) — and when it is alone, all but a quarter, so that a
+/// tenant arriving beside a flood finds room and from then on the flood gets its share.
+pub fn fair_share(limit: usize, others: usize) -> usize {
+    if others == 0 {
+        (limit - limit / 4).max(1)
+    } else {
+        limit.div_ceil(others + 1)
+    }
+}
+
 fn refuse(reason: &'static str) -> Error {
     metrics::counter!("db_admission_refused_total", "reason" => reason).increment(1);
     Error::unavailable("the database (at its concurrency limit)", RETRY_AFTER)
@@ -190,14 +198,28 @@ mod tests {
 
     #[test]
     fn past_its_limit_a_transaction_is_refused_at_once() {
-        let admission = Arc::new(Admission::new(3, 10));
-        let tenant = TenantId::new();
-        let permits: Vec<_> = (0..3).map(|_| admission.admit(tenant).unwrap()).collect();
-        let refused = admission.admit(tenant).err().unwrap();
+        let admission = Arc::new(Admission::new(4, 10));
+        let tenants: Vec<TenantId> = (0..4).map(|_| TenantId::new()).collect();
+        let permits: Vec<_> = tenants
+            .iter()
+            .map(|t| admission.admit(*t).unwrap())
+            .collect();
+        let refused = admission.admit(TenantId::new()).err().unwrap();
         assert_eq!(refused.code(), "service_unavailable");
         assert_eq!(refused.retry_after(), Some(RETRY_AFTER));
         drop(permits);
-        assert!(admission.admit(tenant).is_ok());
+        assert!(admission.admit(tenants[0]).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_alone_leaves_a_quarter_for_whoever_arrives() {
+        let admission = Arc::new(Admission::new(8, 8));
+        let (noisy, quiet) = (TenantId::new(), TenantId::new());
+        let held: Vec<_> = std::iter::from_fn(|| admission.admit(noisy).ok())
+            .take(100)
+            .collect();
+        assert_eq!(held.len(), 6);
+        assert!(admission.admit(quiet).is_ok());
     }
 
     #[test]
@@ -205,6 +227,7 @@ mod tests {
         let admission = Arc::new(Admission::new(8, 8));
         let (noisy, quiet) = (TenantId::new(), TenantId::new());
         let _quiet = admission.admit(quiet).unwrap();
+        // Two tenants active: four each.
         let noisy_permits: Vec<_> = (0..4).map(|_| admission.admit(noisy).unwrap()).collect();
         assert!(
             admission.admit(noisy).is_err(),

@@ -1,5 +1,6 @@
 //! When the database slows down, requests past the admission limit are refused at once
-//! with 503 and `Retry-After`, instead of queueing until they time out.
+//! with 503 and `Retry-After`, instead of queueing until they time out; and a tenant
+//! flooding it is held to its share while another is served.
 
 use std::time::{Duration, Instant};
 
@@ -75,4 +76,68 @@ async fn while_postgres_is_stuck_requests_past_the_limit_are_shed_at_once() {
             "shed at once ({at:?}), not after the database came back ({released_at:?})"
         );
     }
+}
+
+#[tokio::test]
+async fn a_tenant_flooding_the_database_is_refused_while_another_is_served() {
+    // Arrange: at most 8 transactions at once; a noisy tenant's product row held by a test
+    // connection, so its writes wait; credentials verified once already.
+    let app = spawn_app_with(&[
+        ("DATABASE_MAX_CONNECTIONS", "8"),
+        ("DATABASE_CONCURRENCY_LIMIT", "8"),
+        ("TENANTRY_READ_CACHE_TTL", "0s"),
+    ])
+    .await;
+    let (noisy, quiet) = (app.create_tenant().await, app.create_tenant().await);
+    let noisy_product = format!("/v1/products/{}", id(&app.create_product(&noisy).await));
+    let quiet_product = format!("/v1/products/{}", id(&app.create_product(&quiet).await));
+    for (tenant, path) in [(&noisy, &noisy_product), (&quiet, &quiet_product)] {
+        assert_eq!(app.get(path, &tenant.token).await.status(), StatusCode::OK);
+    }
+    let mut blocker = PgConnection::connect(&database_url()).await.unwrap();
+    sqlx::query("begin").execute(&mut blocker).await.unwrap();
+    let product_id: uuid::Uuid = noisy_product.rsplit('/').next().unwrap().parse().unwrap();
+    sqlx::query("select 1 from products where id = $1 for update")
+        .bind(product_id)
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+
+    // Act: 20 writes of the noisy tenant at once; meanwhile the quiet tenant reads, then
+    // the row is let go.
+    let writes = join_all((0..20).map(|n| {
+        let (app, path, token) = (&app, &noisy_product, &noisy.token);
+        async move {
+            app.patch(
+                path,
+                token,
+                serde_json::json!({"name": format!("Renamed {n}")}),
+            )
+            .await
+            .status()
+        }
+    }));
+    let reads = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(app.get(&quiet_product, &quiet.token).await.status());
+        }
+        sqlx::query("rollback").execute(&mut blocker).await.unwrap();
+        statuses
+    };
+    let (writes, reads) = tokio::join!(writes, reads);
+
+    // Assert: the quiet tenant is served throughout; the flood is cut to its share.
+    assert_eq!(reads, [StatusCode::OK; 5], "the quiet tenant's reads");
+    let written = writes.iter().filter(|s| **s == StatusCode::OK).count();
+    let shed = writes
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(written + shed, 20, "{writes:?}");
+    assert!(
+        (1..=6).contains(&written),
+        "the noisy tenant holds at most 6 of 8 places alone: {written} written"
+    );
 }

@@ -167,3 +167,59 @@ async fn stock_moved_by_orders_shows_on_the_cached_product_at_once() {
 
     assert_eq!((after_order, after_cancel), (before - 3, before));
 }
+
+#[tokio::test]
+async fn concurrent_misses_of_one_order_cost_one_read() {
+    // Arrange: the real binary logging every statement with its request.
+    let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-flight")));
+    let (mut server, app) = spawn_server_process(
+        &[
+            ("LOG_FORMAT", "json"),
+            (
+                "RUST_LOG",
+                "sqlx::query=debug,tenantry::http::middleware=info,warn",
+            ),
+            ("TENANTRY_READ_CACHE_TTL", "60s"),
+            ("TENANTRY_CREDENTIAL_CACHE_TTL", "60s"),
+        ],
+        &log_file,
+    )
+    .await;
+    let tenant = app.create_tenant().await;
+    let customer = app.create_customer(&tenant).await;
+    let product = app.create_product(&tenant).await;
+    let order = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
+    // The order's placement dropped it from the cache: the next read is a miss.
+    let path = format!("/v1/orders/{}", id(&order));
+    let run = Uuid::now_v7().simple().to_string();
+
+    // Act: 20 reads at once.
+    let statuses = futures::future::join_all((0..20).map(|n| {
+        let request = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&tenant.token)
+            .header("x-request-id", format!("flight-{n}-{run}"));
+        async move { request.send().await.unwrap().status() }
+    }))
+    .await;
+    sigterm(&server);
+    server.wait().await.unwrap();
+    let lines = json_log_lines(&log_file);
+    let _ = std::fs::remove_file(&log_file);
+
+    // Assert
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let reads: usize = (0..20)
+        .map(|n| {
+            statements_in(&lines_of_request(&lines, &format!("flight-{n}-{run}")))
+                .into_iter()
+                .filter(|s| s.contains("order_summaries"))
+                .count()
+        })
+        .sum();
+    assert_eq!(reads, 1, "twenty concurrent misses, one read of the order");
+}
