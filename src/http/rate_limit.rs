@@ -13,10 +13,14 @@
 //! ```
 //!
 //! A refused request is answered 429 `rate_limited` with `Retry-After`, changes nothing,
-//! and is not metered. Requests without a verified credential are not limited here (login
+//! and is not metered. The refusal is held until the limit would let the request through
+//! (at most [`REFUSAL_HOLD`]; at most [`MAX_HELD_REFUSALS`] at once, beyond which they are
+//! answered at once), as refused logins are: a client that ignores `Retry-After` and
+//! retries at once then costs the server a refusal per connection per hold, not tens of
+//! thousands a second of CPU that other tenants need. Requests without a verified credential are not limited here (login
 //! has its own throttle; health checks and the operator API are not tenants' traffic).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -35,12 +39,19 @@ use crate::{
 pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
 pub const RATE_LIMIT: &str = "ratelimit";
 
+/// The longest a refusal is held before it is answered.
+pub const REFUSAL_HOLD: Duration = Duration::from_secs(1);
+/// The most refusals held at once; the hold spares the server a busy loop, it must not
+/// become a queue of its own.
+pub const MAX_HELD_REFUSALS: usize = 1024;
+
 /// The limiter and how each limit decides.
 pub struct RateLimiting {
     pub limiter: Limiter,
     pub enabled: bool,
     pub credential: Algorithm,
     pub tenant: Algorithm,
+    held: tokio::sync::Semaphore,
 }
 
 impl RateLimiting {
@@ -50,6 +61,7 @@ impl RateLimiting {
             enabled: config.rate_limits,
             credential: config.credential_rate_algorithm,
             tenant: config.tenant_rate_algorithm,
+            held: tokio::sync::Semaphore::new(MAX_HELD_REFUSALS),
         }
     }
 }
@@ -95,7 +107,16 @@ pub async fn rate_limit(
             .find(|d| !d.allowed)
             .map_or("tenant", |d| d.scope.as_str());
         metrics::counter!("rate_limited_requests_total", "limit" => which).increment(1);
-        Error::rate_limited(which, verdict.retry_after()).into_response()
+        let wait = verdict.retry_after();
+        let held = match limiting.held.try_acquire() {
+            Ok(_permit) => {
+                let hold = wait.min(REFUSAL_HOLD);
+                tokio::time::sleep(hold).await;
+                hold
+            }
+            Err(_) => Duration::ZERO,
+        };
+        Error::rate_limited(which, wait.saturating_sub(held)).into_response()
     };
     describe(response.headers_mut(), &limits, &verdict);
     response
