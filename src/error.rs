@@ -269,9 +269,8 @@ impl Error {
     /// Over a rate limit of the credential or its tenant (`which`): refused, changing
     /// nothing, until `retry_after` (rounded up to whole seconds, as `Retry-After` says it).
     pub fn rate_limited(which: &str, retry_after: Duration) -> Self {
-        let whole_seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         Self {
-            retry_after: Some(Duration::from_secs(whole_seconds.max(1))),
+            retry_after: Some(Duration::from_secs(whole_seconds(retry_after).max(1))),
             ..Self::new(
                 ErrorKind::RateLimited,
                 "rate_limited",
@@ -401,6 +400,12 @@ pub enum DatabaseFault {
     Capacity,
     /// Neither: the statement itself failed, or a bug. The database is fine.
     Other,
+}
+
+/// `duration` in whole seconds, rounded up: how `Retry-After` and lock-outs are told, so a
+/// client that waits that long is not refused again.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 /// Classifies a database failure. Everything that is not [`DatabaseFault::Other`] is

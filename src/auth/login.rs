@@ -246,7 +246,7 @@ impl FailedLogin<'_> {
 
     async fn write(&self, db: &Db, auth: &AuthService) -> Result<Option<u64>, Error> {
         let lockout = auth.throttle.failed(&self.keys).await?;
-        let lockout_seconds = lockout.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        let lockout_seconds = lockout.map(crate::error::whole_seconds);
         // Only a valid address is recorded: what does not parse as one may be a password
         // typed into the wrong field.
         // The email and the client's address are personal data (erasable); the address is

@@ -422,8 +422,7 @@ impl LoginThrottle {
             Err(_) => Duration::ZERO,
         };
         let rest = lockout.rest.saturating_sub(held);
-        let seconds = rest.as_secs() + u64::from(rest.subsec_nanos() > 0);
-        Error::too_many_attempts(Duration::from_secs(seconds))
+        Error::too_many_attempts(Duration::from_secs(crate::error::whole_seconds(rest)))
     }
 
     /// Counts a failed login against each key; returns the longest lock-out it started.

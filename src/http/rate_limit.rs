@@ -32,7 +32,7 @@ use axum::{
 use super::auth;
 use crate::{
     config::Config,
-    error::Error,
+    error::{Error, whole_seconds},
     traffic::{Algorithm, Limit, Limiter, Scope, TENANT_RATE_MULTIPLE, Verdict},
 };
 
@@ -124,7 +124,6 @@ pub async fn rate_limit(
 
 /// Writes `RateLimit-Policy` and `RateLimit` for `verdict`.
 fn describe(headers: &mut HeaderMap, limits: &[Limit], verdict: &Verdict) {
-    let seconds = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
     let policy = limits
         .iter()
         .map(|limit| {
@@ -132,7 +131,7 @@ fn describe(headers: &mut HeaderMap, limits: &[Limit], verdict: &Verdict) {
                 "\"{}\";q={};w={}",
                 limit.scope.as_str(),
                 limit.rate.burst,
-                seconds(limit.rate.window()).max(1)
+                whole_seconds(limit.rate.window()).max(1)
             )
         })
         .collect::<Vec<_>>()
@@ -145,7 +144,7 @@ fn describe(headers: &mut HeaderMap, limits: &[Limit], verdict: &Verdict) {
             "\"{}\";r={};t={}",
             tightest.scope.as_str(),
             tightest.remaining,
-            seconds(tightest.reset)
+            whole_seconds(tightest.reset)
         );
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(RATE_LIMIT, value);
