@@ -62,6 +62,9 @@ impl Application {
             policies_applied = bootstrapped.policies_applied,
             "database bootstrapped"
         );
+        // The recorder first: what is built next sets its gauges (the admission limit, the
+        // Redis breaker) as it starts, and values set before a recorder exists are lost.
+        observability::metrics::handle();
         let db = Db::connect(config)?;
         let state = AppState::new(config, db.clone()).await?;
         let descriptors = server::raise_descriptor_limit();
