@@ -515,6 +515,23 @@ pub async fn send(
     request.send().await.expect("the server answers")
 }
 
+/// Sets `tenant`'s limit overrides (the whole set) through the operator API; the limits
+/// in force afterwards.
+pub async fn override_limits(app: &TestApp, tenant: &TestTenant, overrides: Value) -> Value {
+    expect_json(
+        send(
+            app,
+            Method::PUT,
+            &format!("/v1/platform/tenants/{}/limits", tenant.id),
+            &[("authorization", &format!("Bearer {OPERATOR_TOKEN}"))],
+            Some(overrides),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// Sends a POST with an `Idempotency-Key`.
 pub async fn post_with_key(
     app: &TestApp,
@@ -645,20 +662,25 @@ pub async fn spawn_server_process(
 pub async fn spawn_statement_logging_server(
     log_file: &std::path::Path,
 ) -> (tokio::process::Child, TestApp) {
-    spawn_server_process(
-        &[
-            ("LOG_FORMAT", "json"),
-            (
-                "RUST_LOG",
-                "sqlx::query=debug,tenantry::http::middleware=info,warn",
-            ),
-            ("DATABASE_MAX_CONNECTIONS", "1"),
-            // Every request's own credential check is counted, never a cached one.
-            ("TENANTRY_CREDENTIAL_CACHE_TTL", "0s"),
-        ],
-        log_file,
-    )
-    .await
+    // Every request's own credential check is counted, never a cached one.
+    spawn_statement_logging_server_with(&[("TENANTRY_CREDENTIAL_CACHE_TTL", "0s")], log_file).await
+}
+
+/// [`spawn_statement_logging_server`] with `env` on top (credentials cached as `env` says).
+pub async fn spawn_statement_logging_server_with(
+    env: &[(&str, &str)],
+    log_file: &std::path::Path,
+) -> (tokio::process::Child, TestApp) {
+    let mut all = vec![
+        ("LOG_FORMAT", "json"),
+        (
+            "RUST_LOG",
+            "sqlx::query=debug,tenantry::http::middleware=info,warn",
+        ),
+        ("DATABASE_MAX_CONNECTIONS", "1"),
+    ];
+    all.extend_from_slice(env);
+    spawn_server_process(&all, log_file).await
 }
 
 /// [`spawn_server_process`], with the process's limit on open descriptors (soft and hard)

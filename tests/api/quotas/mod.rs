@@ -5,26 +5,11 @@
 mod limits;
 mod plans;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{OPERATOR_TOKEN, TestApp, TestTenant, expect_json, send};
-
-/// Sets `tenant`'s limit overrides (the whole set) through the operator API.
-async fn override_limits(app: &TestApp, tenant: &TestTenant, overrides: Value) -> Value {
-    expect_json(
-        send(
-            app,
-            Method::PUT,
-            &format!("/v1/platform/tenants/{}/limits", tenant.id),
-            &[("authorization", &format!("Bearer {OPERATOR_TOKEN}"))],
-            Some(overrides),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await
-}
+pub use crate::helpers::override_limits;
+use crate::helpers::{TestApp, TestTenant, expect_json};
 
 /// The tenant's quota of `name`, as `GET /v1/quotas` shows it.
 async fn quota(app: &TestApp, tenant: &TestTenant, name: &str) -> Value {

@@ -14,10 +14,10 @@ use std::{
     time::Duration,
 };
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{OPERATOR_TOKEN, TestApp, TestTenant, expect_json, free_port, send};
+use crate::helpers::{TestApp, TestTenant, expect_json, free_port, override_limits};
 
 /// The shared Redis every test may use (keys are per tenant and credential, so tests do
 /// not meet).
@@ -96,16 +96,10 @@ impl Drop for ThrowawayRedis {
 
 /// Gives `tenant` its own rate (overriding its plan's) through the operator API.
 pub async fn set_rate(app: &TestApp, tenant: &TestTenant, per_second: u64, burst: u64) {
-    expect_json(
-        send(
-            app,
-            Method::PUT,
-            &format!("/v1/platform/tenants/{}/limits", tenant.id),
-            &[("authorization", &format!("Bearer {OPERATOR_TOKEN}"))],
-            Some(json!({"requests_per_second": per_second, "request_burst": burst})),
-        )
-        .await,
-        StatusCode::OK,
+    override_limits(
+        app,
+        tenant,
+        json!({"requests_per_second": per_second, "request_burst": burst}),
     )
     .await;
 }

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 
 use super::{SHARED_REDIS, set_rate};
-use crate::helpers::{expect_problem, spawn_app, spawn_app_with};
+use crate::helpers::{expect_problem, override_limits, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn past_its_burst_a_credential_is_refused_with_429_retry_after_and_the_limit_headers() {
@@ -61,20 +61,10 @@ async fn past_its_burst_a_credential_is_refused_with_429_retry_after_and_the_lim
 async fn a_plan_without_a_rate_limits_nothing_and_sends_no_headers() {
     let app = spawn_app_with(&[("TENANTRY_RATE_LIMITS", "on")]).await;
     let tenant = app.create_tenant().await;
-    let overrides = serde_json::json!({"requests_per_second": null, "request_burst": null});
-    crate::helpers::expect_json(
-        crate::helpers::send(
-            &app,
-            reqwest::Method::PUT,
-            &format!("/v1/platform/tenants/{}/limits", tenant.id),
-            &[(
-                "authorization",
-                &format!("Bearer {}", crate::helpers::OPERATOR_TOKEN),
-            )],
-            Some(overrides),
-        )
-        .await,
-        StatusCode::OK,
+    override_limits(
+        &app,
+        &tenant,
+        serde_json::json!({"requests_per_second": null, "request_burst": null}),
     )
     .await;
 

@@ -8,32 +8,14 @@ use uuid::Uuid;
 
 use super::SHARED_REDIS;
 use crate::helpers::{
-    command, expect_json, id, json_log_lines, lines_of_request, place_ok, sigterm, spawn_app_with,
-    spawn_server_process, statements_in, unique,
+    TestApp, TestTenant, command, expect_json, id, json_log_lines, lines_of_request, place_ok,
+    sigterm, spawn_app_with, spawn_statement_logging_server_with, statements_in, unique,
 };
 
 #[tokio::test]
 async fn a_warm_read_and_its_304_cost_no_statement() {
-    // Arrange: the real binary logging every statement with its request.
-    let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-reads")));
-    let (mut server, app) = spawn_server_process(
-        &[
-            ("LOG_FORMAT", "json"),
-            (
-                "RUST_LOG",
-                "sqlx::query=debug,tenantry::http::middleware=info,warn",
-            ),
-            ("TENANTRY_READ_CACHE_TTL", "60s"),
-            ("TENANTRY_CREDENTIAL_CACHE_TTL", "60s"),
-        ],
-        &log_file,
-    )
-    .await;
-    let tenant = app.create_tenant().await;
-    let customer = app.create_customer(&tenant).await;
-    let product = app.create_product(&tenant).await;
-    let order = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
-    let path = format!("/v1/orders/{}", id(&order));
+    // Arrange
+    let (log_file, mut server, app, tenant, path) = logged_server_with_an_order("reads").await;
     let run = Uuid::now_v7().simple().to_string();
 
     // Act: a cold read, a warm one, and a conditional one naming the current version.
@@ -170,27 +152,8 @@ async fn stock_moved_by_orders_shows_on_the_cached_product_at_once() {
 
 #[tokio::test]
 async fn concurrent_misses_of_one_order_cost_one_read() {
-    // Arrange: the real binary logging every statement with its request.
-    let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-flight")));
-    let (mut server, app) = spawn_server_process(
-        &[
-            ("LOG_FORMAT", "json"),
-            (
-                "RUST_LOG",
-                "sqlx::query=debug,tenantry::http::middleware=info,warn",
-            ),
-            ("TENANTRY_READ_CACHE_TTL", "60s"),
-            ("TENANTRY_CREDENTIAL_CACHE_TTL", "60s"),
-        ],
-        &log_file,
-    )
-    .await;
-    let tenant = app.create_tenant().await;
-    let customer = app.create_customer(&tenant).await;
-    let product = app.create_product(&tenant).await;
-    let order = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
-    // The order's placement dropped it from the cache: the next read is a miss.
-    let path = format!("/v1/orders/{}", id(&order));
+    // Arrange: the order's placement dropped it from the cache: the next read is a miss.
+    let (log_file, mut server, app, tenant, path) = logged_server_with_an_order("flight").await;
     let run = Uuid::now_v7().simple().to_string();
 
     // Act: 20 reads at once.
@@ -222,4 +185,34 @@ async fn concurrent_misses_of_one_order_cost_one_read() {
         })
         .sum();
     assert_eq!(reads, 1, "twenty concurrent misses, one read of the order");
+}
+
+/// The real binary logging every statement with its request (caching reads and credentials
+/// for a minute), with a tenant that has placed one order: the log file, the server, the
+/// app, the tenant and the order's path.
+async fn logged_server_with_an_order(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    tokio::process::Child,
+    TestApp,
+    TestTenant,
+    String,
+) {
+    let log_file =
+        std::env::temp_dir().join(format!("{}.log", unique(&format!("tenantry-{name}"))));
+    let (server, app) = spawn_statement_logging_server_with(
+        &[
+            ("TENANTRY_READ_CACHE_TTL", "60s"),
+            ("TENANTRY_CREDENTIAL_CACHE_TTL", "60s"),
+        ],
+        &log_file,
+    )
+    .await;
+    let tenant = app.create_tenant().await;
+    let customer = app.create_customer(&tenant).await;
+    let product = app.create_product(&tenant).await;
+    let order = place_ok(&app, &tenant, &customer, &[(&product, 1)]).await;
+    let path = format!("/v1/orders/{}", id(&order));
+    (log_file, server, app, tenant, path)
 }
