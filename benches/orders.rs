@@ -195,6 +195,17 @@ enum Target {
     CostAtMost(f64),
 }
 
+/// How the goal is written in the table: `≥ 0.60×`, `≤ 100 µs`, `cost ≤ 5 %`.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::RatioAtLeast(ratio) => write!(f, "≥ {ratio:.2}×"),
+            Target::CpuAtMost(us) => write!(f, "≤ {us:.0} µs"),
+            Target::CostAtMost(cost) => write!(f, "cost ≤ {:.0} %", cost * 100.0),
+        }
+    }
+}
+
 /// A row of the goals table. A ratio goal that is missed says by how much the ratio falls
 /// short of it (1 − ratio / goal); a cost goal, how many points the cost is over.
 struct Goal {
@@ -204,8 +215,6 @@ struct Goal {
     /// The ratio judged: API / floor, or a median of per-round ratios.
     ratio: Option<f64>,
     target: Target,
-    /// How the goal is written in the table.
-    goal: String,
     cpu_us: Option<f64>,
 }
 
@@ -252,7 +261,7 @@ impl Goal {
             "| {} | {:.0} | {floor} | {ratio} | {} | {} | {} |",
             self.scenario,
             self.api,
-            self.goal,
+            self.target,
             self.verdict(),
             or_dash(self.cpu_us.map(|c| format!("{c:.0}"))),
         )
@@ -661,7 +670,6 @@ async fn main() -> anyhow::Result<()> {
             floor: read_floor,
             ratio: ratio(&get, read_floor),
             target: Target::RatioAtLeast(0.6),
-            goal: "≥ 0.60×".into(),
             cpu_us: Some(get.cpu_per_request_us()),
         },
         Goal {
@@ -671,7 +679,6 @@ async fn main() -> anyhow::Result<()> {
             floor: None,
             ratio: None,
             target: Target::CpuAtMost(100.0),
-            goal: "≤ 100 µs".into(),
             cpu_us: Some(get.cpu_per_request_us()),
         },
         Goal {
@@ -680,7 +687,6 @@ async fn main() -> anyhow::Result<()> {
             floor: list_floor,
             ratio: ratio(&list, list_floor),
             target: Target::RatioAtLeast(0.6),
-            goal: "≥ 0.60×".into(),
             cpu_us: Some(list.cpu_per_request_us()),
         },
         Goal {
@@ -689,7 +695,6 @@ async fn main() -> anyhow::Result<()> {
             floor: place_floor,
             ratio: ratio(&create, place_floor),
             target: Target::RatioAtLeast(0.7),
-            goal: "≥ 0.70×".into(),
             cpu_us: Some(create.cpu_per_request_us()),
         },
         Goal {
@@ -699,7 +704,6 @@ async fn main() -> anyhow::Result<()> {
             floor: Some(live.rps()),
             ratio: Some(get.rps() / live.rps()),
             target: Target::RatioAtLeast(0.8),
-            goal: "≥ 0.80×".into(),
             cpu_us: Some(get.cpu_per_request_us()),
         },
         Goal {
@@ -709,7 +713,6 @@ async fn main() -> anyhow::Result<()> {
             floor: Some(live.rps()),
             ratio: Some(get_cached.rps() / live.rps()),
             target: Target::RatioAtLeast(0.8),
-            goal: "≥ 0.80×".into(),
             cpu_us: Some(get_cached.cpu_per_request_us()),
         },
         Goal {
@@ -721,7 +724,6 @@ async fn main() -> anyhow::Result<()> {
             floor: Some(median(limiter.rps[0].clone())),
             ratio: Some(limiter.median_ratio(1)),
             target: Target::CostAtMost(0.05),
-            goal: "cost ≤ 5 %".into(),
             cpu_us: Some(median(limiter.cpu[1].clone())),
         },
         Goal {
@@ -733,7 +735,6 @@ async fn main() -> anyhow::Result<()> {
             floor: Some(median(limiter.rps[0].clone())),
             ratio: Some(limiter.median_ratio(2)),
             target: Target::CostAtMost(0.10),
-            goal: "cost ≤ 10 %".into(),
             cpu_us: Some(median(limiter.cpu[2].clone())),
         },
     ];
