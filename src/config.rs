@@ -241,6 +241,21 @@ pub struct Config {
     /// `TENANTRY_TENANT_RATE_ALGORITHM`: how each tenant's limit decides, `gcra` (default)
     /// or `sliding-window`.
     pub tenant_rate_algorithm: RateAlgorithm,
+    /// `TENANTRY_FEED_POLL_INTERVAL`: how often the realtime follower reads the
+    /// committed-event feed when no commit has woken it (`LISTEN/NOTIFY` wakes it at
+    /// once; this covers a lost notification). Default `500ms`, from `10ms` to `1m`.
+    pub feed_poll_interval: Duration,
+    /// `TENANTRY_REALTIME_BUFFER`: events a realtime subscriber may have waiting before
+    /// it counts as too slow and is closed (it then resumes from its last event id).
+    /// Default `1024`, from `16` to `65536`.
+    pub realtime_buffer: usize,
+    /// `TENANTRY_REALTIME_HEARTBEAT`: how often an idle realtime stream is sent a
+    /// heartbeat (an SSE comment, a WebSocket ping), so proxies keep it open and dead
+    /// peers are found. Default `15s`, from `1s` to `5m`.
+    pub realtime_heartbeat: Duration,
+    /// `TENANTRY_REALTIME_BROADCASTS_PER_SECOND`: the `broadcast` messages one WebSocket
+    /// connection may send per second (bursts of twice that). Default `10`.
+    pub realtime_broadcasts_per_second: u32,
 }
 
 /// How a rate limit decides: a token bucket (GCRA) or a sliding window.
@@ -402,6 +417,14 @@ impl Config {
                 .max(64),
             },
             read_cache_ttl: duration("TENANTRY_READ_CACHE_TTL", "10s")?,
+            feed_poll_interval: duration("TENANTRY_FEED_POLL_INTERVAL", "500ms")?,
+            realtime_buffer: var("TENANTRY_REALTIME_BUFFER", "1024")
+                .parse()
+                .context("TENANTRY_REALTIME_BUFFER must be a number of events")?,
+            realtime_heartbeat: duration("TENANTRY_REALTIME_HEARTBEAT", "15s")?,
+            realtime_broadcasts_per_second: var("TENANTRY_REALTIME_BROADCASTS_PER_SECOND", "10")
+                .parse()
+                .context("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be a whole number")?,
             read_cache_bytes: var("TENANTRY_READ_CACHE_BYTES", "67108864")
                 .parse()
                 .context("TENANTRY_READ_CACHE_BYTES must be a number of bytes")?,
@@ -506,6 +529,19 @@ impl Config {
         }
         if self.database_concurrency_limit < 2 {
             bail!("DATABASE_CONCURRENCY_LIMIT must be at least 2");
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&self.feed_poll_interval)
+        {
+            bail!("TENANTRY_FEED_POLL_INTERVAL must be from 10ms to 1m");
+        }
+        if !(16..=65536).contains(&self.realtime_buffer) {
+            bail!("TENANTRY_REALTIME_BUFFER must be from 16 to 65536 events");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&self.realtime_heartbeat) {
+            bail!("TENANTRY_REALTIME_HEARTBEAT must be from 1s to 5m");
+        }
+        if self.realtime_broadcasts_per_second == 0 {
+            bail!("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be at least 1");
         }
         if self.read_cache_ttl > Duration::from_secs(300) {
             bail!(

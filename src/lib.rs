@@ -46,6 +46,7 @@ pub mod page;
 pub mod plans;
 pub mod platform;
 pub mod quotas;
+pub mod realtime;
 pub mod rule;
 pub mod shared;
 pub mod startup;

@@ -19,12 +19,17 @@ use crate::{
         server::{self, Limits},
     },
     idempotency, observability,
+    realtime::session::Realtime,
     shared::Bus,
     usage::{self, meter::Meter},
 };
 
 /// How often expired idempotency keys are deleted (an indexed delete; cheap).
 const IDEMPOTENCY_PURGE_PERIOD: Duration = Duration::from_secs(10 * 60);
+
+/// How long shutdown waits, at most, for WebSockets to say goodbye (they are off the
+/// connection drain once upgraded).
+const REALTIME_DRAIN: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
@@ -35,6 +40,7 @@ pub struct Application {
     meter: Arc<Meter>,
     usage_flush_interval: Duration,
     bus: Arc<Bus>,
+    realtime: Arc<Realtime>,
 }
 
 impl Application {
@@ -81,7 +87,9 @@ impl Application {
             server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let meter = Arc::clone(&state.meter);
         let bus = Arc::clone(state.shared.bus());
+        let realtime = Arc::clone(&state.realtime);
         Ok(Self {
+            realtime,
             bus,
             listener,
             router: http::app(state, config),
@@ -136,7 +144,23 @@ impl Application {
             flushing_stopped,
         ));
         let invalidations = tokio::spawn(Arc::clone(&self.bus).listen());
+        let follower = tokio::spawn(Arc::clone(&self.realtime.hub).follow(self.db.clone()));
+        let broadcasts = tokio::spawn(Arc::clone(&self.realtime.relay).listen());
+        // Realtime streams end first (WebSockets with 1001, event streams end), so the
+        // drain below is not held up by connections that never finish on their own;
+        // their clients resume on another instance.
+        let hub = Arc::clone(&self.realtime.hub);
+        let signal = async move {
+            signal.await;
+            hub.shut_down();
+        };
         server::serve(self.listener, self.router, self.limits, signal).await;
+        self.realtime
+            .hub
+            .drained(self.limits.shutdown_timeout.min(REALTIME_DRAIN))
+            .await;
+        follower.abort();
+        broadcasts.abort();
         invalidations.abort();
         purge.abort();
         upkeep.abort();

@@ -372,6 +372,14 @@ impl Db {
         })
     }
 
+    /// A connection of the platform role listening on `channel` (`LISTEN`), outside the
+    /// pool; it reconnects by itself after a failure.
+    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.platform).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+
     /// The clock usage is metered by, and whether metering is on.
     pub fn usage(&self) -> &Usage {
         &self.usage

@@ -24,7 +24,11 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{db::Db, error::Error, id::TenantId};
+use crate::{
+    db::{Db, TenantTx},
+    error::Error,
+    id::TenantId,
+};
 
 /// Where a subscriber is: the last event it has seen. `Position::default()` is the start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -77,6 +81,10 @@ impl FeedEvent {
     }
 }
 
+/// The columns of a [`FeedEvent`], as every feed read selects them.
+const COLUMNS: &str = "tenant_id, stream_type, stream_id, version, event_id, event_type, data, \
+                       occurred_at, txid::text as txid, seq";
+
 /// The committed events after `after`, oldest first, at most `limit`.
 #[tracing::instrument(skip_all)]
 pub async fn poll(
@@ -90,18 +98,14 @@ pub async fn poll(
         Subscriber::Platform => None,
     };
     let mut tx = db.platform().await?;
-    let events = sqlx::query_as(
-        r#"
-        select tenant_id, stream_type, stream_id, version, event_id, event_type, data, occurred_at,
-               txid::text as txid, seq
-        from domain_events
-        where (txid, seq) > ($1::text::xid8, $2)
-          and txid < pg_snapshot_xmin(pg_current_snapshot())
-          and ($3::uuid is null or tenant_id = $3)
-        order by txid, seq
-        limit $4
-        "#,
-    )
+    let events = sqlx::query_as(&format!(
+        "select {COLUMNS} from domain_events
+         where (txid, seq) > ($1::text::xid8, $2)
+           and txid < pg_snapshot_xmin(pg_current_snapshot())
+           and ($3::uuid is null or tenant_id = $3)
+         order by txid, seq
+         limit $4"
+    ))
     .bind(after.txid.to_string())
     .bind(after.seq)
     .bind(tenant)
@@ -110,4 +114,84 @@ pub async fn poll(
     .await?;
     tx.commit().await?;
     Ok(events)
+}
+
+/// Which of a tenant's events a reader wants: every one, or those of some stream types,
+/// or of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only streams of these types (`order`, `product`); all when `None`.
+    pub stream_types: Option<Vec<String>>,
+    pub stream_id: Option<Uuid>,
+}
+
+/// The committed events of the transaction's tenant after `after` that `selection` names,
+/// oldest first, at most `limit` — read under the tenant's RLS, as every tenant read is
+/// (the database keeps other tenants' events out; the query names the tenant's setting too,
+/// only so that the plan walks the tenant's own index, `domain_events_tenant_feed_idx`).
+#[tracing::instrument(skip_all)]
+pub async fn poll_tenant(
+    tx: &mut TenantTx,
+    selection: &Selection,
+    after: Position,
+    limit: i64,
+) -> Result<Vec<FeedEvent>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "select {COLUMNS} from domain_events
+         where tenant_id = (select nullif(current_setting('app.tenant_id', true), ''))::uuid
+           and (txid, seq) > ($1::text::xid8, $2)
+           and txid < pg_snapshot_xmin(pg_current_snapshot())
+           and ($3::text[] is null or stream_type = any($3))
+           and ($4::uuid is null or stream_id = $4)
+         order by tenant_id, txid, seq
+         limit $5"
+    ))
+    .bind(after.txid.to_string())
+    .bind(after.seq)
+    .bind(selection.stream_types.as_deref())
+    .bind(selection.stream_id)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The newest committed event of any tenant (for the platform role).
+const HEAD: &str = "select txid::text, seq from domain_events
+                    where txid < pg_snapshot_xmin(pg_current_snapshot())
+                    order by txid desc, seq desc limit 1";
+
+/// The position of the newest committed event of any tenant: where a follower that wants
+/// only what happens from now on starts.
+#[tracing::instrument(skip_all)]
+pub async fn head(db: &Db) -> Result<Position, Error> {
+    let mut tx = db.platform().await?;
+    let head = sqlx::query_as(HEAD).fetch_optional(&mut *tx).await?;
+    tx.commit().await?;
+    position_of(head)
+}
+
+/// The position of the newest committed event of the transaction's tenant (under RLS).
+#[tracing::instrument(skip_all)]
+pub async fn head_tenant(tx: &mut TenantTx) -> Result<Position, Error> {
+    let head = sqlx::query_as(
+        "select txid::text, seq from domain_events
+         where tenant_id = (select nullif(current_setting('app.tenant_id', true), ''))::uuid
+           and txid < pg_snapshot_xmin(pg_current_snapshot())
+         order by tenant_id desc, txid desc, seq desc limit 1",
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    position_of(head)
+}
+
+fn position_of(head: Option<(String, i64)>) -> Result<Position, Error> {
+    Ok(match head {
+        Some((txid, seq)) => Position {
+            txid: txid
+                .parse()
+                .map_err(|_| Error::internal(anyhow::anyhow!("xid8 {txid:?} is not a number")))?,
+            seq,
+        },
+        None => Position::default(),
+    })
 }

@@ -25,6 +25,7 @@ use crate::{
     access::{Operator, Principal, RequiredScope},
     auth::{self, Authenticated, Presented},
     error::Error,
+    realtime::session::Credential,
 };
 
 /// What [`authenticate`] concluded about a request's tenant credential.
@@ -100,6 +101,17 @@ fn credential(headers: &HeaderMap) -> Option<Result<Presented<'_>, Error>> {
         _ => Err(Error::unauthenticated(
             "the Authorization scheme must be Bearer",
         )),
+    })
+}
+
+/// The tenant credential a request presents, owned, for a realtime session that checks it
+/// again while it lives; `None` when it presents none.
+pub fn presented_credential(headers: &HeaderMap) -> Option<Result<Credential, Error>> {
+    credential(headers).map(|presented| {
+        presented.map(|presented| match presented {
+            Presented::ApiKey(key) => Credential::api_key(key),
+            Presented::Bearer(token) => Credential::bearer(token),
+        })
     })
 }
 

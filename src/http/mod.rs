@@ -68,6 +68,7 @@ use crate::{
     config::Config,
     db::Db,
     observability,
+    realtime::session::Realtime,
     shared::Shared,
     traffic::Limiter,
     usage::meter::Meter,
@@ -93,6 +94,8 @@ pub struct AppState {
     pub rate_limiting: Arc<rate_limit::RateLimiting>,
     /// Hot single reads, cached (`cache`).
     pub reads: Arc<ReadCache>,
+    /// Realtime streams: the feed's follower, subscribers, broadcasts, seats.
+    pub realtime: Arc<Realtime>,
 }
 
 impl AppState {
@@ -119,6 +122,18 @@ impl AppState {
         ));
         let cached = Arc::clone(&reads);
         shared.bus().subscribe(move |change| cached.apply(change));
+        let meter = Arc::new(Meter::new(db.usage().clone()));
+        let realtime = Arc::new(Realtime::new(
+            config,
+            db.clone(),
+            Arc::clone(&auth),
+            Arc::clone(&meter),
+            shared.redis().cloned(),
+        ));
+        // After the credential cache's handler: a stream checks its credential again
+        // once the stale copy is gone.
+        let hub = Arc::clone(&realtime.hub);
+        shared.bus().subscribe(move |change| hub.recheck(change));
         let rate_limiting = Arc::new(rate_limit::RateLimiting::new(
             config,
             Limiter::new(shared.redis().cloned()),
@@ -131,7 +146,8 @@ impl AppState {
             reads,
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
-            meter: Arc::new(Meter::new(db.usage().clone())),
+            meter,
+            realtime,
             idempotency_ttl: PgInterval::try_from(config.idempotency_key_ttl)
                 .map_err(|e| anyhow::anyhow!("IDEMPOTENCY_KEY_TTL: {e}"))?,
             client_ip_header: config

@@ -20,7 +20,12 @@
 //! - **Shutdown has a deadline.** On the signal the listener closes, every connection is
 //!   told to finish its in-flight request and close, and whatever is still open at the
 //!   deadline is dropped.
-//! - **Every request carries its peer's address** as `ConnectInfo<SocketAddr>`.
+//! - **Every request carries its peer's address** as `ConnectInfo<SocketAddr>`, and a
+//!   [`ConnectionCloser`] that cuts its connection: a long-lived response whose client
+//!   stopped reading (a stalled event stream) ends no other way.
+//! - **Upgrades are served**: a WebSocket takes the socket (and its slot of the cap) over
+//!   from hyper, and lives outside the drain; realtime sessions end themselves at
+//!   shutdown.
 
 use std::{
     convert::Infallible,
@@ -40,14 +45,15 @@ use axum::{
     http::{Request, Response},
 };
 use hyper::{body::Incoming, server::conn::http1};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
+use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
     task::JoinSet,
     time::Instant,
 };
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::Config;
@@ -156,7 +162,8 @@ pub async fn serve(
     signal: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Tells every connection to finish its in-flight request and close.
+    let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut http = http1::Builder::new();
     // Off: the deadlines are ours (see the module documentation). Without a timer hyper
@@ -207,21 +214,39 @@ pub async fn serve(
             activity: Arc::clone(&activity),
             _slot: slot,
         });
+        let close = CancellationToken::new();
         let service = ConnectionService {
             router: router.clone(),
             peer,
             activity: Arc::clone(&activity),
+            close: close.clone(),
         };
-        let connection = graceful.watch(http.serve_connection(io, service));
+        // With upgrades: a WebSocket takes the socket (and its slot) over from hyper.
+        let connection = http.serve_connection(io, service).with_upgrades();
+        let mut stopping = stopping.clone();
         connections.spawn(async move {
-            tokio::select! {
-                served = connection => {
-                    if let Err(error) = served {
-                        tracing::debug!(%error, "connection ended with an error");
+            tokio::pin!(connection);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    served = connection.as_mut() => {
+                        if let Err(error) = served {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                        break;
                     }
-                }
-                () = activity.expired(limits) => {
-                    tracing::debug!("closing a connection that exceeded its header or idle timeout");
+                    () = activity.expired(limits) => {
+                        tracing::debug!("closing a connection that exceeded its header or idle timeout");
+                        break;
+                    }
+                    () = close.cancelled() => {
+                        tracing::debug!("cutting a connection whose stream stopped reading");
+                        break;
+                    }
+                    _ = stopping.changed(), if !draining => {
+                        draining = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
                 }
             }
         });
@@ -239,8 +264,8 @@ pub async fn serve(
         deadline = ?limits.shutdown_timeout,
         "closing connections once their in-flight requests are answered"
     );
+    let _ = stop.send(true);
     let drained = tokio::time::timeout(limits.shutdown_timeout, async {
-        graceful.shutdown().await;
         while let Some(ended) = connections.join_next().await {
             log_panic(ended);
         }
@@ -459,7 +484,14 @@ struct ConnectionService {
     router: Router,
     peer: SocketAddr,
     activity: Arc<Activity>,
+    close: CancellationToken,
 }
+
+/// In every request's extensions: cancelling it cuts the request's connection at once. For
+/// a long-lived response whose client stopped reading (a stalled event stream), which no
+/// timeout of a request in flight would end.
+#[derive(Clone)]
+pub struct ConnectionCloser(pub CancellationToken);
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<ResponseBody>;
@@ -470,6 +502,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         self.activity.request_started();
         let ended = ResponseEnded(Arc::clone(&self.activity));
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        request
+            .extensions_mut()
+            .insert(ConnectionCloser(self.close.clone()));
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(request).await?;

@@ -19,7 +19,6 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -32,9 +31,6 @@ pub const INVALIDATION_CHANNEL: &str = "tenantry:invalidations";
 /// How long a cached resource's generation outlives its last write: far longer than any
 /// read that could race the write.
 const GENERATION_TTL: Duration = Duration::from_secs(3600);
-
-/// The longest wait between attempts to subscribe again.
-const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
 
 type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
 
@@ -149,29 +145,14 @@ impl Bus {
         let Some(redis) = self.redis.clone() else {
             return;
         };
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match subscribe(redis.client()).await {
-                Ok(mut subscription) => {
-                    delay = Duration::from_millis(100);
-                    self.listening.store(true, Ordering::Relaxed);
-                    tracing::debug!("following the other instances' invalidations");
-                    self.deliver(&[Change::Everything]);
-                    let mut messages = subscription.on_message();
-                    while let Some(message) = messages.next().await {
-                        self.received(message.get_payload_bytes());
-                    }
-                    self.listening.store(false, Ordering::Relaxed);
-                    tracing::warn!(
-                        "lost the subscription to the other instances' invalidations; cached copies expire on their own until it is back"
-                    );
-                }
-                Err(error) => tracing::debug!(%error, "subscribing to invalidations failed"),
-            }
-            let jitter = rand::random_range(0.5..1.0);
-            tokio::time::sleep(delay.mul_f64(jitter)).await;
-            delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
-        }
+        super::follow_channel(
+            &redis,
+            INVALIDATION_CHANNEL,
+            &self.listening,
+            || self.deliver(&[Change::Everything]),
+            |payload| self.received(payload),
+        )
+        .await;
     }
 
     fn received(&self, payload: &[u8]) {
@@ -216,15 +197,6 @@ async fn forget_tenant(redis: &RedisLink, tenant: crate::id::TenantId) {
             }
         })
         .await;
-}
-
-async fn subscribe(client: &redis::Client) -> anyhow::Result<redis::aio::PubSub> {
-    let connect = async {
-        let mut subscription = client.get_async_pubsub().await?;
-        subscription.subscribe(INVALIDATION_CHANNEL).await?;
-        anyhow::Ok(subscription)
-    };
-    tokio::time::timeout(Duration::from_secs(1), connect).await?
 }
 
 impl ChangeReceiver for Bus {

@@ -241,3 +241,53 @@ impl Shared {
         self.redis.as_ref().map(|redis| redis.breaker_state())
     }
 }
+
+/// The longest wait between attempts to subscribe to a channel again.
+const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
+
+/// Follows Redis pub/sub `channel` for as long as the process runs: `subscribed` is called
+/// whenever a subscription starts (at first, and after every reconnection: messages sent
+/// meanwhile were missed), `message` with each message's payload. `listening` says whether
+/// a subscription is up.
+pub async fn follow_channel(
+    redis: &RedisLink,
+    channel: &str,
+    listening: &std::sync::atomic::AtomicBool,
+    mut subscribed: impl FnMut(),
+    mut message: impl FnMut(&[u8]),
+) {
+    use futures_util::StreamExt;
+
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let subscribe = async {
+            let mut subscription = redis.client().get_async_pubsub().await?;
+            subscription.subscribe(channel).await?;
+            anyhow::Ok(subscription)
+        };
+        match tokio::time::timeout(Duration::from_secs(1), subscribe).await {
+            Ok(Ok(mut subscription)) => {
+                delay = Duration::from_millis(100);
+                listening.store(true, Ordering::Relaxed);
+                tracing::debug!(channel, "following a Redis channel");
+                subscribed();
+                let mut messages = subscription.on_message();
+                while let Some(received) = messages.next().await {
+                    message(received.get_payload_bytes());
+                }
+                listening.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    channel,
+                    "lost the subscription to a Redis channel; subscribing again"
+                );
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, channel, "subscribing to a Redis channel failed")
+            }
+            Err(_) => tracing::debug!(channel, "subscribing to a Redis channel timed out"),
+        }
+        let jitter = rand::random_range(0.5..1.0);
+        tokio::time::sleep(delay.mul_f64(jitter)).await;
+        delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
+    }
+}

@@ -58,6 +58,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "catalog",
             "orders",
+            "realtime",
             "platform",
             "quotas",
             "billing",

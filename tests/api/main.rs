@@ -35,6 +35,7 @@ mod platform;
 mod privileges;
 mod quotas;
 mod readme;
+mod realtime;
 mod recovery;
 mod request_ids;
 mod rls;

@@ -16,6 +16,7 @@ mod plans;
 mod platform;
 mod products;
 mod quotas;
+mod realtime;
 mod tenant;
 mod usage;
 mod users;
@@ -42,4 +43,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(usage::router())
         .merge(billing::router())
         .merge(data_rights::router())
+        .merge(realtime::router())
 }

@@ -106,6 +106,14 @@ fn route_cases() -> Vec<RouteCase> {
             StatusCode::OK,
         ),
         case(
+            Method::GET,
+            "/v1/events",
+            None,
+            Some(RealtimeSubscribe),
+            None,
+            StatusCode::OK,
+        ),
+        case(
             Method::PATCH,
             "/v1/tenant",
             Some(json!({"name": "Renamed by the test"})),
@@ -578,7 +586,9 @@ fn the_spec_states_the_scope_each_tenant_route_demands_and_every_route_has_a_cas
             let route = format!("{} {}", method.to_uppercase(), path_shape(path));
             // Logout takes a login's access token, whatever its scopes (an API key has no
             // session to end): `auth::sessions` tests it.
-            if route == "POST /v1/auth/logout" {
+            // The WebSocket takes its credential in a first message as well as in the
+            // headers, so no credential is no refusal: `realtime::websocket` tests it.
+            if route == "POST /v1/auth/logout" || route == "GET /v1/realtime" {
                 covered.push(route);
                 continue;
             }
