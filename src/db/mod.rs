@@ -372,10 +372,15 @@ impl Db {
         })
     }
 
-    /// A connection of the platform role listening on `channel` (`LISTEN`), outside the
-    /// pool; it reconnects by itself after a failure.
+    /// A connection of the platform role listening on `channel` (`LISTEN`), in a pool of
+    /// its own (a listener holds its connection for good, which would take one of the
+    /// platform pool's few); it reconnects by itself after a failure.
     pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.platform).await?;
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with((*self.platform.connect_options()).clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
         listener.listen(channel).await?;
         Ok(listener)
     }
