@@ -1,0 +1,692 @@
+//! Outbound webhooks: the endpoints a tenant registers, and delivering the committed-event
+//! feed to them — signed, at least once, in feed order per endpoint.
+//!
+//! - **Endpoints** ([`create`], [`update`], [`delete`], [`rotate_secret`]) are versioned
+//!   resources of the tenant, counted against the plan's `webhook_endpoints` limit. Each
+//!   has a signing secret, shown once when it is created or rotated and never again; a
+//!   rotated-out secret keeps signing beside the new one for an overlap window
+//!   ([`signing`]).
+//! - **The dispatcher** ([`dispatch`]) follows the feed for every tenant from a position
+//!   kept in the database and, in one transaction, inserts a pending delivery per matching
+//!   enabled endpoint and moves the position on: an event is enqueued exactly once, never
+//!   lost. One dispatcher runs at a time across instances (an advisory lock).
+//! - **The sender** ([`send`]) takes each endpoint's oldest pending delivery once it is
+//!   due, POSTs it ([`target`] keeps requests away from non-public addresses), records the
+//!   attempt, and schedules a retry on failure; an endpoint's later deliveries wait behind
+//!   it, so a receiver sees its events in order. A schedule exhausted disables the
+//!   endpoint. A circuit breaker per endpoint stops sending to one that keeps failing and
+//!   probes it back; one slow or dead endpoint never holds up another.
+//!
+//! This module must never log or return a secret except in the answer to the request that
+//! made it, and never send to a target [`target`] refuses.
+
+pub mod dispatch;
+pub mod send;
+pub mod signing;
+mod store;
+pub mod target;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+
+pub use crate::id::{WebhookDeliveryId, WebhookEndpointId};
+use crate::{
+    access::{Principal, Scope},
+    audit::{self, AuditEvent},
+    config::WebhookSettings,
+    db::{
+        TenantTx,
+        table::{self, Table},
+    },
+    error::Error,
+    page::{Page, PageRequest},
+    plans::{LimitName, quota},
+    rule::{self, text_schema},
+    versioning::{self, Change, ExpectedVersion, Versioned},
+};
+use signing::Secret;
+
+/// The event type of the event [`send_test`] enqueues.
+pub const TEST_EVENT_TYPE: &str = "webhook.test";
+
+/// What the webhook machinery shares between the API and its workers: the settings, and
+/// the bells that wake the dispatcher (new events committed) and the sender (deliveries
+/// enqueued) before their next poll.
+#[derive(Debug)]
+pub struct Webhooks {
+    pub settings: WebhookSettings,
+    /// Rung when events may have been committed: the dispatcher looks at once.
+    pub dispatcher_wake: Arc<Notify>,
+    /// Rung when deliveries were enqueued or re-queued: the sender looks at once.
+    pub sender_wake: Arc<Notify>,
+}
+
+impl Webhooks {
+    pub fn new(settings: WebhookSettings) -> Self {
+        Self {
+            settings,
+            dispatcher_wake: Arc::new(Notify::new()),
+            sender_wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// One entry of an endpoint's `event_types`: an exact type (`order.placed`), every type
+/// under a prefix (`order.*`), or every type (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypePattern(String);
+
+impl EventTypePattern {
+    pub const RULE: rule::TextRule = rule::TextRule {
+        chars: 1..=100,
+        pattern: Some(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$"),
+        message: "must be an event type such as order.placed, a prefix such as order.*, or *",
+        example: "order.*",
+        secret: false,
+    };
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let exact = value.strip_suffix(".*").unwrap_or(value);
+        let segment = |s: &str| {
+            s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let ok = Self::RULE.fits(value) && (value == "*" || exact.split('.').all(segment));
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(Self::RULE.message.to_owned())
+        }
+    }
+
+    /// Whether an event of `event_type` matches: `*` every one, `order.*` those that
+    /// start with `order.`, anything else exactly.
+    pub fn matches(&self, event_type: &str) -> bool {
+        matches(&self.0, event_type)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+text_schema!(EventTypePattern, "EventTypePattern", EventTypePattern::RULE);
+
+/// Whether `pattern` (an `event_types` entry as stored) matches `event_type`.
+pub fn matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) => event_type.starts_with(prefix) && event_type.len() > prefix.len(),
+        None => pattern == event_type,
+    }
+}
+
+/// Parses `event_types`: 1-64 patterns, each [`EventTypePattern`], duplicates dropped.
+pub fn parse_event_types(values: &[String]) -> Result<Vec<EventTypePattern>, Error> {
+    if values.is_empty() || values.len() > 64 {
+        return Err(Error::invalid("event_types", "must list 1-64 event types"));
+    }
+    let mut fields = Vec::new();
+    let mut patterns: Vec<EventTypePattern> = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match EventTypePattern::parse(value) {
+            Ok(pattern) if !patterns.contains(&pattern) => patterns.push(pattern),
+            Ok(_) => {}
+            Err(message) => fields.push(crate::error::FieldError::new(
+                format!("event_types[{index}]"),
+                message,
+            )),
+        }
+    }
+    if fields.is_empty() {
+        Ok(patterns)
+    } else {
+        Err(Error::validation(fields))
+    }
+}
+
+/// The schema of an endpoint URL (what [`target::parse_url`] accepts is checked there).
+pub struct WebhookUrl;
+
+impl WebhookUrl {
+    pub const RULE: rule::TextRule = rule::TextRule {
+        chars: 1..=target::MAX_URL_CHARS,
+        pattern: Some(r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+([/?#]\S*)?$"),
+        message: target::URL_MESSAGE,
+        example: "https://hooks.example.com/tenantry",
+        secret: false,
+    };
+}
+
+text_schema!(WebhookUrl, "WebhookUrl", WebhookUrl::RULE);
+
+/// A description of an endpoint: 0-500 characters, no control characters.
+pub struct Description;
+
+impl Description {
+    pub const RULE: rule::TextRule = rule::TextRule {
+        chars: 0..=500,
+        pattern: Some(r"^[^\u0000-\u001F\u007F-\u009F]*$"),
+        message: "must be at most 500 characters, without control characters",
+        example: "Order events for the warehouse",
+        secret: false,
+    };
+
+    pub fn parse(value: &str) -> Result<String, Error> {
+        if Self::RULE.fits(value) && !value.chars().any(char::is_control) {
+            Ok(value.to_owned())
+        } else {
+            Err(Error::invalid("description", Self::RULE.message))
+        }
+    }
+}
+
+text_schema!(Description, "WebhookDescription", Description::RULE);
+
+/// A webhook endpoint as the API shows it (never with its secret).
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct WebhookEndpoint {
+    pub id: WebhookEndpointId,
+    #[schema(example = "https://hooks.example.com/tenantry")]
+    pub url: String,
+    #[schema(example = "Order events for the warehouse")]
+    pub description: Option<String>,
+    /// Exact types (`order.placed`), prefixes (`order.*`) or `*`.
+    #[schema(example = json!(["order.*"]))]
+    pub event_types: Vec<String>,
+    /// Whether deliveries are made. The platform disables an endpoint whose retries of a
+    /// delivery are exhausted (see `disabled_reason`); `PATCH` with `enabled: true` resumes
+    /// it, pending deliveries first.
+    #[schema(example = true)]
+    pub enabled: bool,
+    /// Why the platform disabled the endpoint, if it did.
+    #[schema(example = json!(null))]
+    pub disabled_reason: Option<String>,
+    /// Until when the secret replaced by the last rotation still signs deliveries too.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, example = json!(null))]
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// Incremented on every change; also the `ETag`.
+    #[schema(example = 1)]
+    pub version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Table for WebhookEndpoint {
+    type Id = WebhookEndpointId;
+    const NAME: &'static str = "webhook_endpoint";
+    const TABLE: &'static str = "webhook_endpoints";
+    const COLUMNS: &'static str = store::ENDPOINT_COLUMNS;
+    const VISIBLE: &'static str = "deleted_at is null";
+
+    fn id(&self) -> uuid::Uuid {
+        self.id.as_uuid()
+    }
+}
+
+impl Versioned for WebhookEndpoint {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+/// An endpoint to create, parsed (its URL checked against the target rules).
+#[derive(Debug)]
+pub struct NewEndpoint {
+    pub url: url::Url,
+    pub description: Option<String>,
+    pub event_types: Vec<EventTypePattern>,
+}
+
+/// An endpoint just created or rotated, with the secret shown this once.
+#[derive(Debug)]
+pub struct WithSecret {
+    pub endpoint: WebhookEndpoint,
+    pub secret: Secret,
+}
+
+/// The fields a PATCH changes; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct EndpointChanges {
+    pub url: Option<url::Url>,
+    /// `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+    pub event_types: Option<Vec<EventTypePattern>>,
+    pub enabled: Option<bool>,
+}
+
+impl EndpointChanges {
+    fn fields(&self) -> Vec<&'static str> {
+        [
+            ("url", self.url.is_some()),
+            ("description", self.description.is_some()),
+            ("event_types", self.event_types.is_some()),
+            ("enabled", self.enabled.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+    }
+}
+
+/// The tenant's endpoints, newest first.
+pub async fn list(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    page: PageRequest,
+) -> Result<Page<WebhookEndpoint>, Error> {
+    principal.require(Scope::WebhooksRead)?;
+    table::page(tx, page).await
+}
+
+/// One endpoint.
+pub async fn get(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+) -> Result<WebhookEndpoint, Error> {
+    principal.require(Scope::WebhooksRead)?;
+    table::get(tx, id).await
+}
+
+/// Registers an endpoint, with a fresh secret.
+pub async fn create(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    new: NewEndpoint,
+) -> Result<WithSecret, Error> {
+    principal.require(Scope::WebhooksWrite)?;
+    quota::admit(
+        tx,
+        principal,
+        principal.tenant_id(),
+        LimitName::WebhookEndpoints,
+        async |conn| store::count_live(conn).await,
+    )
+    .await?;
+    let secret = Secret::generate();
+    let endpoint = store::insert(tx, principal.tenant_id(), &new, &secret).await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("webhook_endpoint.created", "webhook_endpoint", endpoint.id)
+            .data(serde_json::json!({"url": endpoint.url, "event_types": endpoint.event_types})),
+    )
+    .await?;
+    Ok(WithSecret { endpoint, secret })
+}
+
+/// Changes an endpoint, if its version is still the expected one. Enabling it clears the
+/// reason it was disabled for.
+pub async fn update(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+    expected: &ExpectedVersion,
+    changes: EndpointChanges,
+) -> Result<WebhookEndpoint, Error> {
+    principal.require(Scope::WebhooksWrite)?;
+    versioning::update(tx, principal.into(), id, expected, changes).await
+}
+
+/// Deletes an endpoint (softly: its deliveries stay), if its version is still the
+/// expected one. Its pending deliveries are never sent.
+pub async fn delete(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+    expected: &ExpectedVersion,
+) -> Result<(), Error> {
+    principal.require(Scope::WebhooksWrite)?;
+    versioning::update(tx, principal.into(), id, expected, Deletion)
+        .await
+        .map(drop)
+}
+
+/// Replaces an endpoint's secret; the old one keeps signing beside it for `overlap`.
+pub async fn rotate_secret(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+    expected: &ExpectedVersion,
+    overlap: std::time::Duration,
+) -> Result<WithSecret, Error> {
+    principal.require(Scope::WebhooksWrite)?;
+    let secret = Secret::generate();
+    let endpoint = versioning::update(
+        tx,
+        principal.into(),
+        id,
+        expected,
+        Rotation {
+            secret: secret.clone(),
+            overlap,
+        },
+    )
+    .await?;
+    Ok(WithSecret { endpoint, secret })
+}
+
+/// Enqueues a `webhook.test` event for this endpoint alone (behind its pending
+/// deliveries). The caller wakes the sender once this commits.
+pub async fn send_test(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+) -> Result<Delivery, Error> {
+    principal.require(Scope::WebhooksWrite)?;
+    let endpoint: WebhookEndpoint = table::get(tx, id).await?;
+    if !endpoint.enabled {
+        return Err(Error::conflict(
+            "webhook_endpoint_disabled",
+            "the endpoint is disabled; enable it first",
+        ));
+    }
+    let delivery_id = WebhookDeliveryId::new();
+    let payload = serde_json::json!({
+        "type": TEST_EVENT_TYPE,
+        "timestamp": now_rfc3339(),
+        "data": {"endpoint_id": endpoint.id},
+    });
+    store::insert_test_delivery(
+        tx,
+        principal.tenant_id(),
+        delivery_id,
+        endpoint.id,
+        &payload,
+    )
+    .await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("webhook_endpoint.tested", "webhook_endpoint", endpoint.id)
+            .data(serde_json::json!({"delivery_id": delivery_id})),
+    )
+    .await?;
+    store::delivery(tx, endpoint.id, delivery_id)
+        .await?
+        .ok_or_else(|| Error::not_found("webhook_delivery"))
+}
+
+/// An endpoint's deliveries, newest first, each with its attempts.
+pub async fn list_deliveries(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+    page: PageRequest,
+) -> Result<Page<Delivery>, Error> {
+    principal.require(Scope::WebhooksRead)?;
+    let _: WebhookEndpoint = table::get(tx, id).await?;
+    let rows = store::deliveries(tx, id, page).await?;
+    let mut page = Page::from_rows(rows, page, |d: &Delivery| d.id.as_uuid());
+    let ids: Vec<WebhookDeliveryId> = page.items.iter().map(|d| d.id).collect();
+    let mut attempts = store::attempts(tx, &ids).await?;
+    for delivery in &mut page.items {
+        delivery.attempts = attempts.remove(&delivery.id).unwrap_or_default();
+    }
+    Ok(page)
+}
+
+/// Re-queues a failed delivery, due now. The caller wakes the sender once this commits.
+pub async fn retry_delivery(
+    tx: &mut TenantTx,
+    principal: &Principal,
+    id: WebhookEndpointId,
+    delivery_id: WebhookDeliveryId,
+) -> Result<Delivery, Error> {
+    principal.require(Scope::WebhooksWrite)?;
+    let _: WebhookEndpoint = table::get(tx, id).await?;
+    let delivery = store::delivery(tx, id, delivery_id)
+        .await?
+        .ok_or_else(|| Error::not_found("webhook_delivery"))?;
+    if delivery.state != DeliveryState::Failed {
+        return Err(Error::conflict(
+            "delivery_not_failed",
+            "only a failed delivery can be retried; this one is pending or succeeded",
+        ));
+    }
+    store::requeue(tx, delivery_id).await?;
+    audit::record(
+        tx,
+        principal,
+        AuditEvent::new("webhook_delivery.retried", "webhook_delivery", delivery_id)
+            .data(serde_json::json!({"endpoint_id": id})),
+    )
+    .await?;
+    store::delivery(tx, id, delivery_id)
+        .await?
+        .ok_or_else(|| Error::not_found("webhook_delivery"))
+}
+
+/// Where a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet: waiting for its turn, its first attempt or a retry.
+    Pending,
+    /// A 2xx answer was received.
+    Succeeded,
+    /// Every attempt of the retry schedule failed (and its endpoint was disabled);
+    /// `POST …/retry` re-queues it.
+    Failed,
+}
+
+/// One delivery of one event to one endpoint.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Delivery {
+    /// Also the `webhook-id` header: the same on every attempt.
+    pub id: WebhookDeliveryId,
+    pub endpoint_id: WebhookEndpointId,
+    /// The feed event delivered (absent for a `webhook.test` event).
+    #[schema(example = "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a70")]
+    pub event_id: Option<uuid::Uuid>,
+    #[schema(example = "order.placed")]
+    pub event_type: String,
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    #[schema(example = 1)]
+    pub attempts_made: i32,
+    /// When the next attempt is due, while pending.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The body sent (the same on every attempt).
+    #[schema(value_type = Object, example = json!({"type": "order.placed", "timestamp": "2026-12-06T10:00:00Z", "data": {"order_id": "01937a5e-7c1a-7b3e-9a52-2f0d3c4b5a71"}}))]
+    pub payload: serde_json::Value,
+    /// Every attempt, oldest first.
+    #[sqlx(skip)]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt at a delivery.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Attempt {
+    #[serde(with = "time::serde::rfc3339")]
+    pub attempted_at: OffsetDateTime,
+    /// The receiver's HTTP status, if it answered.
+    #[schema(example = 200)]
+    pub status_code: Option<i32>,
+    /// From sending the request to the end of the answer (or the failure).
+    #[schema(example = 84)]
+    pub latency_ms: i32,
+    /// The start of the receiver's answer (at most 1 KiB).
+    #[schema(example = "ok")]
+    pub response_snippet: Option<String>,
+    /// Why the attempt failed without an answer (timeout, refused target, connection).
+    #[schema(example = json!(null))]
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub delivery_id: WebhookDeliveryId,
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Change for EndpointChanges {
+    type Resource = WebhookEndpoint;
+    type Id = WebhookEndpointId;
+    type Checked = Self;
+
+    fn against(self, current: &WebhookEndpoint) -> Result<Option<Self>, Error> {
+        let changes = Self {
+            url: self.url.filter(|url| url.as_str() != current.url),
+            description: self
+                .description
+                .filter(|description| *description != current.description),
+            event_types: self.event_types.filter(|types| {
+                types
+                    .iter()
+                    .map(EventTypePattern::as_str)
+                    .ne(current.event_types.iter().map(String::as_str))
+            }),
+            // Enabling an endpoint the platform disabled is a change even though it was
+            // never "enabled: false" by the tenant's hand: it clears the reason.
+            enabled: self.enabled.filter(|enabled| {
+                *enabled != current.enabled || (*enabled && current.disabled_reason.is_some())
+            }),
+        };
+        Ok((!changes.fields().is_empty()).then_some(changes))
+    }
+
+    async fn apply(
+        changes: &Self,
+        conn: &mut PgConnection,
+        id: WebhookEndpointId,
+    ) -> Result<WebhookEndpoint, Error> {
+        Ok(store::update(conn, id, changes).await?)
+    }
+
+    fn audit_event(changes: &Self, id: WebhookEndpointId, _: &WebhookEndpoint) -> AuditEvent {
+        AuditEvent::new("webhook_endpoint.updated", "webhook_endpoint", id)
+            .data(serde_json::json!({"changed": changes.fields()}))
+    }
+}
+
+/// Deleting an endpoint, as a versioned change.
+struct Deletion;
+
+impl Change for Deletion {
+    type Resource = WebhookEndpoint;
+    type Id = WebhookEndpointId;
+    type Checked = ();
+
+    fn against(self, _: &WebhookEndpoint) -> Result<Option<()>, Error> {
+        Ok(Some(()))
+    }
+
+    async fn apply(
+        _: &(),
+        conn: &mut PgConnection,
+        id: WebhookEndpointId,
+    ) -> Result<WebhookEndpoint, Error> {
+        Ok(store::soft_delete(conn, id).await?)
+    }
+
+    fn audit_event(_: &(), id: WebhookEndpointId, _: &WebhookEndpoint) -> AuditEvent {
+        AuditEvent::new("webhook_endpoint.deleted", "webhook_endpoint", id)
+    }
+}
+
+/// Rotating the secret, as a versioned change (the secret itself is never audited).
+struct Rotation {
+    secret: Secret,
+    overlap: std::time::Duration,
+}
+
+impl Change for Rotation {
+    type Resource = WebhookEndpoint;
+    type Id = WebhookEndpointId;
+    type Checked = Self;
+
+    fn against(self, _: &WebhookEndpoint) -> Result<Option<Self>, Error> {
+        Ok(Some(self))
+    }
+
+    async fn apply(
+        rotation: &Self,
+        conn: &mut PgConnection,
+        id: WebhookEndpointId,
+    ) -> Result<WebhookEndpoint, Error> {
+        Ok(store::rotate(conn, id, &rotation.secret, rotation.overlap).await?)
+    }
+
+    fn audit_event(rotation: &Self, id: WebhookEndpointId, _: &WebhookEndpoint) -> AuditEvent {
+        AuditEvent::new("webhook_endpoint.secret_rotated", "webhook_endpoint", id)
+            .data(serde_json::json!({"overlap_seconds": rotation.overlap.as_secs()}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_exact_types_prefixes_and_everything() {
+        assert!(matches("order.placed", "order.placed"));
+        assert!(!matches("order.placed", "order.paid"));
+        assert!(matches("order.*", "order.placed"));
+        assert!(matches("order.*", "order.line.added"));
+        assert!(!matches("order.*", "orders.placed"));
+        assert!(!matches("order.*", "order."));
+        assert!(!matches("order.*", "order"));
+        assert!(matches("*", "webhook.test"));
+    }
+
+    #[test]
+    fn event_types_must_have_a_known_shape() {
+        for good in ["*", "order.*", "order.placed", "a", "a_b.c2.*"] {
+            assert!(EventTypePattern::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "order.",
+            ".placed",
+            "Order.placed",
+            "order.**",
+            "order*",
+            "*.placed",
+            "order..placed",
+            "order.pla ced",
+            "order.*.x",
+        ] {
+            assert!(EventTypePattern::parse(bad).is_err(), "{bad:?}");
+        }
+        let error = parse_event_types(&["order.*".into(), "BAD".into()]).unwrap_err();
+        assert_eq!(error.fields()[0].field, "event_types[1]");
+        assert!(parse_event_types(&[]).is_err());
+        let deduplicated = parse_event_types(&["*".into(), "*".into()]).unwrap();
+        assert_eq!(deduplicated.len(), 1);
+    }
+
+    #[test]
+    fn the_schemas_admit_only_what_parse_accepts() {
+        rule::conformance::schema_admits_only_what_parse_accepts(
+            &EventTypePattern::RULE,
+            &["*", "order.*", "order.placed", "x.y_z.*", "order.", "A"],
+            |value| EventTypePattern::parse(value).is_ok(),
+        );
+        rule::conformance::schema_admits_only_what_parse_accepts(
+            &Description::RULE,
+            &["", "Orders", "tab\there", "ok"],
+            |value| Description::parse(value).is_ok(),
+        );
+    }
+}
