@@ -21,6 +21,7 @@ use crate::{
     idempotency, observability,
     shared::Bus,
     usage::{self, meter::Meter},
+    webhooks::{self, Webhooks},
 };
 
 /// How often expired idempotency keys are deleted (an indexed delete; cheap).
@@ -35,6 +36,7 @@ pub struct Application {
     meter: Arc<Meter>,
     usage_flush_interval: Duration,
     bus: Arc<Bus>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Application {
@@ -81,7 +83,9 @@ impl Application {
             server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let meter = Arc::clone(&state.meter);
         let bus = Arc::clone(state.shared.bus());
+        let webhooks = Arc::clone(&state.webhooks);
         Ok(Self {
+            webhooks,
             bus,
             listener,
             router: http::app(state, config),
@@ -136,8 +140,13 @@ impl Application {
             flushing_stopped,
         ));
         let invalidations = tokio::spawn(Arc::clone(&self.bus).listen());
+        let webhook_workers = self.spawn_webhook_workers()?;
         server::serve(self.listener, self.router, self.limits, signal).await;
         invalidations.abort();
+        // An attempt cut short here is attempted again once its lease runs out.
+        webhook_workers
+            .iter()
+            .for_each(tokio::task::JoinHandle::abort);
         purge.abort();
         upkeep.abort();
         if let Some(sealer) = sealer {
@@ -156,6 +165,39 @@ impl Application {
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl Application {
+    /// Rung when events may have been committed: the webhook dispatcher looks at once
+    /// instead of at its next poll.
+    pub fn webhook_dispatcher_wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.webhooks.dispatcher_wake)
+    }
+
+    /// The webhook dispatcher and sender, unless `TENANTRY_WEBHOOK_DELIVERY=off`.
+    fn spawn_webhook_workers(&self) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let settings = &self.webhooks.settings;
+        if !settings.delivery {
+            return Ok(Vec::new());
+        }
+        let sender = Arc::new(webhooks::send::Sender::new(
+            self.db.clone(),
+            settings.clone(),
+            Arc::clone(&self.meter),
+        )?);
+        Ok(vec![
+            tokio::spawn(webhooks::dispatch::run(
+                self.db.clone(),
+                settings.poll_interval,
+                Arc::clone(&self.webhooks.dispatcher_wake),
+                Arc::clone(&self.webhooks.sender_wake),
+            )),
+            tokio::spawn(webhooks::send::run(
+                sender,
+                Arc::clone(&self.webhooks.sender_wake),
+            )),
+        ])
     }
 }
 

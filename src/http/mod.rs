@@ -93,6 +93,8 @@ pub struct AppState {
     pub rate_limiting: Arc<rate_limit::RateLimiting>,
     /// Hot single reads, cached (`cache`).
     pub reads: Arc<ReadCache>,
+    /// Outbound webhooks: their settings, and the bells that wake their workers.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -129,6 +131,7 @@ impl AppState {
             shared,
             rate_limiting,
             reads,
+            webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
             meter: Arc::new(Meter::new(db.usage().clone())),

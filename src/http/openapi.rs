@@ -47,6 +47,7 @@ use crate::{catalog::Sku, error::FieldError, orders::queries::Expand, page::Curs
         (name = "catalog", description = "Products and customers"),
         (name = "orders", description = "Orders: place, read, history, transitions (event-sourced)"),
         (name = "audit", description = "The tenant's audit log: every mutation, hash-chained"),
+        (name = "webhooks", description = "Outbound webhooks: endpoints, signed deliveries, retries"),
         (name = "platform", description = "Operator API across tenants"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

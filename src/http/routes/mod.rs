@@ -19,6 +19,7 @@ mod quotas;
 mod tenant;
 mod usage;
 mod users;
+mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -42,4 +43,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(usage::router())
         .merge(billing::router())
         .merge(data_rights::router())
+        .merge(webhooks::router())
 }
