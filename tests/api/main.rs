@@ -44,3 +44,4 @@ mod timeouts;
 mod traffic;
 mod usage;
 mod users;
+mod webhooks;
