@@ -376,6 +376,11 @@ pub async fn rotate_secret(
     Ok(WithSecret { endpoint, secret })
 }
 
+/// How many live endpoints the tenant has (what the `webhook_endpoints` limit counts).
+pub async fn count_live(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    store::count_live(conn).await
+}
+
 /// Enqueues a `webhook.test` event for this endpoint alone (behind its pending
 /// deliveries). The caller wakes the sender once this commits.
 pub async fn send_test(

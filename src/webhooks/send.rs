@@ -544,8 +544,11 @@ impl Sender {
             let mut tx = self.db.platform().await?;
             let depth = sqlx::query_as(
                 "select coalesce(sum(n), 0)::bigint, coalesce(max(n), 0)::bigint
-                 from (select count(*) as n from webhook_deliveries where state = 'pending'
-                       group by tenant_id, endpoint_id) queues",
+                 from (select count(*) as n from webhook_deliveries d
+                       join webhook_endpoints e
+                         on e.tenant_id = d.tenant_id and e.id = d.endpoint_id
+                       where d.state = 'pending' and e.deleted_at is null
+                       group by d.tenant_id, d.endpoint_id) queues",
             )
             .fetch_one(&mut *tx)
             .await?;
@@ -650,6 +653,34 @@ mod tests {
                 "{wait:?} within {low}..={high} ms"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_breaker_opens_after_failures_in_a_row_probes_after_its_back_off_and_closes() {
+        let counts = Arc::new(BreakerCounts::default());
+        let watch = BreakerWatch {
+            state: Arc::new(AtomicU8::new(CLOSED)),
+            counts: Arc::clone(&counts),
+        };
+        let breaker: Breaker = failsafe::Config::new()
+            .failure_policy(failure_policy::consecutive_failures(
+                2,
+                BreakerBackoff::new(Duration::from_millis(40), Duration::from_millis(40)),
+            ))
+            .instrument(watch.clone())
+            .build();
+        breaker.on_error();
+        assert!(breaker.is_call_permitted(), "one failure leaves it closed");
+        breaker.on_error();
+        assert!(!breaker.is_call_permitted(), "two in a row open it");
+        assert_eq!(counts.open.load(Ordering::Relaxed), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(breaker.is_call_permitted(), "after the back-off, a probe");
+        assert_eq!(counts.open.load(Ordering::Relaxed), 0);
+        assert_eq!(counts.half_open.load(Ordering::Relaxed), 1);
+        breaker.on_success();
+        assert_eq!(counts.half_open.load(Ordering::Relaxed), 0, "closed again");
+        assert!(breaker.is_call_permitted());
     }
 
     #[test]
