@@ -989,4 +989,44 @@ mod tests {
         let error = config(&[("IDEMPOTENCY_KEY_TTL", "0s")]).unwrap_err();
         assert!(error.to_string().contains("IDEMPOTENCY_KEY_TTL"), "{error}");
     }
+
+    #[test]
+    fn webhook_settings_default_to_a_day_of_retries_and_refuse_nonsense() {
+        let settings = config(&[]).unwrap().webhooks;
+        assert_eq!(settings.retry_schedule.len(), 7);
+        assert_eq!(settings.retry_schedule[0], Duration::from_secs(5));
+        assert_eq!(settings.retry_schedule[6], Duration::from_secs(14 * 3600));
+        assert!(settings.delivery && !settings.allow_private_targets);
+        assert_eq!(settings.secret_overlap, Duration::from_secs(24 * 3600));
+        let custom = config(&[
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", " 100ms, 2s "),
+            ("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "1s..30s"),
+        ])
+        .unwrap()
+        .webhooks;
+        assert_eq!(
+            custom.retry_schedule,
+            [Duration::from_millis(100), Duration::from_secs(2)]
+        );
+        assert_eq!(
+            custom.breaker_backoff,
+            (Duration::from_secs(1), Duration::from_secs(30))
+        );
+        for (name, value) in [
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", ""),
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", "5s,,5m"),
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", "0s"),
+            ("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "5m..5s"),
+            ("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "5s"),
+            ("TENANTRY_WEBHOOK_TIMEOUT", "5m"),
+            ("TENANTRY_WEBHOOK_MAX_IN_FLIGHT", "0"),
+            ("TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS", "yes"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(
+                error.to_string().contains(name),
+                "{name}={value:?}: {error}"
+            );
+        }
+    }
 }
