@@ -74,6 +74,10 @@ pub struct Config {
     pub database_platform_password: SecretString,
     /// `DATABASE_MAX_CONNECTIONS`: size of the request pool. Default 20.
     pub database_max_connections: u32,
+    /// `DATABASE_PLATFORM_MAX_CONNECTIONS`: the platform role's pool size: the operator
+    /// API, the event feed, the audit sealer, the usage flush and the webhook dispatcher
+    /// and sender (each attempt settles on it). Default 8.
+    pub database_platform_max_connections: u32,
     /// `DATABASE_CONNECT_TIMEOUT`: how long start-up (`serve`, `migrate`, and every command
     /// that bootstraps) keeps trying to reach a database server that is not accepting
     /// connections yet — refusing them, unreachable, or still starting up — pausing 250 ms
@@ -309,6 +313,9 @@ impl Config {
             database_max_connections: var("DATABASE_MAX_CONNECTIONS", "20")
                 .parse()
                 .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?,
+            database_platform_max_connections: var("DATABASE_PLATFORM_MAX_CONNECTIONS", "8")
+                .parse()
+                .context("DATABASE_PLATFORM_MAX_CONNECTIONS must be a positive integer")?,
             database_connect_timeout: duration("DATABASE_CONNECT_TIMEOUT", "60s")?,
             database_statement_timeout: duration("DATABASE_STATEMENT_TIMEOUT", "10s")?,
             database_lock_timeout: duration("DATABASE_LOCK_TIMEOUT", "5s")?,
@@ -439,6 +446,9 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.database_platform_max_connections < 2 {
+            bail!("DATABASE_PLATFORM_MAX_CONNECTIONS must be at least 2");
         }
         for (name, timeout) in [
             (

@@ -434,11 +434,27 @@ impl Sender {
     /// Records the attempt and moves the delivery on; returns the outcome's label.
     async fn settle(&self, due: &Due, outcome: &Outcome) -> Result<&'static str, Error> {
         let attempts_made = usize::try_from(due.attempts).unwrap_or(0) + 1;
+        let (state, delay, label) = if outcome.succeeded() {
+            ("succeeded", None, "succeeded")
+        } else if let Some(delay) = retry_delay(&self.settings.retry_schedule, attempts_made) {
+            ("pending", Some(delay), "retry_scheduled")
+        } else {
+            ("failed", None, "failed")
+        };
         let mut tx = self.db.platform().await?;
+        // The attempt and the delivery's new state in one statement: one round trip.
         sqlx::query(
-            "insert into webhook_attempts
-                 (tenant_id, id, delivery_id, status_code, latency_ms, response_snippet, error)
-             values ($1, $2, $3, $4, $5, $6, $7)",
+            "with attempt as (
+                 insert into webhook_attempts
+                     (tenant_id, id, delivery_id, status_code, latency_ms, response_snippet, error)
+                 values ($1, $2, $3, $4, $5, $6, $7)
+             )
+             update webhook_deliveries
+             set state = $8, attempts = attempts + 1, last_attempt_at = now(),
+                 delivered_at = case when $8 = 'succeeded' then now() end,
+                 next_attempt_at = case when $9::float8 is null then next_attempt_at
+                                        else now() + make_interval(secs => $9::float8) end
+             where tenant_id = $1 and id = $3",
         )
         .bind(due.tenant_id)
         .bind(Uuid::now_v7())
@@ -447,58 +463,25 @@ impl Sender {
         .bind(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX))
         .bind(outcome.snippet.as_deref())
         .bind(outcome.error.as_deref())
+        .bind(state)
+        .bind(delay.map(|d| d.as_secs_f64()))
         .execute(&mut *tx)
         .await?;
-        let label = if outcome.succeeded() {
-            sqlx::query(
-                "update webhook_deliveries
-                 set state = 'succeeded', attempts = attempts + 1, last_attempt_at = now(),
-                     delivered_at = now()
-                 where tenant_id = $1 and id = $2",
-            )
-            .bind(due.tenant_id)
-            .bind(due.id)
-            .execute(&mut *tx)
-            .await?;
-            "succeeded"
-        } else if let Some(delay) = retry_delay(&self.settings.retry_schedule, attempts_made) {
-            sqlx::query(
-                "update webhook_deliveries
-                 set attempts = attempts + 1, last_attempt_at = now(),
-                     next_attempt_at = now() + make_interval(secs => $3)
-                 where tenant_id = $1 and id = $2",
-            )
-            .bind(due.tenant_id)
-            .bind(due.id)
-            .bind(delay.as_secs_f64())
-            .execute(&mut *tx)
-            .await?;
-            "retry_scheduled"
-        } else {
-            self.exhausted(&mut tx, due, attempts_made).await?;
-            "failed"
-        };
+        if state == "failed" {
+            self.disable_endpoint(&mut tx, due, attempts_made).await?;
+        }
         tx.commit().await?;
         Ok(label)
     }
 
-    /// The delivery's last attempt failed: it fails, and its endpoint is disabled, with the
-    /// reason and an audit event in the tenant's log.
-    async fn exhausted(
+    /// The delivery's last attempt failed (it is `failed` now): its endpoint is disabled,
+    /// with the reason and an audit event in the tenant's log.
+    async fn disable_endpoint(
         &self,
         tx: &mut crate::db::PlatformTx,
         due: &Due,
         attempts_made: usize,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "update webhook_deliveries
-             set state = 'failed', attempts = attempts + 1, last_attempt_at = now()
-             where tenant_id = $1 and id = $2",
-        )
-        .bind(due.tenant_id)
-        .bind(due.id)
-        .execute(&mut **tx)
-        .await?;
         let reason = format!(
             "delivery {} failed {attempts_made} attempts in a row (its retry schedule is used up)",
             due.id
