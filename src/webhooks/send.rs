@@ -25,23 +25,17 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicI64, AtomicU8, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use failsafe::{
-    StateMachine,
-    failure_policy::{self, ConsecutiveFailures},
-};
 use rand::Rng;
 use tokio::{sync::Notify, task::JoinSet};
 use uuid::Uuid;
 
 use super::{
     WebhookDeliveryId,
+    breaker::Breakers,
     signing::{self, Secret},
     target,
 };
@@ -100,109 +94,13 @@ pub fn retry_delay(schedule: &[Duration], attempts_made: usize) -> Option<Durati
     Some(Duration::from_millis(rand::rng().random_range(0..=millis)))
 }
 
-/// Breaker states, as the watch keeps them.
-const CLOSED: u8 = 0;
-const OPEN: u8 = 1;
-const HALF_OPEN: u8 = 2;
-
-/// How many breakers are open and half-open, published as gauges.
-#[derive(Debug, Default)]
-struct BreakerCounts {
-    open: AtomicI64,
-    half_open: AtomicI64,
-}
-
-impl BreakerCounts {
-    fn count(&self, state: u8) -> Option<&AtomicI64> {
-        match state {
-            OPEN => Some(&self.open),
-            HALF_OPEN => Some(&self.half_open),
-            _ => None,
-        }
-    }
-
-    fn publish(&self) {
-        metrics::gauge!("webhook_breaker_open").set(self.open.load(Ordering::Relaxed) as f64);
-        metrics::gauge!("webhook_breaker_half_open")
-            .set(self.half_open.load(Ordering::Relaxed) as f64);
-    }
-}
-
-/// Follows one endpoint's breaker: keeps the counts and gauges of every state.
-#[derive(Clone)]
-struct BreakerWatch {
-    state: Arc<AtomicU8>,
-    counts: Arc<BreakerCounts>,
-}
-
-impl BreakerWatch {
-    fn enter(&self, state: u8) {
-        let before = self.state.swap(state, Ordering::Relaxed);
-        if before == state {
-            return;
-        }
-        if let Some(count) = self.counts.count(before) {
-            count.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(count) = self.counts.count(state) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        self.counts.publish();
-    }
-}
-
-impl failsafe::Instrument for BreakerWatch {
-    fn on_call_rejected(&self) {}
-    fn on_open(&self) {
-        self.enter(OPEN);
-    }
-    fn on_half_open(&self) {
-        self.enter(HALF_OPEN);
-    }
-    fn on_closed(&self) {
-        self.enter(CLOSED);
-    }
-}
-
-/// An open breaker's waits before a probe: doubling from `min` up to `max`, each drawn
-/// between half of it and all of it (equal jitter), to the millisecond (`failsafe`'s own
-/// back-offs count whole seconds, and jitter 1 s into nothing).
-#[derive(Debug, Clone)]
-pub struct BreakerBackoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl BreakerBackoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self { next: min, max }
-    }
-}
-
-impl Iterator for BreakerBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let current = self.next.min(self.max);
-        self.next = current.saturating_mul(2).min(self.max);
-        let half = u64::try_from(current.as_millis() / 2).unwrap_or(u64::MAX);
-        Some(Duration::from_millis(
-            half + rand::rng().random_range(0..=half),
-        ))
-    }
-}
-
-type Breaker = StateMachine<ConsecutiveFailures<BreakerBackoff>, BreakerWatch>;
-
 /// The sender of one server: its client, its settings, and a breaker per failing endpoint.
 pub struct Sender {
     db: Db,
     client: reqwest::Client,
     settings: WebhookSettings,
     meter: Arc<Meter>,
-    /// Breakers of endpoints whose last attempt failed (a success drops its breaker).
-    breakers: Mutex<HashMap<Uuid, (Breaker, BreakerWatch)>>,
-    counts: Arc<BreakerCounts>,
+    breakers: Breakers,
 }
 
 impl Sender {
@@ -212,58 +110,14 @@ impl Sender {
             settings.timeout,
             settings.allow_private_targets,
         )?;
-        let counts = Arc::new(BreakerCounts::default());
-        counts.publish();
+        let breakers = Breakers::new(settings.breaker_failures, settings.breaker_backoff);
         Ok(Self {
             db,
             client,
             settings,
             meter,
-            breakers: Mutex::new(HashMap::new()),
-            counts,
+            breakers,
         })
-    }
-
-    fn breakers(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Breaker, BreakerWatch)>> {
-        self.breakers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Endpoints whose breaker refuses a call now (asking lets an open one whose back-off
-    /// has passed become half-open, so its next delivery is the probe).
-    fn refused_by_breaker(&self) -> Vec<Uuid> {
-        self.breakers()
-            .iter()
-            .filter(|(_, (breaker, _))| !breaker.is_call_permitted())
-            .map(|(endpoint, _)| *endpoint)
-            .collect()
-    }
-
-    fn breaker_saw(&self, endpoint: Uuid, succeeded: bool) {
-        let mut breakers = self.breakers();
-        if succeeded {
-            if let Some((breaker, watch)) = breakers.remove(&endpoint) {
-                breaker.on_success();
-                // Forgotten while closed: its count must not keep it as open.
-                watch.enter(CLOSED);
-            }
-            return;
-        }
-        let (min, max) = self.settings.breaker_backoff;
-        let (breaker, _) = breakers.entry(endpoint).or_insert_with(|| {
-            let watch = BreakerWatch {
-                state: Arc::new(AtomicU8::new(CLOSED)),
-                counts: Arc::clone(&self.counts),
-            };
-            let breaker = failsafe::Config::new()
-                .failure_policy(failure_policy::consecutive_failures(
-                    self.settings.breaker_failures,
-                    BreakerBackoff::new(min, max),
-                ))
-                .instrument(watch.clone())
-                .build();
-            (breaker, watch)
-        });
-        breaker.on_error();
     }
 
     /// Sends until aborted: a round whenever `wake` is rung, an attempt ends, or the poll
@@ -276,7 +130,7 @@ impl Sender {
             let room = self.settings.max_in_flight.saturating_sub(attempts.len());
             if room > 0 {
                 let mut exclude: HashSet<Uuid> = busy.values().copied().collect();
-                exclude.extend(self.refused_by_breaker());
+                exclude.extend(self.breakers.refusing());
                 match self.claim(room, &exclude).await {
                     Ok(claimed) => {
                         for due in claimed {
@@ -351,7 +205,7 @@ impl Sender {
     async fn attempt(self: Arc<Self>, due: Due) {
         let outcome = self.post(&due).await;
         let succeeded = outcome.succeeded();
-        self.breaker_saw(due.endpoint_id, succeeded);
+        self.breakers.saw(due.endpoint_id, succeeded);
         metrics::histogram!("webhook_attempt_duration_seconds")
             .record(outcome.latency.as_secs_f64());
         match self.settle(&due, &outcome).await {
@@ -623,47 +477,6 @@ mod tests {
             .map(|_| retry_delay(&schedule, 2).unwrap())
             .collect();
         assert!(spread.len() > 1, "the waits are jittered");
-    }
-
-    #[test]
-    fn the_breaker_backs_off_doubling_with_equal_jitter_up_to_its_maximum() {
-        let mut backoff = BreakerBackoff::new(Duration::from_secs(1), Duration::from_secs(4));
-        let waits: Vec<Duration> = backoff.by_ref().take(4).collect();
-        let bounds = [(500, 1000), (1000, 2000), (2000, 4000), (2000, 4000)];
-        for (wait, (low, high)) in waits.iter().zip(bounds) {
-            assert!(
-                *wait >= Duration::from_millis(low) && *wait <= Duration::from_millis(high),
-                "{wait:?} within {low}..={high} ms"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_breaker_opens_after_failures_in_a_row_probes_after_its_back_off_and_closes() {
-        let counts = Arc::new(BreakerCounts::default());
-        let watch = BreakerWatch {
-            state: Arc::new(AtomicU8::new(CLOSED)),
-            counts: Arc::clone(&counts),
-        };
-        let breaker: Breaker = failsafe::Config::new()
-            .failure_policy(failure_policy::consecutive_failures(
-                2,
-                BreakerBackoff::new(Duration::from_millis(40), Duration::from_millis(40)),
-            ))
-            .instrument(watch.clone())
-            .build();
-        breaker.on_error();
-        assert!(breaker.is_call_permitted(), "one failure leaves it closed");
-        breaker.on_error();
-        assert!(!breaker.is_call_permitted(), "two in a row open it");
-        assert_eq!(counts.open.load(Ordering::Relaxed), 1);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(breaker.is_call_permitted(), "after the back-off, a probe");
-        assert_eq!(counts.open.load(Ordering::Relaxed), 0);
-        assert_eq!(counts.half_open.load(Ordering::Relaxed), 1);
-        breaker.on_success();
-        assert_eq!(counts.half_open.load(Ordering::Relaxed), 0, "closed again");
-        assert!(breaker.is_call_permitted());
     }
 
     #[test]
