@@ -1,5 +1,6 @@
 //! Managing endpoints: create (secret shown once), read, list, change with If-Match,
-//! delete; scopes and quota; what is refused (bad input, non-public targets).
+//! delete; scopes and quota; what is refused (bad input, non-public targets when saved and
+//! when sent).
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -310,4 +311,64 @@ async fn another_tenants_endpoint_is_not_found() {
             .await;
         expect_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
+}
+
+#[tokio::test]
+async fn a_target_that_turned_non_public_is_refused_at_send_time_and_nothing_is_sent() {
+    // Arrange: a server that does not allow private targets, and two endpoints saved with
+    // a public address, then pointed (behind the API's back, as DNS could) at a receiver
+    // on loopback: by name and by literal.
+    let app =
+        super::spawn_delivering_app(&[("TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let tenant = app.create_tenant().await;
+    let receiver = super::Receiver::spawn().await;
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
+    let mut owner = app.owner().await;
+    for target in [
+        format!("http://localhost:{port}/hook"),
+        format!("http://127.0.0.1:{port}/hook"),
+    ] {
+        let (endpoint, _) =
+            super::create_endpoint(&app, &tenant, "https://93.184.216.34/hook", &["*"]).await;
+        sqlx::query("update webhook_endpoints set url = $1 where id = $2::uuid")
+            .bind(&target)
+            .bind(&endpoint)
+            .execute(&mut owner)
+            .await
+            .unwrap();
+
+        // Act
+        let test = app
+            .post(
+                &format!("/v1/webhook-endpoints/{endpoint}/test"),
+                &tenant.token,
+                json!({}),
+            )
+            .await;
+        expect_json(test, StatusCode::ACCEPTED).await;
+
+        // Assert: the attempt failed without a request, naming why
+        let attempt = super::eventually(
+            std::time::Duration::from_secs(20),
+            "a refused attempt",
+            async || {
+                let listed = super::deliveries(&app, &tenant, &endpoint).await;
+                listed.first()?["attempts"].as_array()?.first().cloned()
+            },
+        )
+        .await;
+        assert_eq!(attempt["status_code"], json!(null), "{target}: {attempt}");
+        assert!(
+            attempt["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("non-public")),
+            "{target}: {attempt}"
+        );
+    }
+    assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
 }
