@@ -13,9 +13,9 @@ use crate::helpers::{command, command_body, expect_json};
 const WITHIN: Duration = Duration::from_secs(20);
 
 #[tokio::test]
-async fn an_event_is_delivered_signed_and_the_signature_verifies() {
-    // Arrange
-    let app = spawn_delivering_app(&[]).await;
+async fn an_event_is_delivered_signed_verifiably_and_metered() {
+    // Arrange: usage written every 100 ms
+    let app = spawn_delivering_app(&[("TENANTRY_USAGE_FLUSH_INTERVAL", "100ms")]).await;
     let tenant = app.create_tenant().await;
     let receiver = Receiver::spawn().await;
     let (endpoint, secret) = create_endpoint(&app, &tenant, &receiver.url, &["order.*"]).await;
@@ -57,6 +57,24 @@ async fn an_event_is_delivered_signed_and_the_signature_verifies() {
     assert_eq!(attempts[0]["status_code"], 200);
     assert_eq!(attempts[0]["response_snippet"], "ok");
     assert!(attempts[0]["latency_ms"].as_i64().unwrap() >= 0);
+    // The delivery is metered for the tenant.
+    eventually(
+        WITHIN,
+        "one webhook delivery in the usage report",
+        async || {
+            let response = app
+                .get("/v1/usage?metric=webhook_deliveries", &tenant.token)
+                .await;
+            let report = expect_json(response, StatusCode::OK).await;
+            let delivered: i64 = report["series"]
+                .as_array()?
+                .iter()
+                .filter_map(|s| s["total"].as_i64())
+                .sum();
+            (delivered == 1).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
