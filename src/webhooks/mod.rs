@@ -529,6 +529,21 @@ mod tests {
             &["*", "order.*", "order.placed", "x.y_z.*", "order.", "A"],
             |value| EventTypePattern::parse(value).is_ok(),
         );
+        // What the URL schema admits is never a validation failure (it may still be refused
+        // as `invalid_url`).
+        rule::conformance::schema_admits_only_what_parse_accepts(
+            &WebhookUrl::RULE,
+            &[
+                "https://hooks.example.com/x",
+                "HTTP://a",
+                "http://a:99999",
+                "ftp://x",
+                "http://",
+            ],
+            |value| {
+                target::parse_url(value).map_or_else(|e| e.code() != "validation_failed", |_| true)
+            },
+        );
         rule::conformance::schema_admits_only_what_parse_accepts(
             &Description::RULE,
             &["", "Orders", "tab\there", "ok"],

@@ -37,17 +37,36 @@ const SAVE_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const URL_MESSAGE: &str =
     "must be an absolute http or https URL with a host, at most 2048 characters";
 
-/// Parses an endpoint URL: absolute, `http` or `https`, with a host.
+/// Parses an endpoint URL: absolute, `http` or `https`, with a host. Input that breaks the
+/// published rule (`WebhookUrl`'s schema) is `validation_failed`; input that keeps it but
+/// is still no URL (a bad port, a malformed host) is refused as `invalid_url`, so that
+/// what the schema admits is never a validation failure.
 pub fn parse_url(value: &str) -> Result<Url, Error> {
-    let invalid = || Error::invalid("url", URL_MESSAGE);
-    if value.chars().count() > MAX_URL_CHARS {
-        return Err(invalid());
+    if !fits_rule(value) {
+        return Err(Error::invalid("url", URL_MESSAGE));
     }
-    let url = Url::parse(value).map_err(|_| invalid())?;
+    let refused = || Error::refused_field("invalid_url", "url", "is not a URL that can be reached");
+    let url = Url::parse(value).map_err(|_| refused())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(invalid());
+        return Err(refused());
     }
     Ok(url)
+}
+
+/// The published rule as code: `^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+([/?#]\S*)?$`, at
+/// most [`MAX_URL_CHARS`] characters (`\s` as JSON Schema's regular expressions read it).
+fn fits_rule(value: &str) -> bool {
+    let whitespace = |c: char| (c.is_whitespace() && c != '\u{85}') || c == '\u{feff}';
+    let lower = value.get(..8).unwrap_or(value).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &value[8..]
+    } else if lower.starts_with("http://") {
+        &value[7..]
+    } else {
+        return false;
+    };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    value.chars().count() <= MAX_URL_CHARS && host_end > 0 && !rest.chars().any(whitespace)
 }
 
 /// Whether connecting to `ip` could reach something that is not the public internet:
@@ -275,6 +294,11 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
         assert!(parse_url(&long).is_err());
+        // The rule's shape, but no URL: refused with a code of its own.
+        for unreachable in ["http://a:99999/", "http://[::1/", "https://%zz/"] {
+            let error = parse_url(unreachable).unwrap_err();
+            assert_eq!(error.code(), "invalid_url", "{unreachable}");
+        }
         assert!(parse_url("https://example.com/hooks?x=1").is_ok());
     }
 

@@ -108,7 +108,7 @@ impl From<WithSecret> for WebhookEndpointWithSecret {
     responses(
         (status = 201, description = "Created; `secret` is the signing secret", body = WebhookEndpointWithSecret, headers(("ETag" = String))),
         (status = 403, description = "The plan's `webhook_endpoints` limit is reached (`quota_exceeded`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks its rules (`validation_failed`), or `url` points at a loopback, private or link-local address (`webhook_target_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rules (`validation_failed`), `url` keeps its rule but is no reachable URL (`invalid_url`), or points at a loopback, private or link-local address (`webhook_target_forbidden`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_webhook_endpoint(
@@ -201,7 +201,7 @@ pub struct UpdateWebhookEndpoint {
     responses(
         (status = 200, description = "The updated endpoint", body = WebhookEndpoint, headers(("ETag" = String))),
         (status = 412, description = "`If-Match` is stale, or weak (`W/\"…\"`: it compares strongly)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks its rules (`validation_failed`), or `url` points at a loopback, private or link-local address (`webhook_target_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks its rules (`validation_failed`), `url` keeps its rule but is no reachable URL (`invalid_url`), or points at a loopback, private or link-local address (`webhook_target_forbidden`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_webhook_endpoint(
