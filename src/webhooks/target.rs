@@ -50,6 +50,14 @@ pub fn parse_url(value: &str) -> Result<Url, Error> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(refused());
     }
+    // Normalising can lengthen it (percent-encoding, punycode): what is stored must fit.
+    if url.as_str().len() > MAX_URL_CHARS {
+        return Err(Error::refused_field(
+            "invalid_url",
+            "url",
+            "is longer than 2048 characters once normalised",
+        ));
+    }
     Ok(url)
 }
 
@@ -295,7 +303,13 @@ mod tests {
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
         assert!(parse_url(&long).is_err());
         // The rule's shape, but no URL: refused with a code of its own.
-        for unreachable in ["http://a:99999/", "http://[::1/", "https://%zz/"] {
+        let lengthened = format!("https://example.com/{}", "é".repeat(1000));
+        for unreachable in [
+            "http://a:99999/",
+            "http://[::1/",
+            "https://%zz/",
+            &lengthened,
+        ] {
             let error = parse_url(unreachable).unwrap_err();
             assert_eq!(error.code(), "invalid_url", "{unreachable}");
         }
