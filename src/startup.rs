@@ -37,6 +37,8 @@ pub struct Application {
     usage_flush_interval: Duration,
     bus: Arc<Bus>,
     webhooks: Arc<Webhooks>,
+    /// `None` when `TENANTRY_WEBHOOK_DELIVERY=off`.
+    webhook_sender: Option<Arc<webhooks::send::Sender>>,
 }
 
 impl Application {
@@ -84,8 +86,21 @@ impl Application {
         let meter = Arc::clone(&state.meter);
         let bus = Arc::clone(state.shared.bus());
         let webhooks = Arc::clone(&state.webhooks);
+        let webhook_sender = webhooks
+            .settings
+            .delivery
+            .then(|| {
+                webhooks::send::Sender::new(
+                    db.clone(),
+                    webhooks.settings.clone(),
+                    Arc::clone(&meter),
+                )
+            })
+            .transpose()?
+            .map(Arc::new);
         Ok(Self {
             webhooks,
+            webhook_sender,
             bus,
             listener,
             router: http::app(state, config),
@@ -140,7 +155,7 @@ impl Application {
             flushing_stopped,
         ));
         let invalidations = tokio::spawn(Arc::clone(&self.bus).listen());
-        let webhook_workers = self.spawn_webhook_workers()?;
+        let webhook_workers = self.spawn_webhook_workers();
         server::serve(self.listener, self.router, self.limits, signal).await;
         invalidations.abort();
         // An attempt cut short here is attempted again once its lease runs out.
@@ -176,28 +191,22 @@ impl Application {
     }
 
     /// The webhook dispatcher and sender, unless `TENANTRY_WEBHOOK_DELIVERY=off`.
-    fn spawn_webhook_workers(&self) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-        let settings = &self.webhooks.settings;
-        if !settings.delivery {
-            return Ok(Vec::new());
-        }
-        let sender = Arc::new(webhooks::send::Sender::new(
-            self.db.clone(),
-            settings.clone(),
-            Arc::clone(&self.meter),
-        )?);
-        Ok(vec![
+    fn spawn_webhook_workers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(sender) = &self.webhook_sender else {
+            return Vec::new();
+        };
+        vec![
             tokio::spawn(webhooks::dispatch::run(
                 self.db.clone(),
-                settings.poll_interval,
+                self.webhooks.settings.poll_interval,
                 Arc::clone(&self.webhooks.dispatcher_wake),
                 Arc::clone(&self.webhooks.sender_wake),
             )),
             tokio::spawn(webhooks::send::run(
-                sender,
+                Arc::clone(sender),
                 Arc::clone(&self.webhooks.sender_wake),
             )),
-        ])
+        ]
     }
 }
 
