@@ -200,3 +200,58 @@ async fn a_test_event_goes_to_that_endpoint_alone() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(other.count(), 0, "the other endpoint got nothing");
 }
+
+#[tokio::test]
+async fn events_committed_concurrently_are_each_delivered_once_in_feed_order() {
+    // Arrange: a product and customer to order with, an endpoint for orders placed
+    let app = spawn_delivering_app(&[]).await;
+    let tenant = app.create_tenant_on("pro").await;
+    let receiver = Receiver::spawn().await;
+    create_endpoint(&app, &tenant, &receiver.url, &["order.placed"]).await;
+    let product = expect_json(
+        app.post(
+            "/v1/products",
+            &tenant.token,
+            serde_json::json!({"sku": "CONC-1", "name": "Mug", "price_cents": 100, "currency": "EUR", "stock": 1000}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let customer = app.create_customer(&tenant).await;
+
+    // Act: twenty orders placed at once, their transactions overlapping
+    let items = [(&product, 1)];
+    let placed = futures::future::join_all(
+        (0..20).map(|_| crate::helpers::place_ok(&app, &tenant, &customer, &items)),
+    )
+    .await;
+
+    // Assert: twenty deliveries, one per order, in the feed's commit order
+    let got = eventually(WITHIN, "twenty deliveries", async || {
+        let got = receiver.received();
+        (got.len() >= 20).then_some(got)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 20, "each event once");
+    let mut owner = app.owner().await;
+    let feed: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "select stream_id from domain_events where tenant_id = $1 order by txid, seq",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_all(&mut owner)
+    .await
+    .unwrap();
+    let delivered: Vec<String> = got.iter().map(order_of).collect();
+    let expected: Vec<String> = feed.iter().map(uuid::Uuid::to_string).collect();
+    assert_eq!(delivered, expected);
+    let mut orders: Vec<String> = placed
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    orders.sort();
+    let mut sorted = delivered.clone();
+    sorted.sort();
+    assert_eq!(sorted, orders, "every placed order, none other");
+}
