@@ -52,6 +52,16 @@ grant select on service_tokens to :"app_role";
 grant execute on function erase_audit_personal_data(text, text) to :"app_role";
 -- A tenant's data export reads its frozen billing lines too.
 grant select on billing_lines to :"app_role";
+-- Webhook endpoints: the request role writes a signing secret (create, rotate) but never
+-- reads one back; it reads deliveries and attempts, enqueues test deliveries and
+-- re-queues failed ones.
+grant select (tenant_id, id, url, description, event_types, enabled, disabled_reason,
+              previous_secret_expires_at, version, created_at, updated_at, deleted_at)
+    on webhook_endpoints to :"app_role";
+grant insert, update on webhook_endpoints to :"app_role";
+grant select, insert, update (state, attempts, next_attempt_at) on webhook_deliveries to :"app_role";
+grant select on webhook_attempts to :"app_role";
+grant usage on sequence webhook_deliveries_seq_seq to :"app_role", :"platform_role";
 -- Login names its tenant by slug before any credential is verified.
 grant execute on function tenant_by_slug(text) to :"app_role";
 
@@ -78,5 +88,13 @@ grant execute on function billing_window_start(date) to :"platform_role";
 grant select, insert, update on quota_counters to :"platform_role";
 grant select, insert on billing_periods, billing_lines to :"platform_role";
 grant update (lines) on billing_periods to :"platform_role";
+-- Webhooks: the dispatcher enqueues deliveries and moves its position; the sender reads
+-- endpoints (secrets included), leases and settles deliveries, records attempts, and
+-- disables an endpoint whose retries are exhausted (src/webhooks/).
+grant select, update (enabled, disabled_reason, version, updated_at) on webhook_endpoints to :"platform_role";
+grant select, insert, update (state, attempts, next_attempt_at, last_attempt_at, delivered_at)
+    on webhook_deliveries to :"platform_role";
+grant select, insert on webhook_attempts to :"platform_role";
+grant select, update on webhook_dispatcher to :"platform_role";
 grant execute on function tenant_by_slug(text) to :"platform_role";
 grant execute on function create_tenant(uuid, text, text, text, uuid, text, text) to :"platform_role";

@@ -78,3 +78,14 @@ drop policy if exists platform_billing on billing_lines;
 create policy platform_billing on billing_lines to :"platform_role" using (true) with check (true);
 drop policy if exists platform_metering on quota_counters;
 create policy platform_metering on quota_counters to :"platform_role" using (true) with check (true);
+
+-- Outbound webhooks (src/webhooks/). The dispatcher follows every tenant's events and
+-- enqueues their deliveries; the sender reads every tenant's endpoints (with their
+-- secrets) and due deliveries, records attempts, and disables an endpoint whose retries
+-- are exhausted. Both run as the platform role, across tenants.
+drop policy if exists platform_webhooks on webhook_endpoints;
+create policy platform_webhooks on webhook_endpoints to :"platform_role" using (true) with check (true);
+drop policy if exists platform_webhooks on webhook_deliveries;
+create policy platform_webhooks on webhook_deliveries to :"platform_role" using (true) with check (true);
+drop policy if exists platform_webhooks on webhook_attempts;
+create policy platform_webhooks on webhook_attempts to :"platform_role" using (true) with check (true);

@@ -74,6 +74,10 @@ pub struct Config {
     pub database_platform_password: SecretString,
     /// `DATABASE_MAX_CONNECTIONS`: size of the request pool. Default 20.
     pub database_max_connections: u32,
+    /// `DATABASE_PLATFORM_MAX_CONNECTIONS`: the platform role's pool size: the operator
+    /// API, the event feed, the audit sealer, the usage flush and the webhook dispatcher
+    /// and sender (each attempt settles on it). Default 8.
+    pub database_platform_max_connections: u32,
     /// `DATABASE_CONNECT_TIMEOUT`: how long start-up (`serve`, `migrate`, and every command
     /// that bootstraps) keeps trying to reach a database server that is not accepting
     /// connections yet — refusing them, unreachable, or still starting up — pausing 250 ms
@@ -256,6 +260,9 @@ pub struct Config {
     /// `TENANTRY_REALTIME_BROADCASTS_PER_SECOND`: the `broadcast` messages one WebSocket
     /// connection may send per second (bursts of twice that). Default `10`.
     pub realtime_broadcasts_per_second: u32,
+    /// Outbound webhooks: delivery, retries, the circuit breaker, target safety
+    /// (`TENANTRY_WEBHOOK_*`, documented on [`WebhookSettings`]).
+    pub webhooks: WebhookSettings,
 }
 
 /// How a rate limit decides: a token bucket (GCRA) or a sliding window.
@@ -321,6 +328,9 @@ impl Config {
             database_max_connections: var("DATABASE_MAX_CONNECTIONS", "20")
                 .parse()
                 .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?,
+            database_platform_max_connections: var("DATABASE_PLATFORM_MAX_CONNECTIONS", "8")
+                .parse()
+                .context("DATABASE_PLATFORM_MAX_CONNECTIONS must be a positive integer")?,
             database_connect_timeout: duration("DATABASE_CONNECT_TIMEOUT", "60s")?,
             database_statement_timeout: duration("DATABASE_STATEMENT_TIMEOUT", "10s")?,
             database_lock_timeout: duration("DATABASE_LOCK_TIMEOUT", "5s")?,
@@ -441,6 +451,7 @@ impl Config {
                 "TENANTRY_TENANT_RATE_ALGORITHM",
                 &var("TENANTRY_TENANT_RATE_ALGORITHM", "gcra"),
             )?,
+            webhooks: WebhookSettings::from_lookup(&get)?,
         };
         config.validate()?;
         Ok(config)
@@ -458,6 +469,9 @@ impl Config {
         }
         if self.database_max_connections == 0 {
             bail!("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.database_platform_max_connections < 2 {
+            bail!("DATABASE_PLATFORM_MAX_CONNECTIONS must be at least 2");
         }
         for (name, timeout) in [
             (
@@ -635,6 +649,144 @@ impl Config {
         .filter(|(_, value, default)| value.expose_secret() == *default)
         .map(|(name, _, _)| name)
         .collect()
+    }
+}
+
+/// How outbound webhooks are delivered (`src/webhooks/`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `TENANTRY_WEBHOOK_DELIVERY`: `on` (default) runs this server's dispatcher (one at a
+    /// time across instances) and sender; `off` leaves delivery to other instances.
+    pub delivery: bool,
+    /// `TENANTRY_WEBHOOK_POLL_INTERVAL`: how often the dispatcher looks for new events and
+    /// the sender for due deliveries when nothing wakes them earlier. Default `1s`, from
+    /// `10ms` to `1m`.
+    pub poll_interval: Duration,
+    /// `TENANTRY_WEBHOOK_RETRY_SCHEDULE`: the waits between failed attempts at a
+    /// delivery, comma-separated durations; each wait is drawn at random between zero and
+    /// its value (full jitter), and once every one has been waited out and the last attempt
+    /// failed, the endpoint is disabled. Default `5s,5m,30m,2h,5h,10h,14h` (8 attempts over
+    /// up to about 31 hours). 1-20 entries.
+    pub retry_schedule: Vec<Duration>,
+    /// `TENANTRY_WEBHOOK_CONNECT_TIMEOUT`: how long connecting to a receiver may take.
+    /// Default `5s`.
+    pub connect_timeout: Duration,
+    /// `TENANTRY_WEBHOOK_TIMEOUT`: how long an attempt may take in all (connecting,
+    /// sending, the receiver's answer); a 2xx within it is a success. Default `15s`, at
+    /// most `1m`.
+    pub timeout: Duration,
+    /// `TENANTRY_WEBHOOK_MAX_IN_FLIGHT`: the most attempts this server makes at once
+    /// (one per endpoint at a time). Default 64.
+    pub max_in_flight: usize,
+    /// `TENANTRY_WEBHOOK_BREAKER_FAILURES`: failed attempts in a row that open an
+    /// endpoint's circuit breaker: its deliveries then wait (without using up retries)
+    /// until a probe succeeds. Default 5.
+    pub breaker_failures: u32,
+    /// `TENANTRY_WEBHOOK_BREAKER_BACKOFF`: how long an open breaker waits before a probe,
+    /// `min..max`: from `min`, doubling on every failed probe up to `max`, each wait drawn
+    /// between half of it and all of it. Default `5s..5m`.
+    pub breaker_backoff: (Duration, Duration),
+    /// `TENANTRY_WEBHOOK_SECRET_OVERLAP`: how long a rotated-out signing secret keeps
+    /// signing beside the new one (each delivery carries both signatures). Default `24h`,
+    /// at most `30d`.
+    pub secret_overlap: Duration,
+    /// `TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS`: `true` lets endpoints point at loopback,
+    /// private, link-local and other non-public addresses (development, tests, a receiver
+    /// on the same network). Default `false`: such targets are refused when an endpoint is
+    /// saved and again on every attempt, after resolving its host.
+    pub allow_private_targets: bool,
+}
+
+impl WebhookSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |name: &str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
+        let duration = |name: &str, default: &str| {
+            humantime::parse_duration(var(name, default).trim())
+                .with_context(|| format!("{name} must be a duration such as 5s or 10m"))
+        };
+        let switch = |name: &str, default: &str, on: &str, off: &str| match var(name, default) {
+            value if value == on => Ok(true),
+            value if value == off => Ok(false),
+            other => bail!("{name} must be {on} or {off}, not {other:?}"),
+        };
+        let schedule = var("TENANTRY_WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,14h");
+        let retry_schedule = schedule
+            .split(',')
+            .map(|step| humantime::parse_duration(step.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("TENANTRY_WEBHOOK_RETRY_SCHEDULE must be durations separated by commas, such as 5s,5m,30m")?;
+        let backoff = var("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "5s..5m");
+        let breaker_backoff = backoff
+            .split_once("..")
+            .and_then(|(min, max)| {
+                Some((
+                    humantime::parse_duration(min.trim()).ok()?,
+                    humantime::parse_duration(max.trim()).ok()?,
+                ))
+            })
+            .context("TENANTRY_WEBHOOK_BREAKER_BACKOFF must be min..max, such as 5s..5m")?;
+        let settings = Self {
+            delivery: switch("TENANTRY_WEBHOOK_DELIVERY", "on", "on", "off")?,
+            poll_interval: duration("TENANTRY_WEBHOOK_POLL_INTERVAL", "1s")?,
+            retry_schedule,
+            connect_timeout: duration("TENANTRY_WEBHOOK_CONNECT_TIMEOUT", "5s")?,
+            timeout: duration("TENANTRY_WEBHOOK_TIMEOUT", "15s")?,
+            max_in_flight: var("TENANTRY_WEBHOOK_MAX_IN_FLIGHT", "64")
+                .parse()
+                .context("TENANTRY_WEBHOOK_MAX_IN_FLIGHT must be a positive integer")?,
+            breaker_failures: var("TENANTRY_WEBHOOK_BREAKER_FAILURES", "5")
+                .parse()
+                .context("TENANTRY_WEBHOOK_BREAKER_FAILURES must be a positive integer")?,
+            breaker_backoff,
+            secret_overlap: duration("TENANTRY_WEBHOOK_SECRET_OVERLAP", "24h")?,
+            allow_private_targets: switch(
+                "TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+                "false",
+                "true",
+                "false",
+            )?,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.poll_interval < Duration::from_millis(10)
+            || self.poll_interval > Duration::from_secs(60)
+        {
+            bail!("TENANTRY_WEBHOOK_POLL_INTERVAL must be from 10ms to 1m");
+        }
+        if self.retry_schedule.is_empty() || self.retry_schedule.len() > 20 {
+            bail!("TENANTRY_WEBHOOK_RETRY_SCHEDULE must have 1-20 entries");
+        }
+        if self
+            .retry_schedule
+            .iter()
+            .any(|step| step.is_zero() || *step > Duration::from_secs(7 * 24 * 3600))
+        {
+            bail!("TENANTRY_WEBHOOK_RETRY_SCHEDULE entries must be positive and at most 7d");
+        }
+        if self.connect_timeout.is_zero() || self.timeout.is_zero() {
+            bail!("TENANTRY_WEBHOOK_CONNECT_TIMEOUT and TENANTRY_WEBHOOK_TIMEOUT must be positive");
+        }
+        if self.timeout > Duration::from_secs(60) {
+            bail!("TENANTRY_WEBHOOK_TIMEOUT must be at most 1m");
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 10_000 {
+            bail!("TENANTRY_WEBHOOK_MAX_IN_FLIGHT must be from 1 to 10000");
+        }
+        if self.breaker_failures == 0 {
+            bail!("TENANTRY_WEBHOOK_BREAKER_FAILURES must be at least 1");
+        }
+        let (min, max) = self.breaker_backoff;
+        // The breaker counts its back-off in whole seconds.
+        if min < Duration::from_secs(1) || max < min || max > Duration::from_secs(24 * 3600) {
+            bail!("TENANTRY_WEBHOOK_BREAKER_BACKOFF must be min..max with 1s <= min <= max <= 24h");
+        }
+        if self.secret_overlap > Duration::from_secs(30 * 24 * 3600) {
+            bail!("TENANTRY_WEBHOOK_SECRET_OVERLAP must be at most 30d");
+        }
+        Ok(())
     }
 }
 
@@ -882,5 +1034,45 @@ mod tests {
     fn a_zero_idempotency_key_ttl_is_refused() {
         let error = config(&[("IDEMPOTENCY_KEY_TTL", "0s")]).unwrap_err();
         assert!(error.to_string().contains("IDEMPOTENCY_KEY_TTL"), "{error}");
+    }
+
+    #[test]
+    fn webhook_settings_default_to_a_day_of_retries_and_refuse_nonsense() {
+        let settings = config(&[]).unwrap().webhooks;
+        assert_eq!(settings.retry_schedule.len(), 7);
+        assert_eq!(settings.retry_schedule[0], Duration::from_secs(5));
+        assert_eq!(settings.retry_schedule[6], Duration::from_secs(14 * 3600));
+        assert!(settings.delivery && !settings.allow_private_targets);
+        assert_eq!(settings.secret_overlap, Duration::from_secs(24 * 3600));
+        let custom = config(&[
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", " 100ms, 2s "),
+            ("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "1s..30s"),
+        ])
+        .unwrap()
+        .webhooks;
+        assert_eq!(
+            custom.retry_schedule,
+            [Duration::from_millis(100), Duration::from_secs(2)]
+        );
+        assert_eq!(
+            custom.breaker_backoff,
+            (Duration::from_secs(1), Duration::from_secs(30))
+        );
+        for (name, value) in [
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", ""),
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", "5s,,5m"),
+            ("TENANTRY_WEBHOOK_RETRY_SCHEDULE", "0s"),
+            ("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "5m..5s"),
+            ("TENANTRY_WEBHOOK_BREAKER_BACKOFF", "5s"),
+            ("TENANTRY_WEBHOOK_TIMEOUT", "5m"),
+            ("TENANTRY_WEBHOOK_MAX_IN_FLIGHT", "0"),
+            ("TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS", "yes"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(
+                error.to_string().contains(name),
+                "{name}={value:?}: {error}"
+            );
+        }
     }
 }

@@ -92,6 +92,14 @@ id_type!(
     /// Identifies an order within a tenant (also its event stream's id).
     OrderId
 );
+id_type!(
+    /// Identifies a webhook endpoint within a tenant.
+    WebhookEndpointId
+);
+id_type!(
+    /// Identifies one delivery of an event to a webhook endpoint (its `webhook-id`).
+    WebhookDeliveryId
+);
 
 #[cfg(test)]
 mod tests {

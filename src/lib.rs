@@ -16,7 +16,8 @@
 //!   [`cache`] (hot single reads, in process and in Redis);
 //! - capabilities, each with its domain types, its SQL and its application functions:
 //!   [`tenancy`], [`users`], [`api_keys`], [`auth`] (verifying and issuing credentials),
-//!   [`catalog`], [`orders`], [`platform`] (the operator's tenant directory);
+//!   [`catalog`], [`orders`], [`platform`] (the operator's tenant directory), [`webhooks`]
+//!   (outbound webhooks: endpoints, signed deliveries in feed order, retries);
 //! - transports: [`http`] (router, middleware, handlers, OpenAPI) and [`cli`], assembled by
 //!   [`startup`].
 //!
@@ -55,3 +56,4 @@ pub mod traffic;
 pub mod usage;
 pub mod users;
 pub mod versioning;
+pub mod webhooks;

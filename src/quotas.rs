@@ -1,10 +1,11 @@
 //! A tenant's quotas at a glance (`GET /v1/quotas`): every limit of its plan, with its own
 //! overrides applied, what the tenant uses of it now, and when a monthly allowance resets.
 //!
-//! It reads what each capability counts (users, API keys, products) through that
+//! It reads what each capability counts (users, API keys, products, webhook endpoints)
+//! through that
 //! capability's own store, and the monthly allowances from `plans::quota` (API calls as of
 //! the usage meter's last flush, a few seconds behind); a limit whose use nothing measures
-//! yet (rates, realtime connections, webhook endpoints) shows its value with `used` null.
+//! yet (rates, realtime connections) shows its value with `used` null.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -17,7 +18,7 @@ use crate::{
     db::TenantTx,
     error::Error,
     plans::{self, LimitKind, LimitName, quota},
-    users,
+    users, webhooks,
 };
 
 /// One limit and its use.
@@ -61,6 +62,7 @@ pub async fn overview(tx: &mut TenantTx, principal: &Principal) -> Result<Quotas
             LimitName::Users => counted(users::store::count_active(tx).await?),
             LimitName::ApiKeys => counted(api_keys::store::count_live(tx).await?),
             LimitName::Products => counted(products::store::count_live(tx).await?),
+            LimitName::WebhookEndpoints => counted(webhooks::count_live(tx).await?),
             LimitName::OrdersPerMonth | LimitName::ApiCallsPerMonth => {
                 Some(quota::used_this_month(tx, tenant_id, name).await?)
             }

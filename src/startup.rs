@@ -22,6 +22,7 @@ use crate::{
     realtime::session::Realtime,
     shared::Bus,
     usage::{self, meter::Meter},
+    webhooks::{self, Webhooks},
 };
 
 /// How often expired idempotency keys are deleted (an indexed delete; cheap).
@@ -41,6 +42,9 @@ pub struct Application {
     usage_flush_interval: Duration,
     bus: Arc<Bus>,
     realtime: Arc<Realtime>,
+    webhooks: Arc<Webhooks>,
+    /// `None` when `TENANTRY_WEBHOOK_DELIVERY=off`.
+    webhook_sender: Option<Arc<webhooks::send::Sender>>,
 }
 
 impl Application {
@@ -88,8 +92,27 @@ impl Application {
         let meter = Arc::clone(&state.meter);
         let bus = Arc::clone(state.shared.bus());
         let realtime = Arc::clone(&state.realtime);
+        let webhooks = Arc::clone(&state.webhooks);
+        // A commit the realtime follower sees wakes the webhook dispatcher at once.
+        realtime
+            .hub
+            .wake_on_events(Arc::clone(&webhooks.dispatcher_wake));
+        let webhook_sender = webhooks
+            .settings
+            .delivery
+            .then(|| {
+                webhooks::send::Sender::new(
+                    db.clone(),
+                    webhooks.settings.clone(),
+                    Arc::clone(&meter),
+                )
+            })
+            .transpose()?
+            .map(Arc::new);
         Ok(Self {
             realtime,
+            webhooks,
+            webhook_sender,
             bus,
             listener,
             router: http::app(state, config),
@@ -154,6 +177,7 @@ impl Application {
             signal.await;
             hub.shut_down();
         };
+        let webhook_workers = self.spawn_webhook_workers();
         server::serve(self.listener, self.router, self.limits, signal).await;
         self.realtime
             .hub
@@ -162,6 +186,10 @@ impl Application {
         follower.abort();
         broadcasts.abort();
         invalidations.abort();
+        // An attempt cut short here is attempted again once its lease runs out.
+        webhook_workers
+            .iter()
+            .for_each(tokio::task::JoinHandle::abort);
         purge.abort();
         upkeep.abort();
         if let Some(sealer) = sealer {
@@ -180,6 +208,33 @@ impl Application {
         self.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl Application {
+    /// Rung when events may have been committed: the webhook dispatcher looks at once
+    /// instead of at its next poll.
+    pub fn webhook_dispatcher_wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.webhooks.dispatcher_wake)
+    }
+
+    /// The webhook dispatcher and sender, unless `TENANTRY_WEBHOOK_DELIVERY=off`.
+    fn spawn_webhook_workers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(sender) = &self.webhook_sender else {
+            return Vec::new();
+        };
+        vec![
+            tokio::spawn(webhooks::dispatch::run(
+                self.db.clone(),
+                self.webhooks.settings.poll_interval,
+                Arc::clone(&self.webhooks.dispatcher_wake),
+                Arc::clone(&self.webhooks.sender_wake),
+            )),
+            tokio::spawn(webhooks::send::run(
+                Arc::clone(sender),
+                Arc::clone(&self.webhooks.sender_wake),
+            )),
+        ]
     }
 }
 

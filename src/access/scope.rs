@@ -64,6 +64,8 @@ scopes! {
     AuditRead => "audit:read",
     UsageRead => "usage:read",
     RealtimeSubscribe => "realtime:subscribe",
+    WebhooksRead => "webhooks:read",
+    WebhooksWrite => "webhooks:write",
 }
 
 const _: () = assert!(Scope::ALL.len() <= 32, "Scopes is a u32 bit set");

@@ -219,7 +219,7 @@ impl Db {
             platform: pool(
                 &roles.platform,
                 config.database_platform_password.expose_secret(),
-                4,
+                config.database_platform_max_connections,
             ),
             statement_timeout: config.database_statement_timeout,
             // Probes log in as the request role: the one every request needs.

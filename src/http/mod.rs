@@ -96,6 +96,8 @@ pub struct AppState {
     pub reads: Arc<ReadCache>,
     /// Realtime streams: the feed's follower, subscribers, broadcasts, seats.
     pub realtime: Arc<Realtime>,
+    /// Outbound webhooks: their settings, and the bells that wake their workers.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -144,6 +146,7 @@ impl AppState {
             shared,
             rate_limiting,
             reads,
+            webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
             meter,

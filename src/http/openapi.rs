@@ -48,6 +48,7 @@ use crate::{catalog::Sku, error::FieldError, orders::queries::Expand, page::Curs
         (name = "orders", description = "Orders: place, read, history, transitions (event-sourced)"),
         (name = "audit", description = "The tenant's audit log: every mutation, hash-chained"),
         (name = "realtime", description = "Committed events as they happen (Server-Sent Events, WebSocket), resumable; messages between a tenant's clients"),
+        (name = "webhooks", description = "Outbound webhooks: endpoints, signed deliveries, retries"),
         (name = "platform", description = "Operator API across tenants"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

@@ -42,7 +42,7 @@ pub enum Metric {
     ActiveUsers,
     /// Minutes realtime connections were open.
     RealtimeConnectionMinutes,
-    /// Webhook deliveries attempted.
+    /// Webhook deliveries made (a receiver answered 2xx).
     WebhookDeliveries,
 }
 

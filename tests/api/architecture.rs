@@ -63,6 +63,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "quotas",
             "billing",
             "data_rights",
+            "webhooks",
         ],
     ),
     ("transports", &["http", "cli", "startup"]),

@@ -45,3 +45,4 @@ mod timeouts;
 mod traffic;
 mod usage;
 mod users;
+mod webhooks;

@@ -58,6 +58,20 @@ const APP: &[(&str, &str)] = &[
     ("users", "insert"),
     ("users", "select"),
     ("users", "update"),
+    // Webhook secrets are written by the request role, never read back.
+    (
+        "webhook_endpoints",
+        "select(created_at, deleted_at, description, disabled_reason, enabled, event_types, id, previous_secret_expires_at, tenant_id, updated_at, url, version)",
+    ),
+    ("webhook_endpoints", "insert"),
+    ("webhook_endpoints", "update"),
+    ("webhook_deliveries", "select"),
+    ("webhook_deliveries", "insert"),
+    (
+        "webhook_deliveries",
+        "update(attempts, next_attempt_at, state)",
+    ),
+    ("webhook_attempts", "select"),
 ];
 
 /// `(table, privilege)` pairs of the platform role.
@@ -92,6 +106,21 @@ const PLATFORM: &[(&str, &str)] = &[
     (
         "tenants",
         "update(limit_overrides, name, plan, status, updated_at, version)",
+    ),
+    ("webhook_attempts", "insert"),
+    ("webhook_attempts", "select"),
+    ("webhook_deliveries", "insert"),
+    ("webhook_deliveries", "select"),
+    (
+        "webhook_deliveries",
+        "update(attempts, delivered_at, last_attempt_at, next_attempt_at, state)",
+    ),
+    ("webhook_dispatcher", "select"),
+    ("webhook_dispatcher", "update"),
+    ("webhook_endpoints", "select"),
+    (
+        "webhook_endpoints",
+        "update(disabled_reason, enabled, updated_at, version)",
     ),
 ];
 

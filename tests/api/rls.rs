@@ -60,6 +60,9 @@ async fn every_table_with_a_tenant_id_has_forced_rls_and_a_using_and_with_check_
         "usage_active_users",
         "billing_lines",
         "audit_retention",
+        "webhook_endpoints",
+        "webhook_deliveries",
+        "webhook_attempts",
     ] {
         assert!(
             names.contains(&expected),

@@ -20,6 +20,7 @@ mod realtime;
 mod tenant;
 mod usage;
 mod users;
+mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -44,4 +45,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(billing::router())
         .merge(data_rights::router())
         .merge(realtime::router())
+        .merge(webhooks::router())
 }

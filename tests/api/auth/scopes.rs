@@ -376,7 +376,114 @@ fn route_cases() -> Vec<RouteCase> {
             None,
             StatusCode::OK,
         ),
+        case(
+            Method::GET,
+            "/v1/webhook-endpoints",
+            None,
+            Some(WebhooksRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({"url": "https://hooks.example.invalid/authz", "event_types": ["order.*"]})),
+            Some(WebhooksWrite),
+            None,
+            StatusCode::CREATED,
+        ),
+        case(
+            Method::GET,
+            "/v1/webhook-endpoints/{webhook}",
+            None,
+            Some(WebhooksRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::PATCH,
+            "/v1/webhook-endpoints/{webhook}",
+            Some(json!({"description": "Changed by the test"})),
+            Some(WebhooksWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::DELETE,
+            "/v1/webhook-endpoints/{webhook}",
+            None,
+            Some(WebhooksWrite),
+            None,
+            StatusCode::NO_CONTENT,
+        ),
+        case(
+            Method::POST,
+            "/v1/webhook-endpoints/{webhook}/rotate-secret",
+            Some(json!({})),
+            Some(WebhooksWrite),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/webhook-endpoints/{webhook}/test",
+            Some(json!({})),
+            Some(WebhooksWrite),
+            None,
+            StatusCode::ACCEPTED,
+        ),
+        case(
+            Method::GET,
+            "/v1/webhook-endpoints/{webhook}/deliveries",
+            None,
+            Some(WebhooksRead),
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::POST,
+            "/v1/webhook-endpoints/{webhook}/deliveries/{failed_delivery}/retry",
+            Some(json!({})),
+            Some(WebhooksWrite),
+            None,
+            StatusCode::ACCEPTED,
+        ),
     ]
+}
+
+/// Replaces `{webhook}` in `path` with a fresh endpoint of the tenant (with delivery off,
+/// nothing is sent to it), and `{failed_delivery}` with a delivery to it that failed
+/// (written as the database owner: failing one for real takes its whole retry schedule).
+async fn with_webhooks(app: &TestApp, tenant: &TestTenant, path: String) -> String {
+    if !path.contains("{webhook}") {
+        return path;
+    }
+    let endpoint = expect_json(
+        app.post(
+            "/v1/webhook-endpoints",
+            &tenant.token,
+            json!({"url": "https://hooks.example.invalid/authz", "event_types": ["order.*"]}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = path.replace("{webhook}", id(&endpoint));
+    if !path.contains("{failed_delivery}") {
+        return path;
+    }
+    let delivery = uuid::Uuid::now_v7();
+    sqlx::query(
+        "insert into webhook_deliveries (tenant_id, id, endpoint_id, event_type, payload, state, attempts)
+         values ($1, $2, $3::uuid, 'webhook.test', '{}', 'failed', 8)",
+    )
+    .bind(tenant.id.as_uuid())
+    .bind(delivery)
+    .bind(id(&endpoint))
+    .execute(&mut app.owner_connection().await)
+    .await
+    .expect("the owner writes a failed delivery");
+    path.replace("{failed_delivery}", &delivery.to_string())
 }
 
 /// Replaces each order placeholder in `path` with a fresh order of 1 × `product` (12.50
@@ -436,6 +543,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
             .replace("{product}", product["id"].as_str().unwrap())
             .replace("{customer}", customer["id"].as_str().unwrap());
         let path = with_orders(&app, &tenant, &product, &customer, path).await;
+        let path = with_webhooks(&app, &tenant, path).await;
         let body = case.body.as_ref().map(|b| with_ids(b, &product, &customer));
         let route = format!("{} {}", case.method, path);
         let send = |bearer: Option<String>| {
