@@ -39,6 +39,7 @@ const SECRETS: &[(&str, &[&str])] = &[
     ("api_keys", &["secret_hash"]),
     ("refresh_tokens", &["secret_hash"]),
     ("idempotency_keys", &["request_hash", "response_body"]),
+    ("webhook_endpoints", &["secret", "previous_secret"]),
 ];
 
 /// The tables a tenant owns rows in: `tenants` (its own row) first, then every table
@@ -80,9 +81,23 @@ pub async fn export(
             .iter()
             .find(|(name, _)| name == table)
             .map_or(&[], |(_, columns)| columns);
+        // The columns the role may read: a table that keeps a secret from the request role
+        // grants the others by column (webhook endpoints' signing secrets).
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let columns: Vec<String> = sqlx::query_scalar(
+            "select attname::text from pg_attribute
+             where attrelid = $1::regclass and attnum > 0 and not attisdropped
+               and has_column_privilege($1::regclass, attnum, 'SELECT')
+             order by attnum",
+        )
+        .bind(quote(table))
+        .fetch_all(&mut *conn)
+        .await?;
+        let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
         let statement = format!(
-            "select to_jsonb(t) - $1::text[] from \"{}\" t",
-            table.replace('"', "\"\"")
+            "select to_jsonb(t) - $1::text[] from (select {} from {}) t",
+            columns.join(", "),
+            quote(table)
         );
         let mut stream = sqlx::query_scalar::<_, Value>(&statement)
             .bind(secrets)

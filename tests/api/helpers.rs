@@ -51,6 +51,14 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
         // Tests make requests faster than the free plan's rate; the rate-limit tests
         // (tests/api/traffic/) turn the limits on.
         ("TENANTRY_RATE_LIMITS".into(), "off".into()),
+        // Two tests at a time, each with up to two servers, share the cluster's 100
+        // connections with the scratch databases some tests make: pools smaller than a
+        // production server's keep them all under it.
+        // Admission as with the default pool of 20: a test's bursts queue for connections
+        // rather than being shed.
+        ("DATABASE_MAX_CONNECTIONS".into(), "10".into()),
+        ("DATABASE_PLATFORM_MAX_CONNECTIONS".into(), "3".into()),
+        ("DATABASE_CONCURRENCY_LIMIT".into(), "160".into()),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());

@@ -79,11 +79,11 @@ async fn an_event_is_delivered_signed_verifiably_and_metered() {
 
 #[tokio::test]
 async fn each_endpoint_receives_its_events_in_feed_order() {
-    // Arrange: two endpoints, one for every event, one for payments only
+    // Arrange: two endpoints, one for every order event, one for payments only
     let app = spawn_delivering_app(&[]).await;
     let tenant = app.create_tenant_on("pro").await;
     let (all, paid) = (Receiver::spawn().await, Receiver::spawn().await);
-    create_endpoint(&app, &tenant, &all.url, &["*"]).await;
+    create_endpoint(&app, &tenant, &all.url, &["order.*"]).await;
     create_endpoint(&app, &tenant, &paid.url, &["order.paid"]).await;
 
     // Act: three orders, each placed, confirmed and paid, interleaved
@@ -102,7 +102,7 @@ async fn each_endpoint_receives_its_events_in_feed_order() {
     // Assert: the receivers saw the feed's order, event by event
     let mut owner = app.owner().await;
     let feed: Vec<(String, uuid::Uuid)> = sqlx::query_as(
-        "select event_type, event_id from domain_events where tenant_id = $1 order by txid, seq",
+        "select event_type, event_id from domain_events where tenant_id = $1 and stream_type = 'order' order by txid, seq",
     )
     .bind(tenant.id.as_uuid())
     .fetch_all(&mut owner)
@@ -148,8 +148,8 @@ async fn an_endpoint_gets_only_its_own_tenants_events() {
     let app = spawn_delivering_app(&[]).await;
     let (a, b) = (app.create_tenant().await, app.create_tenant().await);
     let (to_a, to_b) = (Receiver::spawn().await, Receiver::spawn().await);
-    create_endpoint(&app, &a, &to_a.url, &["*"]).await;
-    create_endpoint(&app, &b, &to_b.url, &["*"]).await;
+    create_endpoint(&app, &a, &to_a.url, &["order.*"]).await;
+    create_endpoint(&app, &b, &to_b.url, &["order.*"]).await;
 
     // Act
     let order_a = place_order(&app, &a).await;
@@ -175,7 +175,7 @@ async fn a_test_event_goes_to_that_endpoint_alone() {
     let tenant = app.create_tenant().await;
     let (tested, other) = (Receiver::spawn().await, Receiver::spawn().await);
     let (endpoint, secret) = create_endpoint(&app, &tenant, &tested.url, &["order.*"]).await;
-    create_endpoint(&app, &tenant, &other.url, &["*"]).await;
+    create_endpoint(&app, &tenant, &other.url, &["order.*"]).await;
 
     // Act
     let response = app
@@ -237,7 +237,7 @@ async fn events_committed_concurrently_are_each_delivered_once_in_feed_order() {
     assert_eq!(receiver.count(), 20, "each event once");
     let mut owner = app.owner().await;
     let feed: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "select stream_id from domain_events where tenant_id = $1 order by txid, seq",
+        "select stream_id from domain_events where tenant_id = $1 and stream_type = 'order' order by txid, seq",
     )
     .bind(tenant.id.as_uuid())
     .fetch_all(&mut owner)

@@ -70,7 +70,7 @@ async fn an_exhausted_schedule_disables_the_endpoint_and_a_manual_retry_delivers
     let tenant = app.create_tenant().await;
     let receiver = Receiver::spawn().await;
     receiver.behave(Behaviour::Fail);
-    let (endpoint, _) = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let (endpoint, _) = create_endpoint(&app, &tenant, &receiver.url, &["order.*"]).await;
 
     // Act
     place_order(&app, &tenant).await;
@@ -158,7 +158,7 @@ async fn the_breaker_opens_after_failures_in_a_row_stops_sending_and_closes_afte
     let tenant = app.create_tenant().await;
     let receiver = Receiver::spawn().await;
     receiver.behave(Behaviour::Fail);
-    let (endpoint, _) = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let (endpoint, _) = create_endpoint(&app, &tenant, &receiver.url, &["order.*"]).await;
 
     // Act
     place_order(&app, &tenant).await;
@@ -215,8 +215,8 @@ async fn a_dead_endpoint_does_not_delay_another_endpoints_deliveries() {
     let tenant = app.create_tenant().await;
     let (dead, live) = (Receiver::spawn().await, Receiver::spawn().await);
     dead.behave(Behaviour::Hang);
-    create_endpoint(&app, &tenant, &dead.url, &["*"]).await;
-    create_endpoint(&app, &tenant, &live.url, &["*"]).await;
+    create_endpoint(&app, &tenant, &dead.url, &["order.*"]).await;
+    create_endpoint(&app, &tenant, &live.url, &["order.*"]).await;
 
     // Act
     let started = Instant::now();
