@@ -10,64 +10,104 @@
 --
 -- Customer events carry no personal data (the feed is append-only; erasure could not
 -- reach it): a subscriber reads the customer itself if it needs the fields.
-create function product_feed_event() returns trigger
+--
+-- Statement triggers with transition tables: a statement that changes many rows (an order
+-- taking stock from each of its products) appends their events in one insert.
+create function products_created() returns trigger
 language plpgsql
 set search_path = pg_catalog, public
 as $$
-declare
-    what text := 'updated';
-    body jsonb := jsonb_build_object(
-        'id', new.id, 'sku', new.sku, 'name', new.name, 'price_cents', new.price_cents,
-        'currency', new.currency, 'stock', new.stock, 'version', new.version);
 begin
-    if tg_op = 'INSERT' then
-        what := 'created';
-    elsif new.deleted_at is not null and old.deleted_at is null then
-        what := 'deleted';
-    elsif new.stock <> old.stock
-          and (new.sku, new.name, new.price_cents, new.currency)
-              is not distinct from (old.sku, old.name, old.price_cents, old.currency) then
-        what := 'stock_changed';
-        body := body || jsonb_build_object('stock_delta', new.stock - old.stock);
-    end if;
     insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
                                event_type, occurred_at, data, metadata)
-    values (new.tenant_id, 'product', new.id, new.version, gen_random_uuid(),
-            'product.' || what, new.updated_at, body, '{"source": "products"}');
+    select n.tenant_id, 'product', n.id, n.version, gen_random_uuid(), 'product.created',
+           n.updated_at,
+           jsonb_build_object(
+               'id', n.id, 'sku', n.sku, 'name', n.name, 'price_cents', n.price_cents,
+               'currency', n.currency, 'stock', n.stock, 'version', n.version),
+           '{"source": "products"}'
+    from created n;
     return null;
 end
 $$;
 
-create function customer_feed_event() returns trigger
+create function products_changed() returns trigger
 language plpgsql
 set search_path = pg_catalog, public
 as $$
-declare
-    what text := 'updated';
 begin
-    if tg_op = 'INSERT' then
-        what := 'created';
-    elsif new.erased_at is not null and old.erased_at is null then
-        what := 'erased';
-    end if;
     insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
                                event_type, occurred_at, data, metadata)
-    values (new.tenant_id, 'customer', new.id, new.version, gen_random_uuid(),
-            'customer.' || what, new.updated_at,
-            jsonb_build_object('id', new.id, 'version', new.version),
-            '{"source": "customers"}');
+    select n.tenant_id, 'product', n.id, n.version, gen_random_uuid(),
+           case
+               when n.deleted_at is not null and o.deleted_at is null then 'product.deleted'
+               when n.stock <> o.stock
+                    and (n.sku, n.name, n.price_cents, n.currency)
+                        is not distinct from (o.sku, o.name, o.price_cents, o.currency)
+                   then 'product.stock_changed'
+               else 'product.updated'
+           end,
+           n.updated_at,
+           jsonb_build_object(
+               'id', n.id, 'sku', n.sku, 'name', n.name, 'price_cents', n.price_cents,
+               'currency', n.currency, 'stock', n.stock, 'version', n.version)
+           || case when n.stock <> o.stock
+                   then jsonb_build_object('stock_delta', n.stock - o.stock)
+                   else '{}'::jsonb end,
+           '{"source": "products"}'
+    from after_rows n
+    join before_rows o on o.tenant_id = n.tenant_id and o.id = n.id
+    where n.version <> o.version;
     return null;
 end
 $$;
 
-create trigger products_feed after insert on products
-    for each row execute function product_feed_event();
-create trigger products_feed_change after update on products
-    for each row when (new.version <> old.version) execute function product_feed_event();
-create trigger customers_feed after insert on customers
-    for each row execute function customer_feed_event();
-create trigger customers_feed_change after update on customers
-    for each row when (new.version <> old.version) execute function customer_feed_event();
+create function customers_created() returns trigger
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+begin
+    insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
+                               event_type, occurred_at, data, metadata)
+    select n.tenant_id, 'customer', n.id, n.version, gen_random_uuid(), 'customer.created',
+           n.updated_at, jsonb_build_object('id', n.id, 'version', n.version),
+           '{"source": "customers"}'
+    from created n;
+    return null;
+end
+$$;
+
+create function customers_changed() returns trigger
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+begin
+    insert into domain_events (tenant_id, stream_type, stream_id, version, event_id,
+                               event_type, occurred_at, data, metadata)
+    select n.tenant_id, 'customer', n.id, n.version, gen_random_uuid(),
+           case when n.erased_at is not null and o.erased_at is null
+                then 'customer.erased' else 'customer.updated' end,
+           n.updated_at, jsonb_build_object('id', n.id, 'version', n.version),
+           '{"source": "customers"}'
+    from after_rows n
+    join before_rows o on o.tenant_id = n.tenant_id and o.id = n.id
+    where n.version <> o.version;
+    return null;
+end
+$$;
+
+create trigger products_feed_created after insert on products
+    referencing new table as created
+    for each statement execute function products_created();
+create trigger products_feed_changed after update on products
+    referencing old table as before_rows new table as after_rows
+    for each statement execute function products_changed();
+create trigger customers_feed_created after insert on customers
+    referencing new table as created
+    for each statement execute function customers_created();
+create trigger customers_feed_changed after update on customers
+    referencing old table as before_rows new table as after_rows
+    for each statement execute function customers_changed();
 
 -- A tenant's events in feed order: where a subscriber resumes, and where "now" is for one
 -- that does not, found without walking other tenants' events.
