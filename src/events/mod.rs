@@ -6,9 +6,11 @@
 //! — never a lost update. The request role may insert and read events, never update or
 //! delete them (no grant).
 //!
-//! [`feed`] lets other capabilities follow committed events from a resumable position.
+//! [`feed`] lets other capabilities follow committed events from a resumable position;
+//! [`pattern`] is how they name the event types they want.
 
 pub mod feed;
+pub mod pattern;
 
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection};

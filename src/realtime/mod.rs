@@ -36,7 +36,10 @@ use uuid::Uuid;
 use crate::{
     access::{Principal, Scope},
     error::Error,
-    events::feed::{FeedEvent, Position},
+    events::{
+        feed::{FeedEvent, Position},
+        pattern::EventTypePattern,
+    },
     id::TenantId,
 };
 
@@ -167,63 +170,11 @@ pub fn may_read(principal: &Principal, stream_type: &str) -> bool {
     reading_scope(stream_type).is_some_and(|scope| principal.scopes().contains(scope))
 }
 
-/// A pattern of event types: exact (`order.placed`), a prefix (`order.*`), or `*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TypePattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl TypePattern {
-    pub fn parse(value: &str) -> Result<Self, Error> {
-        let invalid = || {
-            Error::invalid(
-                "types",
-                format!(
-                    "{value:?} is not an event type pattern: use a type (`order.placed`), a prefix (`order.*`) or `*`"
-                ),
-            )
-        };
-        let well_formed = |text: &str| {
-            !text.is_empty()
-                && text.len() <= 64
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
-        };
-        match value.strip_suffix('*') {
-            Some("") => Ok(Self::Prefix(String::new())),
-            Some(prefix) if prefix.ends_with('.') && well_formed(prefix) => {
-                Ok(Self::Prefix(prefix.to_owned()))
-            }
-            Some(_) => Err(invalid()),
-            None if well_formed(value) => Ok(Self::Exact(value.to_owned())),
-            None => Err(invalid()),
-        }
-    }
-
-    pub fn matches(&self, event_type: &str) -> bool {
-        match self {
-            Self::Exact(exact) => exact == event_type,
-            Self::Prefix(prefix) => event_type.starts_with(prefix.as_str()),
-        }
-    }
-
-    /// The stream type this pattern is confined to, if any (`order.*` → `order`).
-    fn stream_type(&self) -> Option<&str> {
-        let text = match self {
-            Self::Exact(exact) => exact.as_str(),
-            Self::Prefix(prefix) => prefix.as_str(),
-        };
-        text.split_once('.').map(|(stream, _)| stream)
-    }
-}
-
 /// What a subscription wants: event types and, optionally, one stream.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Any of these types; every type when empty.
-    pub types: Vec<TypePattern>,
+    pub types: Vec<EventTypePattern>,
     pub stream_id: Option<Uuid>,
     /// Confined to one stream type (a channel such as `orders` is).
     pub stream_type: Option<String>,
@@ -356,24 +307,11 @@ mod tests {
     }
 
     #[test]
-    fn type_patterns_are_exact_prefixes_or_everything() {
-        let prefix = TypePattern::parse("order.*").unwrap();
-        assert!(prefix.matches("order.placed"));
-        assert!(!prefix.matches("orders.placed"));
-        assert!(TypePattern::parse("*").unwrap().matches("product.updated"));
-        let exact = TypePattern::parse("order.paid").unwrap();
-        assert!(exact.matches("order.paid") && !exact.matches("order.paid2"));
-        for bad in ["", "order*", "Order.*", "order.**", "a b", "ord*er"] {
-            assert!(TypePattern::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn a_filter_narrows_the_catch_up_to_the_streams_its_types_name() {
         let filter = Filter {
             types: vec![
-                TypePattern::parse("order.*").unwrap(),
-                TypePattern::parse("product.stock_changed").unwrap(),
+                EventTypePattern::parse("order.*").unwrap(),
+                EventTypePattern::parse("product.stock_changed").unwrap(),
             ],
             ..Filter::default()
         };
@@ -382,7 +320,7 @@ mod tests {
             Some(vec!["order".to_owned(), "product".to_owned()])
         );
         let everything = Filter {
-            types: vec![TypePattern::parse("*").unwrap()],
+            types: vec![EventTypePattern::parse("*").unwrap()],
             ..Filter::default()
         };
         assert_eq!(everything.stream_types(), None);

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::{
     access::{Principal, Scope, scope},
     error::{Error, ErrorKind},
-    events::feed::Position,
+    events::{feed::Position, pattern::EventTypePattern},
     http::{
         AppState,
         auth::{Authorized, presented_credential},
@@ -41,7 +41,7 @@ use crate::{
         server::ConnectionCloser,
     },
     realtime::{
-        Broadcast, Channel, Cursor, Event, Filter, TypePattern, WireEvent,
+        Broadcast, Channel, Cursor, Event, Filter, WireEvent,
         session::{Closed, Credential, Next, Realtime, Session},
     },
 };
@@ -87,7 +87,11 @@ impl EventsQuery {
             None => Vec::new(),
             Some(types) => types
                 .split(',')
-                .map(TypePattern::parse)
+                .map(|pattern| {
+                    EventTypePattern::parse(pattern).map_err(|message| {
+                        Error::invalid("types", format!("{pattern:?} {message}"))
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         };
         Ok(Filter {
