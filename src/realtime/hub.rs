@@ -146,7 +146,7 @@ impl Hub {
     }
 
     /// The position of the last event handed out.
-    pub fn position(&self) -> Position {
+    fn position(&self) -> Position {
         self.inner().position
     }
 

@@ -712,7 +712,7 @@ impl Connection {
         };
         let reference = message.get("ref").cloned();
         let reference = reference.as_ref();
-        let message = match serde_json::from_value::<ClientMessage>(message.clone()) {
+        let message = match ClientMessage::deserialize(&message) {
             Ok(message) => message,
             Err(error) => {
                 let known = message
