@@ -94,6 +94,8 @@ pub enum Command {
     Billing(BillingCommand),
     /// Print the OpenAPI document (JSON) to stdout.
     Openapi,
+    /// Print the GraphQL schema (SDL) to stdout.
+    GraphqlSchema,
 }
 
 #[derive(Subcommand)]
@@ -283,6 +285,10 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
                 .to_pretty_json()
                 .map_err(anyhow::Error::from)?;
             println!("{spec}");
+            Ok(())
+        }
+        Command::GraphqlSchema => {
+            print!("{}", crate::graphql::sdl());
             Ok(())
         }
         Command::Tenant(TenantCommand::Create {
@@ -1009,6 +1015,7 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
         ErrorKind::Malformed
         | ErrorKind::Invalid
         | ErrorKind::UnsupportedMediaType
+        | ErrorKind::MethodNotAllowed
         | ErrorKind::TooLarge => 65,
         // EX_NOINPUT: what the input names does not exist.
         ErrorKind::NotFound => 66,

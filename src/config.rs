@@ -263,6 +263,11 @@ pub struct Config {
     /// Outbound webhooks: delivery, retries, the circuit breaker, target safety
     /// (`TENANTRY_WEBHOOK_*`, documented on [`WebhookSettings`]).
     pub webhooks: WebhookSettings,
+    /// GraphQL's limits: `TENANTRY_GRAPHQL_MAX_DEPTH` (default `12`),
+    /// `TENANTRY_GRAPHQL_MAX_COMPLEXITY` (`5000`), `TENANTRY_GRAPHQL_MAX_BATCH` (`10`
+    /// operations per request) and `TENANTRY_GRAPHQL_INTROSPECTION` (`on` or `off`; default
+    /// `on`).
+    pub graphql: crate::graphql::Settings,
 }
 
 /// How a rate limit decides: a token bucket (GCRA) or a sliding window.
@@ -435,6 +440,24 @@ impl Config {
             realtime_broadcasts_per_second: var("TENANTRY_REALTIME_BROADCASTS_PER_SECOND", "10")
                 .parse()
                 .context("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be a whole number")?,
+            graphql: crate::graphql::Settings {
+                max_depth: var("TENANTRY_GRAPHQL_MAX_DEPTH", "12")
+                    .parse()
+                    .context("TENANTRY_GRAPHQL_MAX_DEPTH must be a whole number")?,
+                max_complexity: var("TENANTRY_GRAPHQL_MAX_COMPLEXITY", "5000")
+                    .parse()
+                    .context("TENANTRY_GRAPHQL_MAX_COMPLEXITY must be a whole number")?,
+                max_batch: var("TENANTRY_GRAPHQL_MAX_BATCH", "10")
+                    .parse()
+                    .context("TENANTRY_GRAPHQL_MAX_BATCH must be a whole number")?,
+                introspection: match var("TENANTRY_GRAPHQL_INTROSPECTION", "on").as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        bail!("TENANTRY_GRAPHQL_INTROSPECTION must be on or off, not {other:?}")
+                    }
+                },
+            },
             read_cache_bytes: var("TENANTRY_READ_CACHE_BYTES", "67108864")
                 .parse()
                 .context("TENANTRY_READ_CACHE_BYTES must be a number of bytes")?,
@@ -553,6 +576,15 @@ impl Config {
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&self.realtime_heartbeat) {
             bail!("TENANTRY_REALTIME_HEARTBEAT must be from 1s to 5m");
+        }
+        if !(1..=64).contains(&self.graphql.max_depth) {
+            bail!("TENANTRY_GRAPHQL_MAX_DEPTH must be from 1 to 64");
+        }
+        if self.graphql.max_complexity == 0 {
+            bail!("TENANTRY_GRAPHQL_MAX_COMPLEXITY must be at least 1");
+        }
+        if !(1..=100).contains(&self.graphql.max_batch) {
+            bail!("TENANTRY_GRAPHQL_MAX_BATCH must be from 1 to 100");
         }
         if self.realtime_broadcasts_per_second == 0 {
             bail!("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be at least 1");

@@ -40,6 +40,9 @@ pub enum ErrorKind {
     Conflict,
     /// The resource changed since the version the caller expected (HTTP 412).
     VersionMismatch,
+    /// The operation cannot be asked for this way (HTTP 405: a GraphQL mutation sent with
+    /// GET).
+    MethodNotAllowed,
     /// The input's media type is not one this operation reads (HTTP 415).
     UnsupportedMediaType,
     /// The input is larger than allowed (HTTP 413).
@@ -236,6 +239,11 @@ impl Error {
     }
 
     /// A body that is not JSON, where JSON is what the operation reads.
+    /// The operation cannot be asked for this way; `how` says the way it can.
+    pub fn method_not_allowed(how: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::MethodNotAllowed, "method_not_allowed", how)
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             ErrorKind::UnsupportedMediaType,

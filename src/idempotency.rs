@@ -35,6 +35,33 @@ use crate::{
     error::Error,
 };
 
+/// Checks a client's key: 1-255 printable ASCII characters.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(invalid_key())
+    }
+}
+
+/// The refusal of a key that is not 1-255 printable ASCII characters.
+pub fn invalid_key() -> Error {
+    Error::malformed(
+        "invalid_idempotency_key",
+        "an idempotency key must be 1-255 printable ASCII characters",
+    )
+}
+
+/// What a request is, for telling a retry from a different request under the same key:
+/// `request` names the operation (`POST /v1/orders`), `body` is its input.
+pub fn fingerprint(request: &str, body: &impl serde::Serialize) -> Vec<u8> {
+    let mut hash = Sha256::new();
+    hash.update(request.as_bytes());
+    hash.update([0]);
+    hash.update(serde_json::to_vec(body).unwrap_or_default());
+    hash.finalize().to_vec()
+}
+
 /// A first answer, kept to be replayed: its status, body and the resource version (the
 /// `ETag` over HTTP) when it had one.
 #[derive(Debug, Clone, PartialEq)]

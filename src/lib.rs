@@ -38,6 +38,7 @@ pub mod data_rights;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod graphql;
 pub mod http;
 pub mod id;
 pub mod idempotency;

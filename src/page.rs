@@ -51,6 +51,11 @@ impl PageRequest {
     }
 }
 
+/// The cursor of the page that follows the row `id` (a Relay edge's cursor, too).
+pub fn cursor_after(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
 fn decode_cursor(cursor: &str) -> Result<Uuid, Error> {
     URL_SAFE_NO_PAD
         .decode(cursor)
@@ -93,10 +98,7 @@ impl<T> Page<T> {
         let more = rows.len() > request.limit as usize;
         rows.truncate(request.limit as usize);
         let next_cursor = more
-            .then(|| {
-                rows.last()
-                    .map(|row| URL_SAFE_NO_PAD.encode(id(row).as_bytes()))
-            })
+            .then(|| rows.last().map(|row| cursor_after(id(row))))
             .flatten();
         Self {
             items: rows,

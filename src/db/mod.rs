@@ -162,6 +162,12 @@ pub async fn with_deadline<F: Future>(deadline: Instant, work: F) -> F::Output {
     DEADLINE.scope(deadline, work).await
 }
 
+/// The deadline the current task's work runs under ([`with_deadline`]), if any: for work
+/// that continues on another task (a batch loader) and must be held to the same deadline.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
 /// Handles to both pools and their shared reachability; cheap to clone.
 #[derive(Clone)]
 pub struct Db {

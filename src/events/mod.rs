@@ -117,6 +117,21 @@ pub async fn load_streams(
     .await
 }
 
+/// The events of several streams, each oldest first, in one statement.
+#[tracing::instrument(skip_all)]
+pub async fn load_many(
+    conn: &mut PgConnection,
+    stream_ids: &[Uuid],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "select event_id, stream_id, version, event_type, data, metadata, occurred_at
+         from domain_events where stream_id = any($1) order by stream_id, version",
+    )
+    .bind(stream_ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// A stream's events, oldest first, up to `up_to_version` when given.
 #[tracing::instrument(skip_all)]
 pub async fn load(

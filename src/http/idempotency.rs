@@ -15,7 +15,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use utoipa::{
     IntoParams,
     openapi::{
@@ -29,7 +28,7 @@ use crate::{
     access::Principal,
     db::{Access, TenantTx},
     error::Error,
-    idempotency::{self, Claim, StoredAnswer},
+    idempotency::{self, Claim, StoredAnswer, fingerprint},
 };
 
 /// Marks a replayed answer.
@@ -71,17 +70,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(Self(None));
         };
-        match value.to_str() {
-            Ok(key)
-                if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Ok(Self(Some(key.to_owned())))
-            }
-            _ => Err(Error::malformed(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1-255 printable ASCII characters",
-            )),
-        }
+        let key = value.to_str().map_err(|_| idempotency::invalid_key())?;
+        idempotency::check_key(key)?;
+        Ok(Self(Some(key.to_owned())))
     }
 }
 
@@ -100,15 +91,6 @@ impl IdempotencyKey {
 pub struct BoundKey {
     key: String,
     fingerprint: Vec<u8>,
-}
-
-/// What a request is, for telling a retry from a different request under the same key.
-fn fingerprint(request: &str, body: &impl Serialize) -> Vec<u8> {
-    let mut hash = Sha256::new();
-    hash.update(request.as_bytes());
-    hash.update([0]);
-    hash.update(serde_json::to_vec(body).unwrap_or_default());
-    hash.finalize().to_vec()
 }
 
 /// Runs a POST command that the client may retry under an `Idempotency-Key`: claims the

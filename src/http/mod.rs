@@ -98,6 +98,9 @@ pub struct AppState {
     pub realtime: Arc<Realtime>,
     /// Outbound webhooks: their settings, and the bells that wake their workers.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The GraphQL schema (`/graphql`), and the limits it holds operations to.
+    pub graphql: crate::graphql::ApiSchema,
+    pub graphql_settings: crate::graphql::Settings,
 }
 
 impl AppState {
@@ -147,6 +150,8 @@ impl AppState {
             rate_limiting,
             reads,
             webhooks: Arc::new(crate::webhooks::Webhooks::new(config.webhooks.clone())),
+            graphql: crate::graphql::schema(&config.graphql),
+            graphql_settings: config.graphql.clone(),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
             meter,

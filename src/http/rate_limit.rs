@@ -47,7 +47,8 @@ pub const MAX_HELD_REFUSALS: usize = 1024;
 
 /// The limiter and how each limit decides.
 pub struct RateLimiting {
-    pub limiter: Limiter,
+    /// Shared with GraphQL, whose operations' costs it counts too.
+    pub limiter: Arc<Limiter>,
     pub enabled: bool,
     pub credential: Algorithm,
     pub tenant: Algorithm,
@@ -57,7 +58,7 @@ pub struct RateLimiting {
 impl RateLimiting {
     pub fn new(config: &Config, limiter: Limiter) -> Self {
         Self {
-            limiter,
+            limiter: Arc::new(limiter),
             enabled: config.rate_limits,
             credential: config.credential_rate_algorithm,
             tenant: config.tenant_rate_algorithm,
@@ -85,6 +86,7 @@ pub async fn rate_limit(
                     key: credential,
                     rate,
                     algorithm: limiting.credential,
+                    cost: 1,
                 });
             }
             limits.push(Limit {
@@ -92,6 +94,7 @@ pub async fn rate_limit(
                 key: principal.tenant_id().to_string(),
                 rate: rate.times(TENANT_RATE_MULTIPLE),
                 algorithm: limiting.tenant,
+                cost: 1,
             });
             limits
         }

@@ -2,10 +2,12 @@
 //! window. At most [`CAPACITY`] keys are kept; a key unused for [`IDLE`] is forgotten (its
 //! limit is back to full long before then).
 //!
-//! Unlike the Redis store, which decides every limit of a request before it counts any,
-//! this store counts limit by limit: a request the tenant limit refuses has still used one
-//! of its credential's requests. The credential's limit is the smaller one, so that rarely
-//! matters.
+//! Unlike the Redis store, which decides every limit of a check before it charges any,
+//! this store charges limit by limit: a check the tenant limit refuses has still cost its
+//! credential's limit. The credential's limit is the smaller one, so that rarely matters.
+//! A cost above a limit's burst is refused by that limit without being charged to it
+//! (governor's `InsufficientCapacity`, and [`Window::take`]'s own check), with the whole
+//! window as its wait, as in Redis.
 
 use std::{
     num::NonZeroU32,
@@ -14,7 +16,7 @@ use std::{
 };
 
 use governor::{
-    Quota, RateLimiter,
+    InsufficientCapacity, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
     middleware::StateInformationMiddleware,
     state::{InMemoryState, NotKeyed},
@@ -87,30 +89,32 @@ impl MemoryStore {
         let entry = self.entry(limit);
         let rate = limit.rate;
         match &entry.counter {
-            Counter::Gcra(bucket) => match bucket.check() {
-                Ok(state) => {
-                    let remaining = state.remaining_burst_capacity();
-                    Decision {
-                        scope: limit.scope,
-                        rate,
-                        allowed: true,
-                        remaining,
-                        reset: rate.interval() * (rate.burst - remaining.min(rate.burst)),
-                        retry_after: Duration::ZERO,
+            Counter::Gcra(bucket) => {
+                let wait = match bucket.check_n(limit.units()) {
+                    Ok(Ok(state)) => {
+                        let remaining = state.remaining_burst_capacity();
+                        return Decision {
+                            scope: limit.scope,
+                            rate,
+                            allowed: true,
+                            remaining,
+                            reset: rate.interval() * (rate.burst - remaining.min(rate.burst)),
+                            retry_after: Duration::ZERO,
+                        };
                     }
+                    Ok(Err(not_until)) => not_until.wait_time_from(self.clock.now()),
+                    // More than the whole burst: no wait lets it through.
+                    Err(InsufficientCapacity(_)) => rate.window(),
+                };
+                Decision {
+                    scope: limit.scope,
+                    rate,
+                    allowed: false,
+                    remaining: 0,
+                    reset: rate.window(),
+                    retry_after: wait,
                 }
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(self.clock.now());
-                    Decision {
-                        scope: limit.scope,
-                        rate,
-                        allowed: false,
-                        remaining: 0,
-                        reset: rate.window(),
-                        retry_after: wait,
-                    }
-                }
-            },
+            }
             Counter::Window(window) => {
                 let mut window = window.lock().unwrap_or_else(PoisonError::into_inner);
                 window.take(limit, since_start())
@@ -156,10 +160,12 @@ pub struct Window {
 }
 
 impl Window {
-    /// Counts one request at `now` if the sliding window has room for it. The same
-    /// arithmetic as the Redis script's (`redis_store::SCRIPT`).
+    /// Counts the check's cost ([`Limit::units`]) at `now` if the sliding window has room
+    /// for all of it. The same arithmetic as the Redis script's (`redis_store::SCRIPT`).
     pub fn take(&mut self, limit: &Limit, now: Duration) -> Decision {
         let rate = limit.rate;
+        let units = limit.units().get();
+        let cost = f64::from(units);
         let window = rate.window().as_micros().max(1) as u64;
         let now = now.as_micros() as u64;
         let index = now / window;
@@ -172,30 +178,34 @@ impl Window {
         let weight = (window - elapsed) as f64 / window as f64;
         let estimate = f64::from(previous) * weight + f64::from(current);
         let quota = f64::from(rate.burst);
-        if estimate + 1.0 <= quota {
+        if estimate + cost <= quota {
             *self = Window {
                 index,
-                current: current + 1,
+                // No more than the burst: the estimate includes `current`.
+                current: current + units,
                 previous,
             };
             Decision {
                 scope: limit.scope,
                 rate,
                 allowed: true,
-                remaining: (quota - estimate - 1.0).floor() as u32,
+                remaining: (quota - estimate - cost).floor() as u32,
                 reset: Duration::from_micros(window - elapsed),
                 retry_after: Duration::ZERO,
             }
         } else {
-            let room = quota - 1.0 - f64::from(current);
+            let room = quota - cost - f64::from(current);
             // Rounded up: waiting a microsecond too little would be refused again.
-            let wait = if room >= 0.0 && previous > 0 {
+            let wait = if limit.exceeds_burst() {
+                // No wait lets it through: the whole window, as the script answers.
+                window
+            } else if room >= 0.0 && previous > 0 {
                 // The previous window's weight falls until the estimate leaves room.
                 let needed = ((1.0 - room / f64::from(previous)) * window as f64).ceil() as u64;
                 needed - elapsed.min(needed)
             } else {
                 // Not until the next window, where this window's count is the previous one.
-                let needed = 1.0 - (quota - 1.0) / f64::from(current.max(1));
+                let needed = 1.0 - (quota - cost) / f64::from(current.max(1));
                 (window - elapsed) + (needed.max(0.0) * window as f64).ceil() as u64
             };
             Decision {
@@ -221,7 +231,12 @@ mod tests {
             key: uuid::Uuid::now_v7().to_string(),
             rate: Rate { per_second, burst },
             algorithm,
+            cost: 1,
         }
+    }
+
+    fn costing(cost: u32, limit: Limit) -> Limit {
+        Limit { cost, ..limit }
     }
 
     #[tokio::test]
@@ -264,5 +279,75 @@ mod tests {
             allowed += 1;
         }
         assert_eq!(allowed, 10);
+    }
+
+    #[tokio::test]
+    async fn a_bucket_charges_a_weighted_check_its_cost_and_refuses_it_until_the_units_are_back() {
+        let store = MemoryStore::new();
+        let limits = [costing(4, limit(Algorithm::Gcra, 10, 10))]; // a unit every 100 ms
+        let start = Instant::now();
+        for expected_remaining in [6, 2] {
+            let decision = store.check(&limits).await.unwrap().remove(0);
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, expected_remaining);
+        }
+        let refused = store.check(&limits).await.unwrap().remove(0);
+        let spent = start.elapsed();
+        assert!(!refused.allowed);
+        // 2 units are left and 4 are needed: the 2 missing come back 2 intervals after the
+        // first check, so the wait is 200 ms less the time since then.
+        let two_intervals = Duration::from_millis(200);
+        assert!(refused.retry_after > Duration::ZERO);
+        assert!(refused.retry_after <= two_intervals);
+        assert!(refused.retry_after >= two_intervals.saturating_sub(spent));
+    }
+
+    #[test]
+    fn a_sliding_window_charges_a_weighted_check_its_cost_with_the_same_arithmetic() {
+        let limit = costing(4, limit(Algorithm::SlidingWindow, 10, 10)); // 10 per second
+        let mut window = Window::default();
+        let at = |ms: u64| Duration::from_millis(ms);
+        assert_eq!(window.take(&limit, at(1000)).remaining, 6);
+        assert_eq!(window.take(&limit, at(1001)).remaining, 2);
+        let refused = window.take(&limit, at(1500));
+        assert!(!refused.allowed);
+        // 8 counted leave room for 4 once they weigh 6: 0.25 s into the next window.
+        assert_eq!(refused.retry_after, at(750));
+        let allowed = window.take(&limit, at(2250));
+        assert!(allowed.allowed);
+        assert_eq!(allowed.remaining, 0);
+        // Now 8 × 0.75 + 4 = 10: one more unit fits once the full window weighs 5/8.
+        let one = costing(1, limit);
+        let refused = window.take(&one, at(2250));
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, at(125));
+        assert!(window.take(&one, at(2375)).allowed);
+    }
+
+    #[tokio::test]
+    async fn a_cost_above_the_burst_is_refused_with_the_whole_window_and_charges_nothing() {
+        let store = MemoryStore::new();
+        for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+            let whole = limit(algorithm, 10, 10);
+            let too_much = costing(11, whole.clone());
+            assert!(too_much.exceeds_burst() && !whole.exceeds_burst());
+            let refused = store.check(&[too_much]).await.unwrap().remove(0);
+            assert!(!refused.allowed, "{algorithm:?}");
+            assert_eq!(refused.retry_after, Duration::from_secs(1), "{algorithm:?}");
+            let all = store.check(&[costing(10, whole)]).await.unwrap().remove(0);
+            assert!(all.allowed, "{algorithm:?}: the whole burst is still there");
+            assert_eq!(all.remaining, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cost_of_zero_is_charged_as_one() {
+        let store = MemoryStore::new();
+        for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+            let free = costing(0, limit(algorithm, 10, 5));
+            let decision = store.check(&[free]).await.unwrap().remove(0);
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, 4, "{algorithm:?}");
+        }
     }
 }

@@ -21,11 +21,17 @@
 //! `governor`'s GCRA, and the sliding window), used alone without Redis and as the
 //! fallback while Redis is down — when each instance then counts on its own, the limits
 //! are looser by the number of instances. [`Limiter`] picks between them.
+//!
+//! A check charges each limit a cost ([`Limit::cost`]): one unit for a request, a query's
+//! cost in points for GraphQL, so both draw on the same allowance in one decision. A rate
+//! and a burst are therefore in units (a request being one). A cost above a limit's burst
+//! can never be allowed, however long the caller waits: both stores refuse it without
+//! counting it, and [`Limit::exceeds_burst`] tells a caller so before it asks.
 
 pub mod memory;
 pub mod redis_store;
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{future::Future, num::NonZeroU32, pin::Pin, sync::Arc, time::Duration};
 
 use crate::shared::RedisLink;
 
@@ -35,9 +41,9 @@ pub const TENANT_RATE_MULTIPLE: u32 = 4;
 /// A sustained rate and the burst allowed above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
-    /// Requests per second, sustained (at least 1).
+    /// Units (requests) per second, sustained (at least 1).
     pub per_second: u32,
-    /// Requests allowed at once (at least 1).
+    /// Units (requests) allowed at once (at least 1).
     pub burst: u32,
 }
 
@@ -60,7 +66,7 @@ impl Rate {
         }
     }
 
-    /// The time one request's share of the rate takes to come back.
+    /// The time one unit (one request's share) of the rate takes to come back.
     pub fn interval(self) -> Duration {
         Duration::from_secs(1) / self.per_second
     }
@@ -79,6 +85,8 @@ pub use crate::config::RateAlgorithm as Algorithm;
 pub enum Scope {
     Credential,
     Tenant,
+    /// A credential's GraphQL budget: points of operation cost per minute.
+    Graphql,
 }
 
 impl Scope {
@@ -87,11 +95,12 @@ impl Scope {
         match self {
             Scope::Credential => "credential",
             Scope::Tenant => "tenant",
+            Scope::Graphql => "graphql",
         }
     }
 }
 
-/// One limit a request is held to.
+/// One limit a check is held to, and what the check takes from it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Limit {
     pub scope: Scope,
@@ -99,11 +108,15 @@ pub struct Limit {
     pub key: String,
     pub rate: Rate,
     pub algorithm: Algorithm,
+    /// How many units this check takes from the limit: 1 for a request, a GraphQL query's
+    /// cost for a query. 0 is taken as 1 (see [`Limit::units`]): every check counts.
+    pub cost: u32,
 }
 
 impl Limit {
     /// The key it is counted under in a shared store: the algorithm is part of it, since
-    /// the two store different things.
+    /// the two store different things. The cost is not: every check of a credential or a
+    /// tenant draws on the same counts, whatever it costs.
     pub fn store_key(&self) -> String {
         format!(
             "tenantry:rate:{}:{}:{}",
@@ -112,23 +125,38 @@ impl Limit {
             self.key
         )
     }
+
+    /// The units the stores charge: the cost, or 1 for a cost of 0.
+    pub fn units(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.cost).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Whether the cost is more than the limit's whole burst: such a check is always
+    /// refused, and no wait helps (its `retry_after` is only the whole window, see
+    /// [`Decision::retry_after`]). A caller can tell it apart before charging.
+    pub fn exceeds_burst(&self) -> bool {
+        self.units().get() > self.rate.burst
+    }
 }
 
-/// What one limit said about one request.
+/// What one limit said about one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub scope: Scope,
     pub rate: Rate,
     pub allowed: bool,
-    /// Requests still allowed at once after this one.
+    /// Units still allowed at once after this check (0 when refused).
     pub remaining: u32,
     /// Until the limit is back to its full burst.
     pub reset: Duration,
-    /// Until a refused request would be allowed (zero when allowed).
+    /// Until the refused check would be allowed (zero when allowed). A cost above the
+    /// burst is never allowed ([`Limit::exceeds_burst`]): it is told the limit's whole
+    /// window ([`Rate::window`]), so a client reading only `Retry-After` still gets a
+    /// finite answer, though no wait lets that cost through.
     pub retry_after: Duration,
 }
 
-/// The limits' verdict on a request: allowed only when every limit allows it.
+/// The limits' verdict on a check: allowed only when every limit allows it.
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub decisions: Vec<Decision>,
@@ -146,7 +174,7 @@ impl Verdict {
             .min_by_key(|d| (d.allowed, d.remaining))
     }
 
-    /// How long a refused request should wait: until every refusing limit allows it.
+    /// How long a refused check should wait: until every refusing limit allows it.
     pub fn retry_after(&self) -> Duration {
         self.decisions
             .iter()
@@ -160,7 +188,7 @@ impl Verdict {
 /// What a store's check returns: boxed so the store can be chosen at start-up.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where the counts live. A store decides every limit of a request together; `None` means
+/// Where the counts live. A store decides every limit of a check together; `None` means
 /// it could not decide (a shared store that is unreachable).
 pub trait RateStore: Send + Sync {
     fn check<'a>(&'a self, limits: &'a [Limit]) -> StoreFuture<'a, Option<Vec<Decision>>>;
@@ -182,7 +210,7 @@ impl Limiter {
         }
     }
 
-    /// Decides `limits` for one request (counting it when every limit allows it).
+    /// Decides `limits` for one check (charging each its cost when every limit allows it).
     pub async fn check(&self, limits: &[Limit]) -> Verdict {
         if let Some(shared) = &self.shared {
             if let Some(decisions) = shared.check(limits).await {
@@ -217,5 +245,24 @@ mod tests {
         assert_eq!(rate.window(), Duration::from_secs(2));
         assert_eq!(rate.times(4).per_second, 40);
         assert_eq!(Rate::from_plan(Some(0), Some(0)).unwrap().burst, 1);
+    }
+
+    #[test]
+    fn a_cost_is_at_least_one_unit_and_is_no_part_of_the_key() {
+        let limit = |cost| Limit {
+            scope: Scope::Tenant,
+            key: "t".into(),
+            rate: Rate {
+                per_second: 10,
+                burst: 10,
+            },
+            algorithm: Algorithm::Gcra,
+            cost,
+        };
+        assert_eq!(limit(0).units().get(), 1);
+        assert_eq!(limit(7).units().get(), 7);
+        assert_eq!(limit(1).store_key(), limit(7).store_key());
+        assert!(!limit(10).exceeds_burst());
+        assert!(limit(11).exceeds_burst());
     }
 }

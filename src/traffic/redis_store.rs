@@ -1,17 +1,19 @@
-//! Rate limits counted in Redis: one script decides every limit of a request in one round
-//! trip, atomically — it counts the request against all of them or, when any refuses,
-//! against none. Time is Redis's own (`TIME`), so instances whose clocks differ still agree.
+//! Rate limits counted in Redis: one script decides every limit of a check in one round
+//! trip, atomically — it charges the check's cost to all of them or, when any refuses, to
+//! none. Time is Redis's own (`TIME`), so instances whose clocks differ still agree.
 
 use std::{sync::Arc, time::Duration};
 
 use super::{Decision, Limit, RateStore, StoreFuture};
 use crate::shared::RedisLink;
 
-/// `KEYS[i]`: the i-th limit's key. `ARGV[3i-2..3i]`: its interval (µs per request), its
-/// burst, and its algorithm (`gcra` or `sliding-window`). Returns, per limit: allowed (0 or
-/// 1), remaining, reset (µs until full), retry after (µs). The sliding window keeps, in one
-/// hash, the current fixed window's index and count and the previous window's count; its
-/// arithmetic is `memory::Window::take`'s.
+/// `KEYS[i]`: the i-th limit's key. `ARGV[4i-3..4i]`: its interval (µs per unit), its burst
+/// (units), its algorithm (`gcra` or `sliding-window`), and the check's cost (units, at
+/// least 1: [`Limit::units`]). Returns, per limit: allowed (0 or 1), remaining, reset (µs
+/// until full), retry after (µs; the whole window for a cost above the burst, which is
+/// never allowed). GCRA moves the limit's theoretical arrival time on by `interval * cost`.
+/// The sliding window keeps, in one hash, the current fixed window's index and count and
+/// the previous window's count; its arithmetic is `memory::Window::take`'s.
 pub const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -19,13 +21,14 @@ local out = {}
 local all = true
 local writes = {}
 for i = 1, #KEYS do
-  local interval = tonumber(ARGV[3 * i - 2])
-  local burst = tonumber(ARGV[3 * i - 1])
-  local algorithm = ARGV[3 * i]
+  local interval = tonumber(ARGV[4 * i - 3])
+  local burst = tonumber(ARGV[4 * i - 2])
+  local algorithm = ARGV[4 * i - 1]
+  local cost = tonumber(ARGV[4 * i])
   if algorithm == 'gcra' then
     local tat = tonumber(redis.call('GET', KEYS[i])) or now
     if tat < now then tat = now end
-    local new_tat = tat + interval
+    local new_tat = tat + interval * cost
     local allow_at = new_tat - burst * interval
     if allow_at <= now then
       writes[i] = {'gcra', new_tat, new_tat - now}
@@ -38,7 +41,11 @@ for i = 1, #KEYS do
       out[#out + 1] = 0
       out[#out + 1] = 0
       out[#out + 1] = tat - now
-      out[#out + 1] = allow_at - now
+      if cost > burst then
+        out[#out + 1] = burst * interval
+      else
+        out[#out + 1] = allow_at - now
+      end
     end
   else
     local window = burst * interval
@@ -53,21 +60,23 @@ for i = 1, #KEYS do
       previous = tonumber(stored[2])
     end
     local estimate = previous * (window - elapsed) / window + current
-    if estimate + 1 <= burst then
-      writes[i] = {'window', index, current + 1, previous, 2 * window}
+    if estimate + cost <= burst then
+      writes[i] = {'window', index, current + cost, previous, 2 * window}
       out[#out + 1] = 1
-      out[#out + 1] = math.floor(burst - estimate - 1)
+      out[#out + 1] = math.floor(burst - estimate - cost)
       out[#out + 1] = window - elapsed
       out[#out + 1] = 0
     else
       all = false
-      local room = burst - 1 - current
+      local room = burst - cost - current
       local wait
-      if room >= 0 and previous > 0 then
+      if cost > burst then
+        wait = window
+      elseif room >= 0 and previous > 0 then
         local needed = math.ceil((1 - room / previous) * window)
         wait = needed - math.min(elapsed, needed)
       else
-        local needed = 1 - (burst - 1) / math.max(current, 1)
+        local needed = 1 - (burst - cost) / math.max(current, 1)
         if needed < 0 then needed = 0 end
         wait = (window - elapsed) + math.ceil(needed * window)
       end
@@ -114,7 +123,8 @@ impl RateStore for RedisStore {
                     .key(limit.store_key())
                     .arg(limit.rate.interval().as_micros() as u64)
                     .arg(limit.rate.burst)
-                    .arg(limit.algorithm.as_str());
+                    .arg(limit.algorithm.as_str())
+                    .arg(limit.units().get());
             }
             let answer: Vec<i64> = self
                 .link

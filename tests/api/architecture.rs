@@ -66,7 +66,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "webhooks",
         ],
     ),
-    ("transports", &["http", "cli", "startup"]),
+    ("transports", &["http", "graphql", "cli", "startup"]),
 ];
 
 /// Crates only the transports may name.

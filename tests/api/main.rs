@@ -25,6 +25,7 @@ mod connections;
 mod data_rights;
 mod errors;
 mod feed;
+mod graphql;
 mod health;
 mod idempotency;
 mod isolation;

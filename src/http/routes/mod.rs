@@ -10,6 +10,7 @@ mod auth;
 mod billing;
 mod customers;
 mod data_rights;
+mod graphql;
 mod health;
 mod orders;
 mod plans;
@@ -46,4 +47,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(data_rights::router())
         .merge(realtime::router())
         .merge(webhooks::router())
+        .merge(graphql::router())
 }
