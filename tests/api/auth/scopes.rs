@@ -81,6 +81,24 @@ fn route_cases() -> Vec<RouteCase> {
     };
     vec![
         case(Method::GET, "/v1/me", None, None, None, StatusCode::OK),
+        // GraphQL needs a credential; each field then needs its REST twin's scope
+        // (`graphql::scopes` tests those).
+        case(
+            Method::POST,
+            "/graphql",
+            Some(json!({"query": "{ me { actorType } }"})),
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        case(
+            Method::GET,
+            "/graphql?query=%7B%20me%20%7B%20actorType%20%7D%20%7D",
+            None,
+            None,
+            None,
+            StatusCode::OK,
+        ),
         case(
             Method::GET,
             "/v1/tenant",
@@ -655,6 +673,7 @@ async fn every_tenant_route_requires_a_credential_and_its_scope() {
 fn path_shape(path: &str) -> String {
     let mut shape = String::new();
     let mut in_parameter = false;
+    let path = path.split('?').next().unwrap_or(path);
     for c in path.chars() {
         match c {
             '{' => {
