@@ -8,7 +8,10 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, dataloader::DataLoader};
+use async_graphql::{
+    Context,
+    dataloader::{DataLoader, HashMapCache},
+};
 use serde::Serialize;
 use sqlx::postgres::types::PgInterval;
 use tokio::{sync::Mutex, time::Instant};
@@ -23,6 +26,7 @@ use crate::{
     auth::AuthService,
     db::{self, Access, Db, TenantTx},
     error::Error,
+    id::{CustomerId, OrderId, ProductId},
     idempotency::{self, Claim, StoredAnswer},
 };
 
@@ -88,9 +92,9 @@ pub struct Caller {
     reader: Arc<Reader>,
     /// How long an idempotency key replays its first answer.
     idempotency_ttl: PgInterval,
-    pub customers: DataLoader<Customers>,
-    pub products: DataLoader<Products>,
-    pub histories: DataLoader<OrderHistories>,
+    pub customers: DataLoader<Customers, HashMapCache>,
+    pub products: DataLoader<Products, HashMapCache>,
+    pub histories: DataLoader<OrderHistories, HashMapCache>,
 }
 
 impl Caller {
@@ -109,9 +113,21 @@ impl Caller {
             tokio::spawn(tracing::Instrument::instrument(future, span.clone()));
         };
         Self {
-            customers: DataLoader::new(Customers(Arc::clone(&reader)), spawn.clone()),
-            products: DataLoader::new(Products(Arc::clone(&reader)), spawn.clone()),
-            histories: DataLoader::new(OrderHistories(Arc::clone(&reader)), spawn),
+            customers: DataLoader::with_cache(
+                Customers(Arc::clone(&reader)),
+                spawn.clone(),
+                HashMapCache::default(),
+            ),
+            products: DataLoader::with_cache(
+                Products(Arc::clone(&reader)),
+                spawn.clone(),
+                HashMapCache::default(),
+            ),
+            histories: DataLoader::with_cache(
+                OrderHistories(Arc::clone(&reader)),
+                spawn,
+                HashMapCache::default(),
+            ),
             principal,
             auth,
             db,
@@ -154,10 +170,16 @@ impl Caller {
     ) -> GqlResult<T> {
         self.reader.close().await;
         let principal = &self.principal;
-        self.db
+        let outcome = self
+            .db
             .write(principal, async |tx| work(tx, principal).await)
             .await
-            .map_err(to_graphql)
+            .map_err(to_graphql);
+        // What the loaders hold may be what this changed.
+        self.customers.clear::<CustomerId>();
+        self.products.clear::<ProductId>();
+        self.histories.clear::<OrderId>();
+        outcome
     }
 
     /// [`Caller::write`] under the client's idempotency key, when it sent one: the key is

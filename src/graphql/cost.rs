@@ -28,7 +28,7 @@ use async_graphql::{
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
     },
-    parser::types::ExecutableDocument,
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
 use super::error::to_server_error;
@@ -198,9 +198,18 @@ impl Extension for Costing {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
+        let document = next
+            .run(ctx, query, variables)
             .await
-            .map_err(|error| coded(error, "graphql_parse_failed"))
+            .map_err(|error| coded(error, "graphql_parse_failed"))?;
+        if !self.settings.introspection && introspects(&document) {
+            return Err(to_server_error(&Error::forbidden(
+                "introspection_disabled",
+                "introspection is turned off on this server; the schema is published as \
+                 openapi/schema.graphql",
+            )));
+        }
+        Ok(document)
     }
 
     async fn validation(
@@ -219,6 +228,28 @@ impl Extension for Costing {
             Err(error) => Err(vec![to_server_error(&error)]),
         }
     }
+}
+
+/// Whether a document asks for the schema (`__schema` or `__type`), anywhere.
+fn introspects(document: &ExecutableDocument) -> bool {
+    fn asks(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                    || asks(&field.node.selection_set.node)
+            }
+            Selection::InlineFragment(fragment) => asks(&fragment.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    document
+        .operations
+        .iter()
+        .any(|(_, operation)| asks(&operation.node.selection_set.node))
+        || document
+            .fragments
+            .values()
+            .any(|fragment| asks(&fragment.node.selection_set.node))
 }
 
 /// A parse or validation error of `async-graphql`'s, with a `code` like every other.

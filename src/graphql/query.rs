@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::{
     context::Caller,
     error::{GqlResult, parse_id, to_graphql},
+    loaders,
     types::{ApiKey, Customer, Me, Order, OrderStatus, Product, Tenant, User, connection},
 };
 use crate::{
@@ -125,6 +126,7 @@ impl Query {
                 queries::list(tx, principal, &filter, request, Expand::default()).await
             })
             .await?;
+        loaders::prime_order_links(ctx, &page.items).await?;
         Ok(connection(page, request, |o| o.id.as_uuid(), Order))
     }
 

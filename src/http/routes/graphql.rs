@@ -13,7 +13,7 @@ use async_graphql::{BatchRequest, BatchResponse, parser::types::OperationType};
 use axum::{
     Json,
     body::Bytes,
-    extract::{FromRequestParts, RawQuery, State},
+    extract::{FromRequestParts, State},
     http::{HeaderMap, HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -23,9 +23,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     access::Principal,
-    error::Error,
+    error::{Error, FieldError},
     graphql::{Budget, Caller},
-    http::{AppState, auth, problem::Problem},
+    http::{AppState, auth, extract::ApiQuery, problem::Problem},
     traffic::{Limit, Rate, Scope},
 };
 
@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// One GraphQL operation. `POST /graphql` also takes an array of them (a batch).
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "query": "query Orders($first: Int) { orders(first: $first) { edges { node { id status totalCents customer { name } items { quantity product { name } } } } pageInfo { hasNextPage endCursor } } }",
     "variables": {"first": 50}
@@ -44,10 +44,28 @@ struct GraphQlRequest {
     /// The document: one or more operations and their fragments.
     query: String,
     /// Which operation of the document to run (needed when it has several).
-    #[schema(rename = "operationName")]
+    #[serde(rename = "operationName")]
     operation_name: Option<String>,
     #[schema(value_type = Option<Object>)]
     variables: Option<serde_json::Value>,
+}
+
+/// One operation, or a batch of them.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the body, which `read_batch` reads
+enum GraphQlBody {
+    One(GraphQlRequest),
+    Many(Vec<GraphQlRequest>),
+}
+
+/// The answer to one operation, or an array of them for a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the answer, which `async_graphql` writes
+enum GraphQlAnswer {
+    One(GraphQlResponse),
+    Many(Vec<GraphQlResponse>),
 }
 
 /// A GraphQL answer: `data`, `errors` with `extensions.code`, and `extensions.cost`.
@@ -66,17 +84,17 @@ struct GraphQlResponse {
     extensions: Option<serde_json::Value>,
 }
 
-#[derive(IntoParams)]
+#[derive(serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query string, which `async_graphql` parses
-struct GraphQlQuery {
+pub struct GraphQlQuery {
     /// The document (queries only).
-    #[param(example = "{ me { actorType scopes } }")]
+    #[param(example = "{ me { actorType scopes } }", pattern = "^[^\\u0000]*$")]
     query: String,
-    #[param(rename = "operationName")]
+    #[serde(rename = "operationName")]
+    #[param(pattern = "^[^\\u0000]*$")]
     operation_name: Option<String>,
     /// The variables, as a JSON object.
-    #[param(example = "{\"first\":10}")]
+    #[param(example = "{\"first\":10}", pattern = "^[^\\u0000]*$")]
     variables: Option<String>,
 }
 
@@ -98,11 +116,12 @@ impl<S: Send + Sync> FromRequestParts<S> for GraphQlCaller {
 /// `openapi/schema.graphql`.
 #[utoipa::path(
     post, path = "/graphql", tag = "graphql",
-    request_body(content = GraphQlRequest, description = "One operation, or an array of them"),
+    request_body(content = GraphQlBody, description = "One operation, or an array of them"),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The answer (an array for a batch); errors are in `errors`, with `extensions.code`", body = GraphQlResponse),
-        (status = 400, description = "Not a GraphQL request (`invalid_graphql_request`), or a batch larger than allowed (`batch_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The answer (an array for a batch); errors are in `errors`, with `extensions.code`", body = GraphQlAnswer),
+        (status = 400, description = "Not a GraphQL request (`invalid_graphql_request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A batch larger than `TENANTRY_GRAPHQL_MAX_BATCH` (`batch_too_large`), or a document or operation name with a NUL character (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -120,15 +139,7 @@ pub async fn post_graphql(
     if !json {
         return Err(Error::unsupported_media_type());
     }
-    let batch: BatchRequest = serde_json::from_slice(&body).map_err(|e| {
-        Error::malformed(
-            "invalid_graphql_request",
-            format!(
-                "the body must be a GraphQL request, {{\"query\": \"…\", \"variables\": {{…}}}}, \
-                 or an array of them: {e}"
-            ),
-        )
-    })?;
+    let batch = read_batch(&body)?;
     execute(&state, principal, rate, batch).await
 }
 
@@ -140,21 +151,16 @@ pub async fn post_graphql(
     responses(
         (status = 200, description = "The answer; errors are in `errors`, with `extensions.code`", body = GraphQlResponse),
         (status = 400, description = "Not a GraphQL request (`invalid_graphql_request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`variables` is not a JSON object (`invalid_variables`)", body = Problem, content_type = "application/problem+json"),
         (status = 405, description = "A mutation or subscription sent with GET (`method_not_allowed`); send it with POST", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn query_graphql(
     State(state): State<AppState>,
     GraphQlCaller(principal, rate): GraphQlCaller,
-    RawQuery(query): RawQuery,
+    ApiQuery(params): ApiQuery<GraphQlQuery>,
 ) -> Result<Response, Error> {
-    let request = async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default())
-        .map_err(|e| {
-            Error::malformed(
-                "invalid_graphql_request",
-                format!("the URL must carry `query` (and, if any, `variables` as JSON): {e}"),
-            )
-        })?;
+    let request = params.into_request()?;
     if changes_anything(&request) {
         let mut response = Error::method_not_allowed(
             "a GET request runs queries only; send mutations and subscriptions with POST",
@@ -166,6 +172,107 @@ pub async fn query_graphql(
         return Ok(response);
     }
     execute(&state, principal, rate, BatchRequest::Single(request)).await
+}
+
+/// One operation as a POST body carries it: `query` is required, `variables` an object.
+#[derive(serde::Deserialize)]
+struct Operation {
+    query: String,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Operation {
+    fn into_request(self) -> async_graphql::Request {
+        let mut request = async_graphql::Request::new(self.query);
+        if let Some(name) = self.operation_name {
+            request = request.operation_name(name);
+        }
+        if let Some(variables) = self.variables {
+            request = request.variables(async_graphql::Variables::from_json(
+                serde_json::Value::Object(variables),
+            ));
+        }
+        request
+    }
+}
+
+/// A POST body: one operation, or an array of them.
+fn read_batch(body: &[u8]) -> Result<BatchRequest, Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        One(Operation),
+        Many(Vec<Operation>),
+    }
+    let body: Body = serde_json::from_slice(body).map_err(|_| {
+        Error::malformed(
+            "invalid_graphql_request",
+            "the body must be a GraphQL request — {\"query\": \"…\", \"operationName\": \"…\",              \"variables\": {…}}, with `query` a string and `variables` an object — or an array              of them",
+        )
+    })?;
+    // The document and the operation's name are text, which never holds a NUL; the
+    // variables are the operation's to judge.
+    let operations = match &body {
+        Body::One(operation) => std::slice::from_ref(operation),
+        Body::Many(operations) => operations,
+    };
+    let fields: Vec<FieldError> = operations
+        .iter()
+        .enumerate()
+        .flat_map(|(i, operation)| {
+            let at = |field: &str| match body {
+                Body::One(_) => field.to_owned(),
+                Body::Many(_) => format!("[{i}].{field}"),
+            };
+            [
+                operation.query.contains('\0').then(|| at("query")),
+                operation
+                    .operation_name
+                    .as_ref()
+                    .filter(|name| name.contains('\0'))
+                    .map(|_| at("operationName")),
+            ]
+        })
+        .flatten()
+        .map(|field| FieldError::new(field, "must not contain the NUL character (U+0000)"))
+        .collect();
+    if !fields.is_empty() {
+        return Err(Error::validation(fields));
+    }
+    Ok(match body {
+        Body::One(operation) => BatchRequest::Single(operation.into_request()),
+        Body::Many(operations) => BatchRequest::Batch(
+            operations
+                .into_iter()
+                .map(Operation::into_request)
+                .collect(),
+        ),
+    })
+}
+
+impl GraphQlQuery {
+    /// The operation, its `variables` read as a JSON object.
+    fn into_request(self) -> Result<async_graphql::Request, Error> {
+        let variables = self
+            .variables
+            .map(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text))
+            .transpose()
+            .map_err(|_| {
+                Error::refused_field(
+                    "invalid_variables",
+                    "variables",
+                    "must be a JSON object of the operation's variables",
+                )
+            })?;
+        Ok(Operation {
+            query: self.query,
+            operation_name: self.operation_name,
+            variables,
+        }
+        .into_request())
+    }
 }
 
 /// Whether the operation a request would run is a mutation or a subscription. A document
@@ -194,7 +301,7 @@ async fn execute(
     if let BatchRequest::Batch(requests) = &batch
         && requests.len() > settings.max_batch
     {
-        return Err(Error::malformed(
+        return Err(Error::unprocessable(
             "batch_too_large",
             format!(
                 "a batch may hold at most {} operations; it held {}",
