@@ -83,9 +83,6 @@ async fn page_of_orders(
 // 1 ms delay) load whatever keys arrived within 1 ms of the first, so a page that takes
 // longer than that to resolve is loaded in several batches: the count depends on timing.
 #[tokio::test]
-#[ignore = "bug: the batch loaders split a page into several batches when resolving it \
-            takes over 1 ms (async-graphql DataLoader's default delay, src/graphql/context.rs \
-            DataLoader::new): 100 orders cost 6-10 statements (12-23 with events), 1 order 5"]
 async fn a_page_of_orders_with_its_links_costs_the_same_statements_for_one_order_or_a_hundred() {
     // Arrange: the real binary logging every statement with its request; 100 orders of 10
     // customers, two lines each over 10 products.
