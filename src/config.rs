@@ -267,7 +267,30 @@ pub struct Config {
     /// `TENANTRY_GRAPHQL_MAX_COMPLEXITY` (`5000`), `TENANTRY_GRAPHQL_MAX_BATCH` (`10`
     /// operations per request) and `TENANTRY_GRAPHQL_INTROSPECTION` (`on` or `off`; default
     /// `on`).
-    pub graphql: crate::graphql::Settings,
+    pub graphql: GraphQlSettings,
+}
+
+/// The limits every GraphQL operation is held to (`TENANTRY_GRAPHQL_*`); `graphql::cost`
+/// enforces them.
+#[derive(Debug, Clone)]
+pub struct GraphQlSettings {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// The most operations one HTTP request may batch.
+    pub max_batch: usize,
+    /// Whether `__schema` and `__type` answer.
+    pub introspection: bool,
+}
+
+impl Default for GraphQlSettings {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 5_000,
+            max_batch: 10,
+            introspection: true,
+        }
+    }
 }
 
 /// How a rate limit decides: a token bucket (GCRA) or a sliding window.
@@ -440,7 +463,7 @@ impl Config {
             realtime_broadcasts_per_second: var("TENANTRY_REALTIME_BROADCASTS_PER_SECOND", "10")
                 .parse()
                 .context("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be a whole number")?,
-            graphql: crate::graphql::Settings {
+            graphql: GraphQlSettings {
                 max_depth: var("TENANTRY_GRAPHQL_MAX_DEPTH", "12")
                     .parse()
                     .context("TENANTRY_GRAPHQL_MAX_DEPTH must be a whole number")?,

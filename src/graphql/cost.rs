@@ -40,27 +40,9 @@ use crate::{
 /// Complexity per budget point.
 pub const COMPLEXITY_PER_POINT: usize = 100;
 
-/// The limits every operation is held to (`TENANTRY_GRAPHQL_*`).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub max_depth: usize,
-    pub max_complexity: usize,
-    /// The most operations one HTTP request may batch.
-    pub max_batch: usize,
-    /// Whether `__schema` and `__type` answer.
-    pub introspection: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            max_depth: 12,
-            max_complexity: 5_000,
-            max_batch: 10,
-            introspection: true,
-        }
-    }
-}
+/// The limits every operation is held to (`TENANTRY_GRAPHQL_*`), read with the rest of the
+/// configuration.
+pub use crate::config::GraphQlSettings as Settings;
 
 /// The points an operation of `complexity` costs.
 pub fn points(complexity: usize) -> u32 {
