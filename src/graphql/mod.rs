@@ -3,6 +3,8 @@
 //!
 //! - [`query`] and [`mutation`] are the roots: each field calls the application function
 //!   its REST twin calls, with the same scope, rules, audit events, quotas and metering;
+//! - [`subscription`] is the third: the tenant's events as a realtime session, the same as
+//!   a `/v1/events` stream, over the WebSocket `/graphql` upgrades to;
 //! - [`context`] is what one request's resolvers share: the verified caller, its tenant's
 //!   read transaction, and the batch [`loaders`] (an order's `customer`, `items.product`
 //!   and `events` cost one statement per kind for a whole page, never one per order);
@@ -19,19 +21,20 @@ pub mod error;
 mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 
 pub use context::Caller;
 pub use cost::{Budget, Settings};
 
 /// The schema served.
-pub type ApiSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
 /// Builds the schema with its limits.
 pub fn schema(settings: &Settings) -> ApiSchema {
-    let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+    let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
         .extension(cost::CostLimits(settings.clone()));
     if settings.introspection {
         builder.finish()

@@ -2,6 +2,7 @@
 
 mod queries;
 mod schema;
+mod subscriptions;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
