@@ -113,21 +113,26 @@ impl Caller {
             tokio::spawn(tracing::Instrument::instrument(future, span.clone()));
         };
         Self {
+            // A batch of one starts at once: what a request loads it asks for all at once
+            // (`loaders::prime_order_links`), so a window to gather keys would only wait.
             customers: DataLoader::with_cache(
                 Customers(Arc::clone(&reader)),
                 spawn.clone(),
                 HashMapCache::default(),
-            ),
+            )
+            .max_batch_size(1),
             products: DataLoader::with_cache(
                 Products(Arc::clone(&reader)),
                 spawn.clone(),
                 HashMapCache::default(),
-            ),
+            )
+            .max_batch_size(1),
             histories: DataLoader::with_cache(
                 OrderHistories(Arc::clone(&reader)),
                 spawn,
                 HashMapCache::default(),
-            ),
+            )
+            .max_batch_size(1),
             principal,
             auth,
             db,

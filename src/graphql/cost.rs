@@ -1,12 +1,11 @@
-//! What a GraphQL operation may cost, decided after it is parsed and validated and before
-//! any resolver runs — so a query too deep, too large or over its budget never touches
-//! the database.
+//! What a GraphQL operation may cost, decided once it is parsed and before it runs — so an
+//! operation too deep, too large or over its budget never touches the database.
 //!
-//! - **Depth**: at most [`Settings::max_depth`] levels of selections (`query_too_deep`).
-//! - **Complexity**: every selected field counts 1, a connection counts its selection
-//!   `first` times (50 when `first` is not given), a mutation [`MUTATION_COMPLEXITY`] more;
-//!   aliases and fragments count every time they select. At most
-//!   [`Settings::max_complexity`] (`query_too_complex`).
+//! - **Depth**: at most [`Settings::max_depth`] levels of fields (`query_too_deep`).
+//! - **Complexity**: every selected field counts 1; a connection (`query::CONNECTIONS`)
+//!   counts its selection `first` times (50 when `first` is not given); a mutation
+//!   [`MUTATION_COMPLEXITY`] more; aliases and fragments count every time they select. At
+//!   most [`Settings::max_complexity`] (`query_too_complex`).
 //! - **Budget**: an operation costs `ceil(complexity / 100)` points (at least 1): a REST
 //!   request's worth per hundred objects, and per mutation. Each credential may spend a
 //!   minute of its plan's request rate in points — `requests_per_second × 60` per minute,
@@ -19,28 +18,36 @@
 //! GraphQL API does: `{"complexity": 251, "points": 3, "budget": 600, "remaining": 597,
 //! "resetSeconds": 1}` (`budget` and `remaining` are absent when the plan sets no rate).
 //!
-//! [`MUTATION_COMPLEXITY`]: super::mutation::MUTATION_COMPLEXITY
+//! The measure is taken here, from the parsed document, rather than by an `async-graphql`
+//! extension: any extension sends every field of every answer through the library's slow
+//! path (a hook and a path per field), which cost more than the query itself.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_graphql::{
-    ServerError, ServerResult, ValidationResult, Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+    Executor, Request, Response, ServerError, Value, Variables,
+    parser::types::{
+        DocumentOperations, ExecutableDocument, Field, OperationType, Selection, SelectionSet,
     },
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-use super::error::to_server_error;
+use super::{error::to_server_error, query::CONNECTIONS};
 use crate::{
     error::{Error, whole_seconds},
     traffic::{Limit, Limiter},
 };
 
+pub use crate::config::GraphqlSettings as Settings;
+
 /// Complexity per budget point.
 pub const COMPLEXITY_PER_POINT: usize = 100;
 
-pub use crate::config::GraphqlSettings as Settings;
+/// What a mutation field costs by itself (a read field costs 1): the cost of a REST
+/// request, in points of the budget.
+pub const MUTATION_COMPLEXITY: usize = 100;
+
+/// Items a connection counts when `first` is not given: its default page.
+const DEFAULT_FIRST: usize = crate::page::DEFAULT_LIMIT as usize;
 
 /// The points an operation of `complexity` costs.
 pub fn points(complexity: usize) -> u32 {
@@ -54,20 +61,15 @@ pub struct Budget {
     pub limit: Option<Limit>,
 }
 
-/// The extension that holds every operation to its limits and reports its cost.
-pub struct CostLimits(pub Settings);
-
-impl ExtensionFactory for CostLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Costing {
-            settings: self.0.clone(),
-            charged: Mutex::new(None),
-        })
-    }
+/// An operation's measure: how deep it nests and how much it may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Measure {
+    pub depth: usize,
+    pub complexity: usize,
 }
 
 /// One operation's cost, as reported.
-struct Charged {
+pub struct Charged {
     complexity: usize,
     points: u32,
     budget: Option<u32>,
@@ -76,7 +78,8 @@ struct Charged {
 }
 
 impl Charged {
-    fn value(&self) -> Value {
+    /// The cost as `extensions.cost` shows it.
+    pub fn value(&self) -> Value {
         let mut cost = serde_json::json!({"complexity": self.complexity, "points": self.points});
         if let (Some(budget), Some(remaining)) = (self.budget, self.remaining) {
             cost["budget"] = budget.into();
@@ -87,145 +90,219 @@ impl Charged {
     }
 }
 
-struct Costing {
-    settings: Settings,
-    charged: Mutex<Option<Charged>>,
-}
-
-impl Costing {
-    fn remember(&self, charged: Charged) {
-        *self.charged.lock().unwrap_or_else(PoisonError::into_inner) = Some(charged);
-    }
-
-    /// Checks the limits of a validated operation and charges its points.
-    async fn admit(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        result: &ValidationResult,
-    ) -> Result<(), Error> {
-        if result.depth > self.settings.max_depth {
-            return Err(Error::malformed(
-                "query_too_deep",
-                format!(
-                    "the operation is nested {} levels deep; at most {} are allowed",
-                    result.depth, self.settings.max_depth
-                ),
-            ));
-        }
-        if result.complexity > self.settings.max_complexity {
-            return Err(Error::malformed(
-                "query_too_complex",
-                format!(
-                    "the operation's complexity is {}; at most {} is allowed (ask for fewer \
-                     items with `first`, fewer fields or fewer mutations at once)",
-                    result.complexity, self.settings.max_complexity
-                ),
-            ));
-        }
-        let points = points(result.complexity);
-        let mut charged = Charged {
-            complexity: result.complexity,
-            points,
-            budget: None,
-            remaining: None,
-            reset_seconds: 0,
-        };
-        let Some(Budget {
-            limiter,
-            limit: Some(limit),
-        }) = ctx.data_opt::<Budget>()
-        else {
-            self.remember(charged);
-            return Ok(());
-        };
-        let limit = Limit {
-            cost: points,
-            ..limit.clone()
-        };
-        charged.budget = Some(limit.rate.burst);
-        if limit.exceeds_burst() {
-            charged.remaining = Some(0);
-            self.remember(charged);
-            return Err(Error::unprocessable(
-                "query_too_costly",
-                format!(
-                    "the operation costs {points} points, more than the {} the plan allows \
-                     per minute; ask for less at once",
-                    limit.rate.burst
-                ),
-            ));
-        }
-        let verdict = limiter.check(std::slice::from_ref(&limit)).await;
-        if let Some(decision) = verdict.decisions.first() {
-            charged.remaining = Some(decision.remaining);
-            charged.reset_seconds = whole_seconds(decision.reset);
-        }
-        self.remember(charged);
-        if verdict.allowed() {
-            Ok(())
-        } else {
-            metrics::counter!("rate_limited_requests_total", "limit" => "graphql").increment(1);
-            Err(Error::rate_limited("graphql", verdict.retry_after()))
-        }
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for Costing {
-    async fn request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextRequest<'_>,
-    ) -> async_graphql::Response {
-        let mut response = next.run(ctx).await;
-        let charged = self
-            .charged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(charged) = charged {
-            response
-                .extensions
-                .insert("cost".to_owned(), charged.value());
-        }
+/// Runs one operation on `schema` if its limits and its budget admit it: the answer, with
+/// its cost under `extensions.cost`.
+pub async fn run(
+    schema: &impl Executor,
+    settings: &Settings,
+    budget: &Budget,
+    mut request: Request,
+) -> Response {
+    let (charged, admitted) = admit(settings, budget, &mut request).await;
+    let mut response = match admitted {
+        Ok(()) => schema.execute(request).await,
+        Err(refusal) => Response::from_errors(vec![refusal]),
+    };
+    if let Some(charged) = charged {
         response
+            .extensions
+            .insert("cost".to_owned(), charged.value());
     }
+    response
+}
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next
-            .run(ctx, query, variables)
-            .await
-            .map_err(|error| coded(error, "graphql_parse_failed"))?;
-        if !self.settings.introspection && introspects(&document) {
-            return Err(to_server_error(&Error::forbidden(
-                "introspection_disabled",
-                "introspection is turned off on this server; the schema is published as \
-                 openapi/schema.graphql",
-            )));
+/// Parses the operation (the document is kept for execution), holds it to the limits and
+/// charges its points: what it was charged, and whether it may run.
+pub async fn admit(
+    settings: &Settings,
+    budget: &Budget,
+    request: &mut Request,
+) -> (Option<Charged>, Result<(), ServerError>) {
+    let variables = request.variables.clone();
+    let operation_name = request.operation_name.clone();
+    let document = match request.parsed_query() {
+        Ok(document) => document,
+        Err(error) => return (None, Err(coded(error, "graphql_parse_failed"))),
+    };
+    if !settings.introspection && introspects(document) {
+        let refusal = Error::forbidden(
+            "introspection_disabled",
+            "introspection is turned off on this server; the schema is published as \
+             openapi/schema.graphql",
+        );
+        return (None, Err(to_server_error(&refusal)));
+    }
+    let measure = measure(document, operation_name.as_deref(), &variables);
+    let mut charged = Charged {
+        complexity: measure.complexity,
+        points: points(measure.complexity),
+        budget: None,
+        remaining: None,
+        reset_seconds: 0,
+    };
+    let checked = check(settings, budget, measure, &mut charged).await;
+    (
+        Some(charged),
+        checked.map_err(|error| to_server_error(&error)),
+    )
+}
+
+async fn check(
+    settings: &Settings,
+    budget: &Budget,
+    measure: Measure,
+    charged: &mut Charged,
+) -> Result<(), Error> {
+    if measure.depth > settings.max_depth {
+        return Err(Error::malformed(
+            "query_too_deep",
+            format!(
+                "the operation is nested {} levels deep; at most {} are allowed",
+                measure.depth, settings.max_depth
+            ),
+        ));
+    }
+    if measure.complexity > settings.max_complexity {
+        return Err(Error::malformed(
+            "query_too_complex",
+            format!(
+                "the operation's complexity is {}; at most {} is allowed (ask for fewer \
+                 items with `first`, fewer fields or fewer mutations at once)",
+                measure.complexity, settings.max_complexity
+            ),
+        ));
+    }
+    let Some(limit) = &budget.limit else {
+        return Ok(());
+    };
+    let limit = Limit {
+        cost: charged.points,
+        ..limit.clone()
+    };
+    charged.budget = Some(limit.rate.burst);
+    if limit.exceeds_burst() {
+        charged.remaining = Some(0);
+        return Err(Error::unprocessable(
+            "query_too_costly",
+            format!(
+                "the operation costs {} points, more than the {} the plan allows per minute; \
+                 ask for less at once",
+                charged.points, limit.rate.burst
+            ),
+        ));
+    }
+    let verdict = budget.limiter.check(std::slice::from_ref(&limit)).await;
+    if let Some(decision) = verdict.decisions.first() {
+        charged.remaining = Some(decision.remaining);
+        charged.reset_seconds = whole_seconds(decision.reset);
+    }
+    if verdict.allowed() {
+        Ok(())
+    } else {
+        metrics::counter!("rate_limited_requests_total", "limit" => "graphql").increment(1);
+        Err(Error::rate_limited("graphql", verdict.retry_after()))
+    }
+}
+
+/// The depth and complexity of the operation a request runs (`operation_name`, or the
+/// document's only one). A document naming no such operation measures nothing: it runs
+/// nothing, and execution says why.
+pub fn measure(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) -> Measure {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
         }
-        Ok(document)
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    let Some(operation) = operation else {
+        return Measure::default();
+    };
+    let mut walk = Walk {
+        document,
+        variables,
+        mutation: operation.node.ty == OperationType::Mutation,
+        spreads: Vec::new(),
+    };
+    walk.set(&operation.node.selection_set.node, 1)
+}
+
+/// A walk of an operation's selections; `spreads` are the fragments being expanded, so a
+/// cycle (which validation refuses anyway) ends instead of recursing for ever.
+struct Walk<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+    mutation: bool,
+    spreads: Vec<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    /// The measure of a selection set whose fields are at `level` (the root's are at 1).
+    fn set(&mut self, set: &'a SelectionSet, level: usize) -> Measure {
+        let mut total = Measure::default();
+        for item in &set.items {
+            let measure = match &item.node {
+                Selection::Field(field) => self.field(&field.node, level),
+                Selection::InlineFragment(fragment) => {
+                    self.set(&fragment.node.selection_set.node, level)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    match self.document.fragments.get(name) {
+                        Some(fragment) if !self.spreads.contains(&name) => {
+                            self.spreads.push(name);
+                            let measure = self.set(&fragment.node.selection_set.node, level);
+                            self.spreads.pop();
+                            measure
+                        }
+                        _ => Measure::default(),
+                    }
+                }
+            };
+            total.depth = total.depth.max(measure.depth);
+            total.complexity = total.complexity.saturating_add(measure.complexity);
+        }
+        total
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|error| coded(error, "graphql_validation_failed"))
-                .collect::<Vec<_>>()
-        })?;
-        match self.admit(ctx, &result).await {
-            Ok(()) => Ok(result),
-            Err(error) => Err(vec![to_server_error(&error)]),
+    fn field(&mut self, field: &'a Field, level: usize) -> Measure {
+        let children = self.set(&field.selection_set.node, level + 1);
+        let name = field.name.node.as_str();
+        let root = level == 1;
+        let complexity = if root && self.mutation {
+            MUTATION_COMPLEXITY.saturating_add(children.complexity)
+        } else if root && CONNECTIONS.contains(&name) {
+            self.first(field)
+                .saturating_mul(children.complexity)
+                .saturating_add(1)
+        } else {
+            children.complexity.saturating_add(1)
+        };
+        Measure {
+            depth: children.depth.max(level),
+            complexity,
+        }
+    }
+
+    /// A connection's `first`, as the resolver will read it (1-200; 50 when not given).
+    fn first(&self, field: &Field) -> usize {
+        let Some(argument) = field.get_argument("first") else {
+            return DEFAULT_FIRST;
+        };
+        let value = argument
+            .node
+            .clone()
+            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()));
+        match value {
+            Ok(Value::Number(n)) => n.as_u64().map_or(DEFAULT_FIRST, |n| {
+                n.clamp(1, u64::from(crate::page::MAX_LIMIT)) as usize
+            }),
+            _ => DEFAULT_FIRST,
         }
     }
 }
@@ -252,9 +329,65 @@ fn introspects(document: &ExecutableDocument) -> bool {
             .any(|fragment| asks(&fragment.node.selection_set.node))
 }
 
-/// A parse or validation error of `async-graphql`'s, with a `code` like every other.
+/// A parse error of `async-graphql`'s, with a `code` like every other.
 fn coded(mut error: ServerError, code: &'static str) -> ServerError {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     extensions.set("code", code);
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(query: &str, variables: serde_json::Value) -> Measure {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        measure(&document, None, &Variables::from_json(variables))
+    }
+
+    #[test]
+    fn a_connection_counts_its_selection_first_times_and_fifty_by_default() {
+        let query = "{ orders(first: 10) { edges { node { id customer { name } } } } }";
+        // edges(1 + node(1 + id 1 + customer(1 + name 1))) = 1 + (1 + 1 + 2) + … per item
+        let one = measured(query, serde_json::json!({}));
+        assert_eq!(one.depth, 5);
+        assert_eq!(one.complexity, 10 * 6 + 1);
+        let by_variable = measured(
+            "query($n: Int) { orders(first: $n) { edges { node { id customer { name } } } } }",
+            serde_json::json!({"n": 200}),
+        );
+        assert_eq!(by_variable.complexity, 200 * 6 + 1);
+        let default = measured(
+            "{ orders { edges { node { id } } } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(default.complexity, 50 * 3 + 1);
+    }
+
+    #[test]
+    fn aliases_and_fragments_count_every_time_and_mutations_cost_a_request_each() {
+        let aliased: String = (0..3)
+            .map(|i| format!("m{i}: deleteProduct(id: \"x\") {{ id }} "))
+            .collect();
+        let mutation = measured(&format!("mutation {{ {aliased} }}"), serde_json::json!({}));
+        assert_eq!(mutation.complexity, 3 * (MUTATION_COMPLEXITY + 1));
+        let fragments = measured(
+            "{ a: me { ...M } b: me { ...M } } fragment M on Me { actorId scopes }",
+            serde_json::json!({}),
+        );
+        assert_eq!(fragments.complexity, 2 * 3);
+        let cyclic = measured(
+            "{ me { ...A } } fragment A on Me { ...B } fragment B on Me { ...A actorId }",
+            serde_json::json!({}),
+        );
+        assert_eq!(cyclic.complexity, 2, "a cycle is cut, not followed");
+    }
+
+    #[test]
+    fn points_are_a_hundredth_of_the_complexity_rounded_up_and_at_least_one() {
+        assert_eq!(points(0), 1);
+        assert_eq!(points(100), 1);
+        assert_eq!(points(101), 2);
+        assert_eq!(points(251), 3);
+    }
 }

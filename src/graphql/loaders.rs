@@ -2,17 +2,18 @@
 //! `events`, loaded in one statement per kind through the request's own read transaction
 //! (so in its tenant, and nowhere else).
 //!
-//! A page of orders loads what its selection asks for up front, for the whole page at once
-//! ([`prime_order_links`]), and the fields then find it in the loaders' caches. Waiting
-//! for the fields to gather (the loaders' own batching window) would split a page into as
-//! many batches as the window happened to cut it into, and the count of statements would
-//! depend on timing. The caches live as long as the request, and a mutation empties them
+//! Wherever orders are answered (a page, one order, a mutation's result), what their
+//! selection asks for is loaded up front, for all of them at once
+//! ([`prime_order_links`]), and the fields then find it in the loaders' caches. The
+//! loaders therefore load at once instead of waiting for fields to gather: a batching
+//! window would add its wait to every request, and split a page into as many batches as
+//! it happened to cut it into, so that the count of statements would depend on timing. The caches live as long as the request, and a mutation empties them
 //! (`Caller::write`): what a field returns is never older than the request, nor than a
 //! change it made.
 
 use std::{collections::HashMap, sync::Arc};
 
-use async_graphql::{Context, dataloader::Loader};
+use async_graphql::{Context, Lookahead, dataloader::Loader};
 
 use super::{
     context::{Caller, Reader},
@@ -29,22 +30,28 @@ use crate::{
     orders::{OrderView, queries},
 };
 
-/// Loads the links a connection of orders selects (`customer`, `items { product }`,
-/// `events`), for all of `orders` at once: one statement per kind selected, whatever the
-/// page's size.
-pub async fn prime_order_links(ctx: &Context<'_>, orders: &[OrderView]) -> GqlResult<()> {
-    let selection = ctx.look_ahead();
-    let (edges, nodes) = (
-        selection.field("edges").field("node"),
-        selection.field("nodes"),
-    );
-    let selects = |field: &str| edges.field(field).exists() || nodes.field(field).exists();
-    let products = edges.field("items").field("product").exists()
-        || nodes.field("items").field("product").exists();
+/// Loads the links `selections` (each the selection of an order: a connection's
+/// `edges.node` and `nodes`, or one order's) ask of `orders` — `customer`,
+/// `items { product }`, `events` — for all of them at once: one statement per kind
+/// selected, whatever their number.
+pub async fn prime_order_links(
+    ctx: &Context<'_>,
+    selections: &[Lookahead<'_>],
+    orders: &[OrderView],
+) -> GqlResult<()> {
+    let selects = |path: &[&str]| {
+        selections.iter().any(|selection| {
+            let mut at = selection.field(path[0]);
+            for field in &path[1..] {
+                at = at.field(field);
+            }
+            at.exists()
+        })
+    };
     let caller = Caller::of(ctx);
     let (customers, products, histories) = tokio::join!(
         async {
-            if selects("customer") {
+            if selects(&["customer"]) {
                 let ids = distinct(orders.iter().map(|o| o.customer_id));
                 caller.customers.load_many(ids).await.map(drop)
             } else {
@@ -52,24 +59,18 @@ pub async fn prime_order_links(ctx: &Context<'_>, orders: &[OrderView]) -> GqlRe
             }
         },
         async {
-            if products {
-                let ids = distinct(
-                    orders
-                        .iter()
-                        .flat_map(|o| o.items.iter().map(|i| i.product_id)),
-                );
+            if selects(&["items", "product"]) {
+                let lines = orders.iter().flat_map(|o| o.items.iter());
+                let ids = distinct(lines.map(|line| line.product_id));
                 caller.products.load_many(ids).await.map(drop)
             } else {
                 Ok(())
             }
         },
         async {
-            if selects("events") {
-                caller
-                    .histories
-                    .load_many(orders.iter().map(|o| o.id))
-                    .await
-                    .map(drop)
+            if selects(&["events"]) {
+                let ids = orders.iter().map(|o| o.id);
+                caller.histories.load_many(ids).await.map(drop)
             } else {
                 Ok(())
             }

@@ -4,7 +4,7 @@
 //! one after another, as GraphQL requires; one that fails changes nothing and does not stop
 //! the next.
 //!
-//! Each mutation costs [`MUTATION_COMPLEXITY`] on top of what it selects, so a request of
+//! Each mutation costs [`super::cost::MUTATION_COMPLEXITY`] on top of what it selects, so a request of
 //! many aliased mutations costs what as many REST requests do, and a request of more than
 //! the complexity limit allows is refused before any of them runs.
 
@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use super::{
     context::Caller,
     error::{GqlResult, parse_id, to_graphql},
+    loaders,
     types::{ApiKey, Customer, Order, Product, Role, Tenant, User, UserStatus},
 };
 use crate::{
@@ -35,10 +36,6 @@ use crate::{
     users::{self, CreatedUser as DomainCreatedUser, NewUser, UserChanges},
     versioning::ExpectedVersion,
 };
-
-/// What a mutation field costs by itself (a read field costs 1): the cost of a REST
-/// request, in points of the GraphQL budget (`super::cost`).
-pub const MUTATION_COMPLEXITY: usize = 100;
 
 /// `expectedVersion` as the application's expectation: the version the client last saw,
 /// or anything when it sends none (REST's `If-Match`).
@@ -236,8 +233,14 @@ impl Mutation {
                 async |tx, principal, id| replay_order(tx, principal, id).await,
             )
             .await?;
-        Ok(Order(order))
+        answer_order(ctx, order).await
     }
+}
+
+/// A mutation's order, with the links its selection asks for loaded at once.
+async fn answer_order(ctx: &Context<'_>, order: OrderView) -> GqlResult<Order> {
+    loaders::prime_order_links(ctx, &[ctx.look_ahead()], std::slice::from_ref(&order)).await?;
+    Ok(Order(order))
 }
 
 async fn replay_order(
@@ -259,7 +262,6 @@ async fn replay_order(
 impl Mutation {
     /// Adds a product to the catalog. Needs `catalog:write`; counts against the plan's
     /// `products`. `idempotencyKey` makes a retry safe.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn create_product(
         &self,
         ctx: &Context<'_>,
@@ -284,7 +286,6 @@ impl Mutation {
 
     /// Changes a product, only if it is still at `expectedVersion` when one is given
     /// (`precondition_failed` otherwise). Needs `catalog:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn update_product(
         &self,
         ctx: &Context<'_>,
@@ -304,7 +305,6 @@ impl Mutation {
     }
 
     /// Deletes a product (orders keep showing it). Needs `catalog:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn delete_product(
         &self,
         ctx: &Context<'_>,
@@ -320,7 +320,6 @@ impl Mutation {
     }
 
     /// Adds a customer. Needs `catalog:write`. `idempotencyKey` makes a retry safe.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn create_customer(
         &self,
         ctx: &Context<'_>,
@@ -348,7 +347,6 @@ impl Mutation {
 
     /// Changes a customer, only if it is still at `expectedVersion` when one is given.
     /// Needs `catalog:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn update_customer(
         &self,
         ctx: &Context<'_>,
@@ -381,7 +379,6 @@ impl Mutation {
     }
 
     /// Erases a customer's personal data (its orders stay). Needs `catalog:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn erase_customer(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Customer> {
         let id: CustomerId = parse_id(&id, "id")?;
         let customer = Caller::of(ctx)
@@ -394,7 +391,6 @@ impl Mutation {
     /// computed here (`insufficient_stock` when a product lacks it; nothing is reserved
     /// then). Needs `orders:write`; counts against the plan's `orders_per_month`.
     /// `idempotencyKey` makes a retry safe.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn place_order(
         &self,
         ctx: &Context<'_>,
@@ -415,11 +411,10 @@ impl Mutation {
                 async |tx, principal, id| replay_order(tx, principal, id).await,
             )
             .await?;
-        Ok(Order(order))
+        answer_order(ctx, order).await
     }
 
     /// Confirms a pending order. Needs `orders:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn confirm_order(
         &self,
         ctx: &Context<'_>,
@@ -439,7 +434,6 @@ impl Mutation {
 
     /// Records the payment of a confirmed order; `amountCents` must equal its total
     /// (`amount_mismatch`). Needs `orders:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn pay_order(
         &self,
         ctx: &Context<'_>,
@@ -463,7 +457,6 @@ impl Mutation {
     }
 
     /// Ships a paid order. Needs `orders:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn ship_order(
         &self,
         ctx: &Context<'_>,
@@ -474,7 +467,6 @@ impl Mutation {
     }
 
     /// Marks a shipped order delivered. Needs `orders:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn deliver_order(
         &self,
         ctx: &Context<'_>,
@@ -494,7 +486,6 @@ impl Mutation {
 
     /// Cancels an order that has not shipped, releasing its reserved stock. Needs
     /// `orders:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn cancel_order(
         &self,
         ctx: &Context<'_>,
@@ -516,7 +507,6 @@ impl Mutation {
 
     /// Creates a user with a role no more powerful than the caller's. Needs
     /// `users:write`; counts against the plan's `users`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn create_user(
         &self,
         ctx: &Context<'_>,
@@ -541,7 +531,6 @@ impl Mutation {
 
     /// Changes another user's role or status (deactivation ends their sessions). Needs
     /// `users:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn update_user(
         &self,
         ctx: &Context<'_>,
@@ -563,7 +552,6 @@ impl Mutation {
 
     /// Deactivates a user (REST's `DELETE /v1/users/{id}`): their sessions end, the record
     /// stays. Needs `users:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn deactivate_user(
         &self,
         ctx: &Context<'_>,
@@ -580,7 +568,6 @@ impl Mutation {
 
     /// Creates an API key with at most the caller's scopes; its `key` is shown only
     /// here. Needs `api_keys:write`; counts against the plan's `api_keys`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,
@@ -604,7 +591,6 @@ impl Mutation {
     }
 
     /// Revokes an API key at once. Needs `api_keys:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Deleted> {
         let key: ApiKeyId = parse_id(&id, "id")?;
         Caller::of(ctx)
@@ -615,7 +601,6 @@ impl Mutation {
 
     /// Makes the caller the key's creator, so it answers to them (a key whose creator
     /// left). Needs `api_keys:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn take_over_api_key(&self, ctx: &Context<'_>, id: ID) -> GqlResult<ApiKey> {
         let id: ApiKeyId = parse_id(&id, "id")?;
         let key = Caller::of(ctx)
@@ -626,7 +611,6 @@ impl Mutation {
 
     /// Renames the tenant, only if it is still at `expectedVersion` when one is given.
     /// Needs `tenant:write`.
-    #[graphql(complexity = "super::mutation::MUTATION_COMPLEXITY + child_complexity")]
     async fn update_tenant(
         &self,
         ctx: &Context<'_>,

@@ -28,6 +28,10 @@ fn page(first: Option<i32>, after: Option<&str>) -> GqlResult<PageRequest> {
     PageRequest::parse(limit, after).map_err(to_graphql)
 }
 
+/// The fields of the query root that are connections: each counts its selection `first`
+/// times (`super::cost`).
+pub const CONNECTIONS: &[&str] = &["products", "customers", "orders", "users", "apiKeys"];
+
 pub struct Query;
 
 #[Object]
@@ -49,7 +53,6 @@ impl Query {
     }
 
     /// Live products, newest first. Needs `catalog:read`.
-    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 200) as usize * child_complexity + 1")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -73,7 +76,6 @@ impl Query {
     }
 
     /// Customers, newest first. Needs `catalog:read`.
-    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 200) as usize * child_complexity + 1")]
     async fn customers(
         &self,
         ctx: &Context<'_>,
@@ -98,7 +100,6 @@ impl Query {
 
     /// Orders, newest first, with the REST list's filters. Needs `orders:read`. An order's
     /// `customer`, `items { product }` and `events` are loaded for the whole page at once.
-    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 200) as usize * child_complexity + 1")]
     #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
@@ -126,7 +127,12 @@ impl Query {
                 queries::list(tx, principal, &filter, request, Expand::default()).await
             })
             .await?;
-        loaders::prime_order_links(ctx, &page.items).await?;
+        let selection = ctx.look_ahead();
+        let nodes = [
+            selection.field("edges").field("node"),
+            selection.field("nodes"),
+        ];
+        loaders::prime_order_links(ctx, &nodes, &page.items).await?;
         Ok(connection(page, request, |o| o.id.as_uuid(), Order))
     }
 
@@ -139,11 +145,14 @@ impl Query {
                 queries::get(tx, principal, id, None, Expand::default()).await
             })
             .await?;
+        if let Some(order) = &order {
+            loaders::prime_order_links(ctx, &[ctx.look_ahead()], std::slice::from_ref(order))
+                .await?;
+        }
         Ok(order.map(Order))
     }
 
     /// Users of the tenant, newest first. Needs `users:read`.
-    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 200) as usize * child_complexity + 1")]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -167,7 +176,6 @@ impl Query {
     }
 
     /// API keys of the tenant, newest first (revoked ones too). Needs `api_keys:read`.
-    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 200) as usize * child_complexity + 1")]
     async fn api_keys(
         &self,
         ctx: &Context<'_>,

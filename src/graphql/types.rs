@@ -198,7 +198,6 @@ impl Order {
         self.0.items.iter().cloned().map(OrderItem).collect()
     }
     /// Its history, oldest first (loaded with every other order's in one statement).
-    #[graphql(complexity = "5 + child_complexity")]
     async fn events(&self, ctx: &Context<'_>) -> GqlResult<Vec<OrderEvent>> {
         let loaded = Caller::of(ctx).histories.load_one(self.0.id).await;
         let history = loaded.map_err(super::error::to_graphql)?;

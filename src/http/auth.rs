@@ -115,6 +115,27 @@ pub fn presented_credential(headers: &HeaderMap) -> Option<Result<Credential, Er
     })
 }
 
+/// Refuses a URL whose query string names a credential (`token_in_query`): URLs end up in
+/// logs, proxies and browser history. For the WebSocket routes, whose browser clients
+/// cannot set headers and might be tempted.
+pub fn refuse_credential_in_url(uri: &axum::http::Uri) -> Result<(), Error> {
+    let names_one = uri.query().is_some_and(|query| {
+        form_urlencoded::parse(query.as_bytes()).any(|(name, _)| {
+            matches!(
+                name.to_ascii_lowercase().as_str(),
+                "token" | "access_token" | "api_key" | "apikey" | "key" | "authorization"
+            )
+        })
+    });
+    if names_one {
+        return Err(Error::malformed(
+            "token_in_query",
+            "never put a credential in the URL (it ends up in logs): send it in the Authorization header or in the first message",
+        ));
+    }
+    Ok(())
+}
+
 /// The verified caller, or the refusal the authentication layer recorded.
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = Error;

@@ -155,6 +155,12 @@ impl Hub {
         self.stopping.is_cancelled()
     }
 
+    /// Completes once the server is shutting down (for a connection that outlives its
+    /// subscribers, to close itself).
+    pub async fn stopped(&self) {
+        self.stopping.cancelled().await;
+    }
+
     /// Registers a subscriber of `tenant`; `close` cuts its connection if it overflows and
     /// then never reads. `None` once the server is shutting down.
     pub fn register(

@@ -25,6 +25,7 @@ pub mod hub;
 pub mod relay;
 pub mod seats;
 pub mod session;
+pub mod stream;
 
 use std::{fmt, str::FromStr, sync::Arc};
 
@@ -181,6 +182,20 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Event type patterns as a client wrote them (`order.*`, `product.stock_changed`, `*`);
+    /// a bad one is `validation_failed` on `types`.
+    pub fn parse_types<'a>(
+        patterns: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<EventTypePattern>, Error> {
+        patterns
+            .into_iter()
+            .map(|pattern| {
+                EventTypePattern::parse(pattern)
+                    .map_err(|message| Error::invalid("types", format!("{pattern:?} {message}")))
+            })
+            .collect()
+    }
+
     pub fn matches(&self, event: &Event) -> bool {
         self.stream_type
             .as_deref()

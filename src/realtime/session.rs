@@ -8,7 +8,8 @@
 //! renewed, a minute metered every minute, the credential checked again when the bus says
 //! the tenant's credentials changed and every minute (a revoked key, a suspended tenant,
 //! an expired token end the session). [`Session::missed`] reads what a resuming subscriber
-//! missed, from the database, under the tenant's RLS.
+//! missed, from the database, under the tenant's RLS; [`super::stream`] puts the two
+//! together for the transports that send one stream of events per session.
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,7 +27,7 @@ use super::{
 };
 use crate::{
     access::{Principal, Scope},
-    auth::{self, AuthService, Presented},
+    auth::{self, AuthService, Authenticated, Presented},
     config::Config,
     db::Db,
     error::Error,
@@ -59,6 +60,7 @@ pub struct Realtime {
 }
 
 /// A credential as presented, kept to check it again while the session lives.
+#[derive(Clone)]
 pub struct Credential {
     /// Presented in `X-API-Key` (an API key only) rather than as a bearer credential.
     api_key_header: bool,
@@ -101,6 +103,26 @@ pub enum Closed {
     Refused(Error),
 }
 
+impl Closed {
+    /// The stable code a transport states.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow_consumer",
+            Self::GoingAway => "going_away",
+            Self::Refused(error) => error.code(),
+        }
+    }
+
+    /// A sentence for the client: what happened, and whether to resume.
+    pub fn message(&self) -> String {
+        match self {
+            Self::SlowConsumer => "events came faster than this client read them; reconnect with the last event id received".to_owned(),
+            Self::GoingAway => "the server is shutting down; reconnect with the last event id received".to_owned(),
+            Self::Refused(error) => error.to_string(),
+        }
+    }
+}
+
 /// What a session yields next.
 pub enum Next {
     Event(Arc<Event>),
@@ -141,11 +163,15 @@ impl Realtime {
         }
     }
 
-    /// Verifies `credential` as every request's is verified, and asks for
-    /// `realtime:subscribe`.
+    /// Verifies `credential` as every request's is verified (from `auth::cache` when it
+    /// was checked seconds ago), whatever its scopes.
+    pub async fn verify(&self, credential: &Credential) -> Result<Authenticated, Error> {
+        auth::authenticate(&self.db, &self.auth, credential.presented()).await
+    }
+
+    /// Verifies `credential`, and asks for `realtime:subscribe`.
     pub async fn authenticate(&self, credential: &Credential) -> Result<Principal, Error> {
-        let authenticated =
-            auth::authenticate(&self.db, &self.auth, credential.presented()).await?;
+        let authenticated = self.verify(credential).await?;
         authenticated.principal.require(Scope::RealtimeSubscribe)?;
         Ok(authenticated.principal)
     }

@@ -8,13 +8,21 @@
 //! once it is one, the answer is `200` with `data` and `errors` as GraphQL has it, every
 //! error carrying the REST problem's `code` under `extensions`, and every operation's cost
 //! under `extensions.cost`.
+//!
+//! `GET` with a WebSocket upgrade (`Sec-WebSocket-Protocol: graphql-transport-ws`) serves
+//! subscriptions, and queries and mutations too, over one connection ([`socket`]).
+
+mod socket;
 
 use async_graphql::{BatchRequest, BatchResponse, parser::types::OperationType};
 use axum::{
     Json,
     body::Bytes,
-    extract::{FromRequestParts, State},
-    http::{HeaderMap, HeaderValue, header, request::Parts},
+    extract::{
+        FromRequestParts, State,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
+    http::{HeaderMap, HeaderValue, Uri, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -24,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     access::Principal,
     error::{Error, FieldError},
-    graphql::{Budget, Caller},
+    graphql::{self, Budget, Caller},
     http::{AppState, auth, extract::ApiQuery, problem::Problem},
     traffic::{Limit, Rate, Scope},
 };
@@ -144,26 +152,51 @@ pub async fn post_graphql(
 }
 
 /// Runs one GraphQL query given in the URL. Mutations need `POST` (405).
+///
+/// **Subscriptions** (and queries and mutations as well) are served over a WebSocket:
+/// send this `GET` as an upgrade request asking for `Sec-WebSocket-Protocol:
+/// graphql-transport-ws`, and speak that protocol (`connection_init` → `connection_ack`,
+/// then `subscribe` with `{"query", "variables"}`, answered by `next`… and `complete`).
+/// Authenticate with `Authorization` or `X-API-Key` on the upgrade request (a refused
+/// credential is a 401 or 403 answer before any upgrade), or — browsers cannot set
+/// headers — with the `connection_init` payload, `{"authorization": "Bearer <token>"}` or
+/// `{"apiKey": "<key>"}` (a refused credential closes the socket with `4403` and its code
+/// as the reason). Never in the URL (`token_in_query`). `subscription { events(types,
+/// streamId, after) { id type streamId data } }` streams the tenant's committed events as
+/// `/v1/events` does, with its scopes, seats, metering and resuming after `after`; it ends
+/// with an error whose `extensions.code` says why (`slow_consumer`, `going_away`, a
+/// credential's refusal). The server closes the socket with `1001` at shutdown, `4000`
+/// when a subscriber stopped reading, `4408` without a `connection_init` within 10 s.
 #[utoipa::path(
     get, path = "/graphql", tag = "graphql",
     params(GraphQlQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
+        (status = 101, description = "Switched to the WebSocket protocol `graphql-transport-ws`"),
         (status = 200, description = "The answer; errors are in `errors`, with `extensions.code`", body = GraphQlResponse),
-        (status = 400, description = "Not a GraphQL request (`invalid_graphql_request`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No `query` in the URL (`invalid_query`), an upgrade without `graphql-transport-ws` (`upgrade_required`), or a credential in the query string of an upgrade (`token_in_query`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`variables` is not a JSON object (`invalid_variables`)", body = Problem, content_type = "application/problem+json"),
-        (status = 405, description = "A mutation or subscription sent with GET (`method_not_allowed`); send it with POST", body = Problem, content_type = "application/problem+json"),
+        (status = 405, description = "A mutation or subscription sent with GET (`method_not_allowed`); send a mutation with POST, a subscription over the WebSocket", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn query_graphql(
     State(state): State<AppState>,
-    GraphQlCaller(principal, rate): GraphQlCaller,
-    ApiQuery(params): ApiQuery<GraphQlQuery>,
+    caller: Result<GraphQlCaller, Error>,
+    headers: HeaderMap,
+    uri: Uri,
+    params: Result<ApiQuery<GraphQlQuery>, Error>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
+    if let Ok(upgrade) = upgrade {
+        return socket::open(state, caller.map(drop), &headers, &uri, upgrade);
+    }
+    let GraphQlCaller(principal, rate) = caller?;
+    let ApiQuery(params) = params?;
     let request = params.into_request()?;
     if changes_anything(&request) {
         let mut response = Error::method_not_allowed(
-            "a GET request runs queries only; send mutations and subscriptions with POST",
+            "a GET request runs queries only; send mutations with POST, and subscriptions over \
+             the WebSocket this GET upgrades to",
         )
         .into_response();
         response
@@ -295,7 +328,7 @@ async fn execute(
     state: &AppState,
     principal: Principal,
     rate: Option<Rate>,
-    mut batch: BatchRequest,
+    batch: BatchRequest,
 ) -> Result<Response, Error> {
     let settings = &state.graphql_settings;
     if let BatchRequest::Batch(requests) = &batch
@@ -310,6 +343,35 @@ async fn execute(
             ),
         ));
     }
+    // Each operation is admitted in turn (its budget charged in the batch's order), and
+    // the admitted ones run together, as `async-graphql` runs a batch.
+    let run = |request| {
+        let (request, budget) = prepare(state, principal.clone(), rate, request);
+        async move { graphql::cost::run(&state.graphql, settings, &budget, request).await }
+    };
+    let answer = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(run(request).await),
+        BatchRequest::Batch(requests) => BatchResponse::Batch(
+            futures_util::future::join_all(requests.into_iter().map(run)).await,
+        ),
+    };
+    let mut response = Json(&answer).into_response();
+    if let Some(after) = retry_after(&answer) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after));
+    }
+    Ok(response)
+}
+
+/// Gives one operation what its resolvers read — the verified caller — and returns it with
+/// its budget (the plan's rate, counted under the credential).
+fn prepare(
+    state: &AppState,
+    principal: Principal,
+    rate: Option<Rate>,
+    mut request: async_graphql::Request,
+) -> (async_graphql::Request, Budget) {
     let limiting = &state.rate_limiting;
     let limit = rate.filter(|_| limiting.enabled).map(|rate| Limit {
         scope: Scope::Graphql,
@@ -323,26 +385,17 @@ async fn execute(
         algorithm: limiting.credential,
         cost: 1,
     });
-    for request in batch.iter_mut() {
-        request.data.insert(Caller::new(
-            state.db.clone(),
-            principal.clone(),
-            state.auth.clone(),
-            state.idempotency_ttl,
-        ));
-        request.data.insert(Budget {
-            limiter: limiting.limiter.clone(),
-            limit: limit.clone(),
-        });
-    }
-    let answer = state.graphql.execute_batch(batch).await;
-    let mut response = Json(&answer).into_response();
-    if let Some(after) = retry_after(&answer) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(after));
-    }
-    Ok(response)
+    request.data.insert(Caller::new(
+        state.db.clone(),
+        principal,
+        state.auth.clone(),
+        state.idempotency_ttl,
+    ));
+    let budget = Budget {
+        limiter: limiting.limiter.clone(),
+        limit,
+    };
+    (request, budget)
 }
 
 /// The longest `retry_after_seconds` of the answer's errors: a client that reads headers

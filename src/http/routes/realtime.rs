@@ -32,10 +32,10 @@ use uuid::Uuid;
 use crate::{
     access::{Principal, Scope, scope},
     error::{Error, ErrorKind},
-    events::{feed::Position, pattern::EventTypePattern},
+    events::feed::Position,
     http::{
         AppState,
-        auth::{Authorized, presented_credential},
+        auth::{Authorized, presented_credential, refuse_credential_in_url},
         extract::ApiQuery,
         problem::Problem,
         server::ConnectionCloser,
@@ -43,6 +43,7 @@ use crate::{
     realtime::{
         Broadcast, Channel, Cursor, Event, Filter, WireEvent,
         session::{Closed, Credential, Next, Realtime, Session},
+        stream::{self, Resume},
     },
 };
 
@@ -85,14 +86,7 @@ impl EventsQuery {
     fn filter(&self) -> Result<Filter, Error> {
         let types = match &self.types {
             None => Vec::new(),
-            Some(types) => types
-                .split(',')
-                .map(|pattern| {
-                    EventTypePattern::parse(pattern).map_err(|message| {
-                        Error::invalid("types", format!("{pattern:?} {message}"))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+            Some(types) => Filter::parse_types(types.split(','))?,
         };
         Ok(Filter {
             types,
@@ -169,101 +163,28 @@ pub async fn stream_events(
         .realtime
         .open(principal, credential, close, "sse")
         .await?;
-    let after = match after {
-        Some(after) => Resume::After(after),
-        None => Resume::Now(session.now().await?),
-    };
+    let resume = Resume::from(&session, after).await?;
     let heartbeat = state.realtime.heartbeat;
-    Ok(Sse::new(event_stream(session, filter, after))
+    Ok(Sse::new(event_stream(session, filter, resume))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response())
 }
 
-enum Phase {
-    /// Reading what the client missed, after this position.
-    CatchUp(Position),
-    Live,
-    Done,
-}
-
-struct EventStream {
-    session: Session,
-    filter: Filter,
-    /// The last event sent (or passed over): live events up to here are not sent again.
-    last: Position,
-    phase: Phase,
-    ready: std::collections::VecDeque<sse::Event>,
-}
-
-/// Where an event stream starts.
-enum Resume {
-    /// After the event the client saw last: what it missed first.
-    After(Cursor),
-    /// Live, from this position ([`Session::now`]).
-    Now(Position),
-}
-
+/// The session's events as SSE events, after a first `connected` comment, ending with an
+/// `event: close` that says why.
 fn event_stream(
     session: Session,
     filter: Filter,
     resume: Resume,
 ) -> impl Stream<Item = Result<sse::Event, Infallible>> {
-    let (last, phase) = match resume {
-        Resume::After(Cursor(after)) => (after, Phase::CatchUp(after)),
-        Resume::Now(now) => (now, Phase::Live),
-    };
-    let mut ready = std::collections::VecDeque::new();
-    ready.push_back(sse::Event::default().retry(SSE_RETRY).comment("connected"));
-    let stream = EventStream {
-        session,
-        filter,
-        last,
-        phase,
-        ready,
-    };
-    futures_util::stream::unfold(stream, |mut stream| async move {
-        loop {
-            if let Some(event) = stream.ready.pop_front() {
-                return Some((Ok(event), stream));
-            }
-            match stream.phase {
-                Phase::Done => return None,
-                Phase::CatchUp(after) => match stream.session.missed(&stream.filter, after).await {
-                    Ok(missed) => {
-                        for event in &missed.events {
-                            stream.ready.push_back(sse_event(event));
-                        }
-                        stream.last = stream.last.max(missed.next);
-                        stream.phase = if missed.done {
-                            Phase::Live
-                        } else {
-                            Phase::CatchUp(missed.next)
-                        };
-                    }
-                    Err(error) => {
-                        stream
-                            .ready
-                            .push_back(close_event(error.code(), &error.to_string()));
-                        stream.phase = Phase::Done;
-                    }
-                },
-                Phase::Live => match stream.session.next().await {
-                    Next::Event(event) => {
-                        if event.position > stream.last && stream.filter.matches(&event) {
-                            stream.last = event.position;
-                            return Some((Ok(sse_event(&event)), stream));
-                        }
-                    }
-                    Next::Broadcast(_) => {}
-                    Next::Closed(closed) => {
-                        let (code, message) = closed_reason(&closed);
-                        stream.ready.push_back(close_event(code, &message));
-                        stream.phase = Phase::Done;
-                    }
-                },
-            }
-        }
-    })
+    let connected = sse::Event::default().retry(SSE_RETRY).comment("connected");
+    let events = stream::events(session, filter, resume).map(|item| match item {
+        Ok(event) => sse_event(&event),
+        Err(ended) => close_event(ended.code(), &ended.message()),
+    });
+    futures_util::stream::once(std::future::ready(connected))
+        .chain(events)
+        .map(Ok)
 }
 
 fn sse_event(event: &Event) -> sse::Event {
@@ -277,21 +198,6 @@ fn close_event(code: &str, message: &str) -> sse::Event {
     sse::Event::default()
         .event("close")
         .data(serde_json::json!({"code": code, "message": message}).to_string())
-}
-
-/// A stable code and a sentence for why a session ended.
-fn closed_reason(closed: &Closed) -> (&'static str, String) {
-    match closed {
-        Closed::SlowConsumer => (
-            "slow_consumer",
-            "events came faster than this client read them; reconnect with the last event id received".to_owned(),
-        ),
-        Closed::GoingAway => (
-            "going_away",
-            "the server is shutting down; reconnect with the last event id received".to_owned(),
-        ),
-        Closed::Refused(error) => (error.code(), error.to_string()),
-    }
 }
 
 /// A WebSocket for realtime events and ephemeral messages between the tenant's clients.
@@ -363,19 +269,7 @@ pub async fn open_realtime(
     principal: Result<Principal, Error>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
-    if let Some(query) = uri.query()
-        && form_urlencoded::parse(query.as_bytes()).any(|(name, _)| {
-            matches!(
-                name.to_ascii_lowercase().as_str(),
-                "token" | "access_token" | "api_key" | "apikey" | "key" | "authorization"
-            )
-        })
-    {
-        return Err(Error::malformed(
-            "token_in_query",
-            "never put a credential in the URL (it ends up in logs): send it in the Authorization header or in a first `auth` message",
-        ));
-    }
+    refuse_credential_in_url(&uri)?;
     let upgrade = upgrade.map_err(|rejection| {
         Error::malformed(
             "upgrade_required",

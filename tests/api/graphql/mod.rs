@@ -1,5 +1,5 @@
-//! GraphQL (`/graphql`): the schema, queries, mutations, scopes, cost limits and the
-//! statements a page costs. (Cross-tenant isolation over GraphQL is in `isolation`, next
+//! GraphQL (`/graphql`): the schema, queries, mutations, scopes, cost limits, the
+//! statements a page costs, and subscriptions. (Cross-tenant isolation over GraphQL is in `isolation`, next
 //! to the REST table it mirrors.)
 
 mod limits;
@@ -8,6 +8,7 @@ mod queries;
 mod schema;
 mod scopes;
 mod statements;
+mod subscriptions;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
