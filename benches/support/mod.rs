@@ -200,6 +200,20 @@ pub async fn hammer<F>(concurrency: usize, duration: Duration, request: F) -> St
 where
     F: Fn(usize, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
+    hammer_checked(concurrency, duration, request, |_| true).await
+}
+
+/// [`hammer`], where a 2xx counts only if `answer_ok` says its body is a success too (a
+/// GraphQL answer is a 200 whether or not it carries `errors`); any other is an error.
+pub async fn hammer_checked<F>(
+    concurrency: usize,
+    duration: Duration,
+    request: F,
+    answer_ok: fn(&[u8]) -> bool,
+) -> Stats
+where
+    F: Fn(usize, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
     let request = Arc::new(request);
     let deadline = Instant::now() + duration;
     let start = Instant::now();
@@ -212,10 +226,10 @@ where
                 while Instant::now() < deadline {
                     let began = Instant::now();
                     match request(worker, iteration).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            latencies.push(began.elapsed());
-                        }
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(body) if answer_ok(&body) => latencies.push(began.elapsed()),
+                            _ => errors += 1,
+                        },
                         Ok(r) => {
                             if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
                                 throttled += 1;
@@ -420,6 +434,11 @@ impl ServerProcess {
     /// Creates a tenant; returns its created JSON and the owner's access token.
     pub async fn tenant(&self, prefix: &str) -> anyhow::Result<(Value, String)> {
         tenant_at(&self.client, &self.base, prefix).await
+    }
+
+    /// What the server has written to its output so far (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     /// Sends `signal` (`-KILL`, `-TERM`) and waits for the process to end.
