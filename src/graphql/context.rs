@@ -8,10 +8,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Context,
-    dataloader::{DataLoader, HashMapCache},
-};
+use async_graphql::{Context, dataloader::DataLoader};
 use serde::Serialize;
 use sqlx::postgres::types::PgInterval;
 use tokio::{sync::Mutex, time::Instant};
@@ -26,7 +23,6 @@ use crate::{
     auth::AuthService,
     db::{self, Access, Db, TenantTx},
     error::Error,
-    id::{CustomerId, OrderId, ProductId},
     idempotency::{self, Claim, StoredAnswer},
 };
 
@@ -92,9 +88,9 @@ pub struct Caller {
     reader: Arc<Reader>,
     /// How long an idempotency key replays its first answer.
     idempotency_ttl: PgInterval,
-    pub customers: DataLoader<Customers, HashMapCache>,
-    pub products: DataLoader<Products, HashMapCache>,
-    pub histories: DataLoader<OrderHistories, HashMapCache>,
+    pub customers: DataLoader<Customers>,
+    pub products: DataLoader<Products>,
+    pub histories: DataLoader<OrderHistories>,
 }
 
 impl Caller {
@@ -114,25 +110,13 @@ impl Caller {
         };
         Self {
             // A batch of one starts at once: what a request loads it asks for all at once
-            // (`loaders::prime_order_links`), so a window to gather keys would only wait.
-            customers: DataLoader::with_cache(
-                Customers(Arc::clone(&reader)),
-                spawn.clone(),
-                HashMapCache::default(),
-            )
-            .max_batch_size(1),
-            products: DataLoader::with_cache(
-                Products(Arc::clone(&reader)),
-                spawn.clone(),
-                HashMapCache::default(),
-            )
-            .max_batch_size(1),
-            histories: DataLoader::with_cache(
-                OrderHistories(Arc::clone(&reader)),
-                spawn,
-                HashMapCache::default(),
-            )
-            .max_batch_size(1),
+            // (`loaders::load_order_links`), so a window to gather keys would only wait.
+            customers: DataLoader::new(Customers(Arc::clone(&reader)), spawn.clone())
+                .max_batch_size(1),
+            products: DataLoader::new(Products(Arc::clone(&reader)), spawn.clone())
+                .max_batch_size(1),
+            histories: DataLoader::new(OrderHistories(Arc::clone(&reader)), spawn)
+                .max_batch_size(1),
             principal,
             auth,
             db,
@@ -144,6 +128,14 @@ impl Caller {
     /// The caller of the request `ctx` belongs to.
     pub fn of<'a>(ctx: &Context<'a>) -> &'a Caller {
         ctx.data_unchecked::<Caller>()
+    }
+
+    /// Ends the request's read transaction once a root field has read all it needs (its
+    /// links loaded too): the fields below resolve from memory, and the connection — and
+    /// the request's place under the admission limit — go back at once, as a REST read's
+    /// do. A later read opens another.
+    pub async fn done_reading(&self) {
+        self.reader.close().await;
     }
 
     /// Runs an application read in the request's read transaction.
@@ -175,16 +167,10 @@ impl Caller {
     ) -> GqlResult<T> {
         self.reader.close().await;
         let principal = &self.principal;
-        let outcome = self
-            .db
+        self.db
             .write(principal, async |tx| work(tx, principal).await)
             .await
-            .map_err(to_graphql);
-        // What the loaders hold may be what this changed.
-        self.customers.clear::<CustomerId>();
-        self.products.clear::<ProductId>();
-        self.histories.clear::<OrderId>();
-        outcome
+            .map_err(to_graphql)
     }
 
     /// [`Caller::write`] under the client's idempotency key, when it sent one: the key is

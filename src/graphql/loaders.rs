@@ -30,15 +30,24 @@ use crate::{
     orders::{OrderView, queries},
 };
 
+/// What a set of orders links to, loaded for all of them at once: their customers, their
+/// lines' products and their histories, each as far as the selection asked.
+#[derive(Default)]
+pub struct Links {
+    pub customers: HashMap<CustomerId, Arc<Customer>>,
+    pub products: HashMap<ProductId, Arc<Product>>,
+    pub histories: HashMap<OrderId, Vec<StoredEvent>>,
+}
+
 /// Loads the links `selections` (each the selection of an order: a connection's
 /// `edges.node` and `nodes`, or one order's) ask of `orders` — `customer`,
-/// `items { product }`, `events` — for all of them at once: one statement per kind
-/// selected, whatever their number.
-pub async fn prime_order_links(
+/// `items { product }`, `events` — for all of them at once, through the request's loaders:
+/// one statement per kind selected, whatever their number.
+pub async fn load_order_links(
     ctx: &Context<'_>,
     selections: &[Lookahead<'_>],
     orders: &[OrderView],
-) -> GqlResult<()> {
+) -> GqlResult<Arc<Links>> {
     let selects = |path: &[&str]| {
         selections.iter().any(|selection| {
             let mut at = selection.field(path[0]);
@@ -48,35 +57,34 @@ pub async fn prime_order_links(
             at.exists()
         })
     };
+    // The loaders' own batch functions, called here on the request's task: the keys are
+    // all known, so there is nothing to gather, and no task to hand the work to and wake
+    // the request from. One after another, as they share the request's transaction.
     let caller = Caller::of(ctx);
-    let (customers, products, histories) = tokio::join!(
-        async {
-            if selects(&["customer"]) {
-                let ids = distinct(orders.iter().map(|o| o.customer_id));
-                caller.customers.load_many(ids).await.map(drop)
-            } else {
-                Ok(())
-            }
-        },
-        async {
-            if selects(&["items", "product"]) {
-                let lines = orders.iter().flat_map(|o| o.items.iter());
-                let ids = distinct(lines.map(|line| line.product_id));
-                caller.products.load_many(ids).await.map(drop)
-            } else {
-                Ok(())
-            }
-        },
-        async {
-            if selects(&["events"]) {
-                let ids = orders.iter().map(|o| o.id);
-                caller.histories.load_many(ids).await.map(drop)
-            } else {
-                Ok(())
-            }
-        },
-    );
-    customers.and(products).and(histories).map_err(to_graphql)
+    let customers = if selects(&["customer"]) {
+        let ids = distinct(orders.iter().map(|o| o.customer_id));
+        caller.customers.loader().load(&ids).await
+    } else {
+        Ok(HashMap::new())
+    };
+    let products = if selects(&["items", "product"]) {
+        let lines = orders.iter().flat_map(|o| o.items.iter());
+        let ids = distinct(lines.map(|line| line.product_id));
+        caller.products.loader().load(&ids).await
+    } else {
+        Ok(HashMap::new())
+    };
+    let histories = if selects(&["events"]) {
+        let ids: Vec<OrderId> = orders.iter().map(|o| o.id).collect();
+        caller.histories.loader().load(&ids).await
+    } else {
+        Ok(HashMap::new())
+    };
+    Ok(Arc::new(Links {
+        customers: customers.map_err(to_graphql)?,
+        products: products.map_err(to_graphql)?,
+        histories: histories.map_err(to_graphql)?,
+    }))
 }
 
 fn distinct<T: Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> Vec<T> {
@@ -89,13 +97,18 @@ fn distinct<T: Eq + std::hash::Hash>(ids: impl Iterator<Item = T>) -> Vec<T> {
 pub struct Customers(pub Arc<Reader>);
 
 impl Loader<CustomerId> for Customers {
-    type Value = Customer;
+    type Value = Arc<Customer>;
     type Error = Error;
 
-    async fn load(&self, ids: &[CustomerId]) -> Result<HashMap<CustomerId, Customer>, Error> {
-        self.0
+    async fn load(&self, ids: &[CustomerId]) -> Result<HashMap<CustomerId, Arc<Customer>>, Error> {
+        let loaded = self
+            .0
             .read(async |tx, _| Ok(customers::load(tx, ids).await?))
-            .await
+            .await?;
+        Ok(loaded
+            .into_iter()
+            .map(|(id, c)| (id, Arc::new(c)))
+            .collect())
     }
 }
 
@@ -103,13 +116,18 @@ impl Loader<CustomerId> for Customers {
 pub struct Products(pub Arc<Reader>);
 
 impl Loader<ProductId> for Products {
-    type Value = Product;
+    type Value = Arc<Product>;
     type Error = Error;
 
-    async fn load(&self, ids: &[ProductId]) -> Result<HashMap<ProductId, Product>, Error> {
-        self.0
+    async fn load(&self, ids: &[ProductId]) -> Result<HashMap<ProductId, Arc<Product>>, Error> {
+        let loaded = self
+            .0
             .read(async |tx, _| Ok(products::load(tx, ids).await?))
-            .await
+            .await?;
+        Ok(loaded
+            .into_iter()
+            .map(|(id, p)| (id, Arc::new(p)))
+            .collect())
     }
 }
 

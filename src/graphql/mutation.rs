@@ -239,8 +239,9 @@ impl Mutation {
 
 /// A mutation's order, with the links its selection asks for loaded at once.
 async fn answer_order(ctx: &Context<'_>, order: OrderView) -> GqlResult<Order> {
-    loaders::prime_order_links(ctx, &[ctx.look_ahead()], std::slice::from_ref(&order)).await?;
-    Ok(Order(order))
+    let links =
+        loaders::load_order_links(ctx, &[ctx.look_ahead()], std::slice::from_ref(&order)).await?;
+    Ok(Order(order, links))
 }
 
 async fn replay_order(
@@ -281,7 +282,7 @@ impl Mutation {
                 },
             )
             .await?;
-        Ok(Product(product))
+        Ok(product.into())
     }
 
     /// Changes a product, only if it is still at `expectedVersion` when one is given
@@ -301,7 +302,7 @@ impl Mutation {
                 products::update(tx, principal, id, &expected, changes).await
             })
             .await?;
-        Ok(Product(product))
+        Ok(product.into())
     }
 
     /// Deletes a product (orders keep showing it). Needs `catalog:write`.
@@ -342,7 +343,7 @@ impl Mutation {
                 },
             )
             .await?;
-        Ok(Customer(customer))
+        Ok(customer.into())
     }
 
     /// Changes a customer, only if it is still at `expectedVersion` when one is given.
@@ -375,7 +376,7 @@ impl Mutation {
                 customers::update(tx, principal, id, &expected, changes).await
             })
             .await?;
-        Ok(Customer(customer))
+        Ok(customer.into())
     }
 
     /// Erases a customer's personal data (its orders stay). Needs `catalog:write`.
@@ -384,7 +385,7 @@ impl Mutation {
         let customer = Caller::of(ctx)
             .write(async |tx, principal| customers::erase(tx, principal, id).await)
             .await?;
-        Ok(Customer(customer))
+        Ok(customer.into())
     }
 
     /// Places an order: prices come from the catalog, stock is reserved, the total is

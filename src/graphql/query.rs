@@ -1,6 +1,8 @@
 //! The query root: what a tenant app may read, each field calling the application function
 //! its REST twin calls (so it needs the same scope), in the request's read transaction.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object, connection::Connection};
 use time::OffsetDateTime;
 
@@ -63,7 +65,7 @@ impl Query {
         let page = Caller::of(ctx)
             .read(async |tx, principal| products::list(tx, principal, request).await)
             .await?;
-        Ok(connection(page, request, |p| p.id.as_uuid(), Product))
+        Ok(connection(page, request, |p| p.id.as_uuid(), Product::from))
     }
 
     /// One live product; null if the tenant has none with this id. Needs `catalog:read`.
@@ -72,7 +74,7 @@ impl Query {
         let product = Caller::of(ctx)
             .find(async |tx, principal| products::get(tx, principal, id).await)
             .await?;
-        Ok(product.map(Product))
+        Ok(product.map(Product::from))
     }
 
     /// Customers, newest first. Needs `catalog:read`.
@@ -86,7 +88,12 @@ impl Query {
         let page = Caller::of(ctx)
             .read(async |tx, principal| customers::list(tx, principal, request).await)
             .await?;
-        Ok(connection(page, request, |c| c.id.as_uuid(), Customer))
+        Ok(connection(
+            page,
+            request,
+            |c| c.id.as_uuid(),
+            Customer::from,
+        ))
     }
 
     /// One customer; null if the tenant has none with this id. Needs `catalog:read`.
@@ -95,7 +102,7 @@ impl Query {
         let customer = Caller::of(ctx)
             .find(async |tx, principal| customers::get(tx, principal, id).await)
             .await?;
-        Ok(customer.map(Customer))
+        Ok(customer.map(Customer::from))
     }
 
     /// Orders, newest first, with the REST list's filters. Needs `orders:read`. An order's
@@ -132,8 +139,14 @@ impl Query {
             selection.field("edges").field("node"),
             selection.field("nodes"),
         ];
-        loaders::prime_order_links(ctx, &nodes, &page.items).await?;
-        Ok(connection(page, request, |o| o.id.as_uuid(), Order))
+        let links = loaders::load_order_links(ctx, &nodes, &page.items).await?;
+        Caller::of(ctx).done_reading().await;
+        Ok(connection(
+            page,
+            request,
+            |o| o.id.as_uuid(),
+            |view| Order(view, Arc::clone(&links)),
+        ))
     }
 
     /// One order as it is now; null if the tenant has none with this id. Needs
@@ -145,11 +158,14 @@ impl Query {
                 queries::get(tx, principal, id, None, Expand::default()).await
             })
             .await?;
-        if let Some(order) = &order {
-            loaders::prime_order_links(ctx, &[ctx.look_ahead()], std::slice::from_ref(order))
+        let Some(order) = order else {
+            return Ok(None);
+        };
+        let links =
+            loaders::load_order_links(ctx, &[ctx.look_ahead()], std::slice::from_ref(&order))
                 .await?;
-        }
-        Ok(order.map(Order))
+        Caller::of(ctx).done_reading().await;
+        Ok(Some(Order(order, links)))
     }
 
     /// Users of the tenant, newest first. Needs `users:read`.

@@ -7,9 +7,15 @@ use async_graphql::{
     ComplexObject, Context, Enum, ID, Json, Object, SimpleObject,
     connection::{Connection, Edge},
 };
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
-use super::{context::Caller, error::GqlResult};
+use super::{
+    context::Caller,
+    error::{GqlResult, to_graphql},
+    loaders::Links,
+};
 use crate::{
     api_keys::ApiKey as DomainApiKey,
     auth::caller::Me as DomainMe,
@@ -78,8 +84,20 @@ pub enum TenantStatus {
     Suspended,
 }
 
-/// A product of the catalog.
-pub struct Product(pub DomainProduct);
+/// A product of the catalog (shared with the request's loader cache, not copied).
+pub struct Product(Arc<DomainProduct>);
+
+impl From<DomainProduct> for Product {
+    fn from(product: DomainProduct) -> Self {
+        Self(Arc::new(product))
+    }
+}
+
+impl From<Arc<DomainProduct>> for Product {
+    fn from(product: Arc<DomainProduct>) -> Self {
+        Self(product)
+    }
+}
 
 #[Object]
 impl Product {
@@ -121,8 +139,20 @@ impl Product {
     }
 }
 
-/// A customer of the tenant.
-pub struct Customer(pub DomainCustomer);
+/// A customer of the tenant (shared with the request's loader cache, not copied).
+pub struct Customer(Arc<DomainCustomer>);
+
+impl From<DomainCustomer> for Customer {
+    fn from(customer: DomainCustomer) -> Self {
+        Self(Arc::new(customer))
+    }
+}
+
+impl From<Arc<DomainCustomer>> for Customer {
+    fn from(customer: Arc<DomainCustomer>) -> Self {
+        Self(customer)
+    }
+}
 
 #[Object]
 impl Customer {
@@ -151,8 +181,16 @@ impl Customer {
     }
 }
 
-/// An order, as its read model shows it now.
-pub struct Order(pub OrderView);
+/// An order, as its read model shows it now, with the links its selection asked for,
+/// loaded for it and its page together ([`Links`]).
+pub struct Order(pub OrderView, pub Arc<Links>);
+
+impl Order {
+    /// An order whose links are loaded when a field asks for them.
+    pub fn unlinked(view: OrderView) -> Self {
+        Self(view, Arc::default())
+    }
+}
 
 #[Object]
 impl Order {
@@ -190,17 +228,31 @@ impl Order {
     }
     /// The customer who placed it (loaded with every other order's in one statement).
     async fn customer(&self, ctx: &Context<'_>) -> GqlResult<Option<Customer>> {
-        let loaded = Caller::of(ctx).customers.load_one(self.0.customer_id).await;
-        Ok(loaded.map_err(super::error::to_graphql)?.map(Customer))
+        let id = self.0.customer_id;
+        if let Some(customer) = self.1.customers.get(&id) {
+            return Ok(Some(Customer::from(Arc::clone(customer))));
+        }
+        let loaded = Caller::of(ctx).customers.load_one(id).await;
+        Ok(loaded.map_err(to_graphql)?.map(Customer::from))
     }
     /// Its lines, in the order they were placed.
     async fn items(&self) -> Vec<OrderItem> {
-        self.0.items.iter().cloned().map(OrderItem).collect()
+        let links = &self.1;
+        self.0
+            .items
+            .iter()
+            .map(|item| OrderItem(item.clone(), Arc::clone(links)))
+            .collect()
     }
     /// Its history, oldest first (loaded with every other order's in one statement).
     async fn events(&self, ctx: &Context<'_>) -> GqlResult<Vec<OrderEvent>> {
-        let loaded = Caller::of(ctx).histories.load_one(self.0.id).await;
-        let history = loaded.map_err(super::error::to_graphql)?;
+        let history = match self.1.histories.get(&self.0.id) {
+            Some(history) => Some(history.clone()),
+            None => {
+                let loaded = Caller::of(ctx).histories.load_one(self.0.id).await;
+                loaded.map_err(to_graphql)?
+            }
+        };
         Ok(history
             .unwrap_or_default()
             .into_iter()
@@ -209,8 +261,8 @@ impl Order {
     }
 }
 
-/// One line of an order.
-pub struct OrderItem(ItemView);
+/// One line of an order, with its order's links.
+pub struct OrderItem(ItemView, Arc<Links>);
 
 #[Object]
 impl OrderItem {
@@ -227,8 +279,12 @@ impl OrderItem {
     /// The product (also once deleted, with its `deletedAt`), loaded with every other
     /// line's in one statement.
     async fn product(&self, ctx: &Context<'_>) -> GqlResult<Option<Product>> {
-        let loaded = Caller::of(ctx).products.load_one(self.0.product_id).await;
-        Ok(loaded.map_err(super::error::to_graphql)?.map(Product))
+        let id = self.0.product_id;
+        if let Some(product) = self.1.products.get(&id) {
+            return Ok(Some(Product::from(Arc::clone(product))));
+        }
+        let loaded = Caller::of(ctx).products.load_one(id).await;
+        Ok(loaded.map_err(to_graphql)?.map(Product::from))
     }
 }
 

@@ -976,3 +976,34 @@ pub async fn snapshot(app: &TestApp, tenant_id: TenantId) -> String {
 pub fn scopes_of(role: Role) -> Vec<Scope> {
     role.scopes().iter().collect()
 }
+
+/// A hundred orders of ten customers, two lines each over ten products (stock to spare),
+/// placed ten at a time: what the statement-count tests page through.
+pub async fn place_hundred_orders(app: &TestApp, tenant: &TestTenant) {
+    let mut customers = Vec::new();
+    let mut products = Vec::new();
+    for _ in 0..10 {
+        customers.push(app.create_customer(tenant).await);
+        let body = json!({"sku": unique("SKU"), "name": "Paged product", "price_cents": 100,
+                          "currency": "EUR", "stock": 1000});
+        products.push(
+            expect_json(
+                app.post("/v1/products", &tenant.token, body).await,
+                StatusCode::CREATED,
+            )
+            .await,
+        );
+    }
+    for batch in 0..10 {
+        let placed = futures::future::join_all((0..10).map(|n| {
+            let customer = &customers[n];
+            let items = [(&products[n], 1), (&products[(n + 1 + batch % 9) % 10], 2)];
+            async move { place(app, tenant, customer, &items).await.status() }
+        }))
+        .await;
+        assert!(
+            placed.iter().all(|s| *s == StatusCode::CREATED),
+            "orders placed: {placed:?}"
+        );
+    }
+}

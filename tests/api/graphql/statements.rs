@@ -3,14 +3,13 @@
 //! (the batch loaders load each kind for the whole page at once), and no more than the
 //! REST listing with `expand`.
 
-use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestTenant, expect_json, json_log_lines, lines_of_request, place, sigterm,
-    spawn_statement_logging_server, statements_in, unique,
+    TestApp, TestTenant, expect_json, json_log_lines, lines_of_request, place_hundred_orders,
+    sigterm, spawn_statement_logging_server, statements_in, unique,
 };
 
 /// The selection of every order of the page.
@@ -21,16 +20,6 @@ const LINKS_AND_EVENTS: &str =
 /// The same REST bound as `orders::statements` (log lines of the request, statements and
 /// the request's own line).
 const REST_BOUND: usize = 12;
-
-async fn product(app: &TestApp, tenant: &TestTenant) -> Value {
-    let body = json!({"sku": unique("SKU"), "name": "N+1 product", "price_cents": 100,
-                      "currency": "EUR", "stock": 1000});
-    expect_json(
-        app.post("/v1/products", &tenant.token, body).await,
-        StatusCode::CREATED,
-    )
-    .await
-}
 
 /// `POST /graphql` of `orders(first: first) { edges { node { selection } } }` under
 /// `request_id`; returns how many orders it showed (each checked to carry its links).
@@ -89,26 +78,7 @@ async fn a_page_of_orders_with_its_links_costs_the_same_statements_for_one_order
     let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-gql-nplus1")));
     let (mut server, app) = spawn_statement_logging_server(&log_file).await;
     let tenant = app.create_tenant().await;
-    let mut customers = Vec::new();
-    let mut products = Vec::new();
-    for _ in 0..10 {
-        customers.push(app.create_customer(&tenant).await);
-        products.push(product(&app, &tenant).await);
-    }
-    for batch in 0..10 {
-        let placed = join_all((0..10).map(|n| {
-            let customer = &customers[n];
-            let items = [(&products[n], 1), (&products[(n + 1 + batch % 9) % 10], 2)];
-            let app = &app;
-            let tenant = &tenant;
-            async move { place(app, tenant, customer, &items).await.status() }
-        }))
-        .await;
-        assert!(
-            placed.iter().all(|s| *s == StatusCode::CREATED),
-            "orders placed: {placed:?}"
-        );
-    }
+    place_hundred_orders(&app, &tenant).await;
 
     // Act: GraphQL pages of 1 and 100, without and with `events`; then REST's page of 100.
     let run = Uuid::now_v7().simple().to_string();

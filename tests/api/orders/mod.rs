@@ -12,7 +12,6 @@ mod statements;
 
 use std::collections::HashSet;
 
-use futures::future::join_all;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use reqwest::{Method, Response, StatusCode, header::IF_NONE_MATCH};
 use serde_json::{Value, json};

@@ -1,6 +1,7 @@
 //! No N+1: a page with `expand` costs the same statements whatever its size.
 
 use super::*;
+use crate::helpers::place_hundred_orders;
 
 #[tokio::test]
 async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundred() {
@@ -8,26 +9,7 @@ async fn listing_with_expand_costs_the_same_statements_for_one_order_or_a_hundre
     let log_file = std::env::temp_dir().join(format!("{}.log", unique("tenantry-nplus1")));
     let (mut server, app) = spawn_statement_logging_server(&log_file).await;
     let tenant = app.create_tenant().await;
-    let mut customers = Vec::new();
-    let mut products = Vec::new();
-    for _ in 0..10 {
-        customers.push(app.create_customer(&tenant).await);
-        products.push(product_with(&app, &tenant, 100, "EUR", 1000).await);
-    }
-    for batch in 0..10 {
-        let placed = join_all((0..10).map(|n| {
-            let customer = &customers[n];
-            let items = [(&products[n], 1), (&products[(n + 1 + batch % 9) % 10], 2)];
-            let app = &app;
-            let tenant = &tenant;
-            async move { place(app, tenant, customer, &items).await.status() }
-        }))
-        .await;
-        assert!(
-            placed.iter().all(|s| *s == StatusCode::CREATED),
-            "orders placed: {placed:?}"
-        );
-    }
+    place_hundred_orders(&app, &tenant).await;
 
     // Act
     let run = Uuid::now_v7().simple().to_string();
