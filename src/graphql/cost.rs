@@ -27,7 +27,8 @@ use std::sync::Arc;
 use async_graphql::{
     Executor, Request, Response, ServerError, Value, Variables,
     parser::types::{
-        DocumentOperations, ExecutableDocument, Field, OperationType, Selection, SelectionSet,
+        DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
+        Selection, SelectionSet,
     },
 };
 
@@ -118,8 +119,29 @@ pub async fn admit(
     budget: &Budget,
     request: &mut Request,
 ) -> (Option<Charged>, Result<(), ServerError>) {
-    let variables = request.variables.clone();
-    let operation_name = request.operation_name.clone();
+    // Lent out while the document, parsed once and kept in the request, is measured.
+    let variables = std::mem::take(&mut request.variables);
+    let operation_name = request.operation_name.take();
+    let admitted = measure_and_check(
+        settings,
+        budget,
+        request,
+        &variables,
+        operation_name.as_deref(),
+    )
+    .await;
+    request.variables = variables;
+    request.operation_name = operation_name;
+    admitted
+}
+
+async fn measure_and_check(
+    settings: &Settings,
+    budget: &Budget,
+    request: &mut Request,
+    variables: &Variables,
+    operation_name: Option<&str>,
+) -> (Option<Charged>, Result<(), ServerError>) {
     let document = match request.parsed_query() {
         Ok(document) => document,
         Err(error) => return (None, Err(coded(error, "graphql_parse_failed"))),
@@ -132,7 +154,7 @@ pub async fn admit(
         );
         return (None, Err(to_server_error(&refusal)));
     }
-    let measure = measure(document, operation_name.as_deref(), &variables);
+    let measure = measure(document, operation_name, variables);
     let mut charged = Charged {
         complexity: measure.complexity,
         points: points(measure.complexity),
@@ -212,6 +234,24 @@ pub fn measure(
     operation_name: Option<&str>,
     variables: &Variables,
 ) -> Measure {
+    let Some(operation) = selected_operation(document, operation_name) else {
+        return Measure::default();
+    };
+    let mut walk = Walk {
+        document,
+        variables,
+        mutation: operation.ty == OperationType::Mutation,
+        spreads: Vec::new(),
+    };
+    walk.set(&operation.selection_set.node, 1)
+}
+
+/// The operation a request runs: the one `operation_name` names, or the document's only
+/// one. `None` when there is no such operation, or several and no name.
+pub fn selected_operation<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
     let operation = match (&document.operations, operation_name) {
         (DocumentOperations::Single(operation), _) => Some(operation),
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
@@ -220,16 +260,7 @@ pub fn measure(
         }
         (DocumentOperations::Multiple(_), None) => None,
     };
-    let Some(operation) = operation else {
-        return Measure::default();
-    };
-    let mut walk = Walk {
-        document,
-        variables,
-        mutation: operation.node.ty == OperationType::Mutation,
-        spreads: Vec::new(),
-    };
-    walk.set(&operation.node.selection_set.node, 1)
+    operation.map(|operation| &operation.node)
 }
 
 /// A walk of an operation's selections; `spreads` are the fragments being expanded, so a

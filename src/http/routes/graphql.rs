@@ -192,8 +192,8 @@ pub async fn query_graphql(
     }
     let GraphQlCaller(principal, rate) = caller?;
     let ApiQuery(params) = params?;
-    let request = params.into_request()?;
-    if changes_anything(&request) {
+    let mut request = params.into_request()?;
+    if changes_anything(&mut request) {
         let mut response = Error::method_not_allowed(
             "a GET request runs queries only; send mutations with POST, and subscriptions over \
              the WebSocket this GET upgrades to",
@@ -310,18 +310,22 @@ impl GraphQlQuery {
 
 /// Whether the operation a request would run is a mutation or a subscription. A document
 /// that does not parse runs nothing, and its errors are GraphQL's to report.
-fn changes_anything(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+/// The document stays parsed in the request, for the cost limits and for execution.
+fn changes_anything(request: &mut async_graphql::Request) -> bool {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
         return false;
     };
-    document.operations.iter().any(|(name, operation)| {
-        let selected = match (&request.operation_name, name) {
-            (Some(wanted), Some(name)) => wanted.as_str() == name.as_str(),
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        selected && operation.node.ty != OperationType::Query
-    })
+    match graphql::cost::selected_operation(document, operation_name.as_deref()) {
+        Some(operation) => operation.ty != OperationType::Query,
+        // Several and no name: nothing will run, but a GET never asks for a change.
+        None if operation_name.is_none() => document
+            .operations
+            .iter()
+            .any(|(_, operation)| operation.node.ty != OperationType::Query),
+        // A name that is not there: nothing runs, and execution says why.
+        None => false,
+    }
 }
 
 async fn execute(
