@@ -356,6 +356,21 @@ impl Error {
         &self.details
     }
 
+    /// Logs what an operator must see before a transport answers: an internal error's
+    /// cause (which the client never sees), a dependency that is down.
+    pub fn log(&self) {
+        match (self.kind, self.cause()) {
+            (ErrorKind::Internal, Some(cause)) => {
+                // `{:#}` prints the whole context chain.
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+            }
+            (ErrorKind::Unavailable, _) => {
+                tracing::warn!(detail = self.message(), "dependency unavailable");
+            }
+            _ => {}
+        }
+    }
+
     /// The cause of an internal error, for the log.
     pub fn cause(&self) -> Option<&anyhow::Error> {
         self.cause.as_deref()

@@ -10,23 +10,14 @@
 
 use async_graphql::{ErrorExtensionValues, ErrorExtensions};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// What resolvers return.
 pub type GqlResult<T> = Result<T, async_graphql::Error>;
 
 /// An application error as a GraphQL error, with its code in `extensions`.
 pub fn to_graphql(error: Error) -> async_graphql::Error {
-    match (error.kind(), error.cause()) {
-        (ErrorKind::Internal, Some(cause)) => {
-            // `{:#}` prints the whole context chain; the client sees none of it.
-            tracing::error!(error = format!("{cause:#}"), "graphql resolver failed");
-        }
-        (ErrorKind::Unavailable, _) => {
-            tracing::warn!(detail = error.message(), "dependency unavailable");
-        }
-        _ => {}
-    }
+    error.log();
     let message = match error.fields() {
         [] => error.message().to_owned(),
         fields => {

@@ -112,16 +112,7 @@ pub fn status(kind: ErrorKind) -> StatusCode {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        match (self.kind(), self.cause()) {
-            (ErrorKind::Internal, Some(cause)) => {
-                // `{:#}` prints the whole context chain; the client sees none of it.
-                tracing::error!(error = format!("{cause:#}"), "request failed");
-            }
-            (ErrorKind::Unavailable, _) => {
-                tracing::warn!(detail = self.message(), "dependency unavailable");
-            }
-            _ => {}
-        }
+        self.log();
         // Say it in HTTP's terms where the application's words are transport-neutral.
         let detail: String = match self.kind() {
             ErrorKind::Invalid if !self.fields().is_empty() => {
