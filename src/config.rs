@@ -173,6 +173,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `LOG_FORMAT`: `text` (default) or `json`. Verbosity comes from `RUST_LOG`.
     pub log_format: LogFormat,
+    /// Whether spans are exported over OTLP: on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, unless `OTEL_SDK_DISABLED=true` or
+    /// `OTEL_TRACES_EXPORTER=none`. The exporter reads the other standard `OTEL_*`
+    /// variables itself (`observability::traces`).
+    pub export_traces: bool,
     /// `PASSWORD_HASH_CONCURRENCY`: how many argon2 computations (login checks, new users'
     /// and owners' passwords) run at once, each in a 19 MiB buffer allocated once and
     /// reused. Default: the CPUs available to the process less one (at least 1), so a
@@ -416,6 +421,7 @@ impl Config {
                 "json" => LogFormat::Json,
                 other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
             },
+            export_traces: crate::observability::traces::requested(&get),
             password_hash_concurrency: match get("PASSWORD_HASH_CONCURRENCY") {
                 Some(value) => value
                     .parse()

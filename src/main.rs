@@ -34,9 +34,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    observability::init_tracing(config.log_format);
-    match cli::run(cli.command, config).await {
+    let exporter = observability::init_tracing(config.log_format, config.export_traces);
+    let code = match cli::run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => cli::report(&error),
+    };
+    if let Some(exporter) = exporter {
+        // Sends the spans still buffered: a blocking wait, off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(|| exporter.shutdown()).await;
     }
+    code
 }

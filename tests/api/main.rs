@@ -43,6 +43,7 @@ mod rls;
 mod startup;
 mod tenant_profile;
 mod timeouts;
+mod traces;
 mod traffic;
 mod usage;
 mod users;
