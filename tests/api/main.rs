@@ -6,7 +6,8 @@
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
 //! idempotency, the event feed, connections, request ids, recovery from a database outage
-//! and start-up before the database is up, both on a throwaway cluster). Helpers shared
+//! and start-up before the database is up, both on a throwaway cluster, and the docker
+//! compose stack's files). Helpers shared
 //! between files are in `helpers`, the throwaway cluster in `cluster`.
 
 mod cluster;
@@ -21,6 +22,7 @@ mod bodies;
 mod bootstrap;
 mod catalog;
 mod cli;
+mod compose;
 mod connections;
 mod data_rights;
 mod errors;
