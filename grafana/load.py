@@ -342,10 +342,10 @@ class Receiver:
 
 
 class RedisProxy:
-    """Forwards 127.0.0.1:<port> to Redis. `cut()` closes every connection through it and
+    """Forwards 127.0.0.1:<port> to `upstream` (Redis). `cut()` closes every connection through it and
     refuses new ones until `restore()`: to the server, Redis has gone away."""
 
-    def __init__(self, upstream=("127.0.0.1", 6379)):
+    def __init__(self, upstream):
         self.upstream = upstream
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
