@@ -32,6 +32,8 @@ pub const VARIABLES: &[&str] = &[
     "TENANTRY_LISTEN",
     "TENANTRY_ALLOW_DEV_SECRETS",
     "DATABASE_URL",
+    "DATABASE_DIRECT_URL",
+    "DATABASE_STATEMENT_CACHE",
     "DATABASE_APP_ROLE",
     "DATABASE_PLATFORM_ROLE",
     "DATABASE_APP_PASSWORD",
@@ -142,12 +144,30 @@ pub struct Config {
     /// for any tenant and use the operator API. Never honoured in production. Default
     /// `false`.
     pub allow_dev_secrets: bool,
-    /// `DATABASE_URL`: the owner connection, used to create the database, roles and schema.
-    /// Default `postgres://postgres@127.0.0.1:5432/tenantry`.
+    /// `DATABASE_URL`: the database, as its owner. The request and platform pools connect
+    /// to its host, port and database as their roles (behind PgBouncer: PgBouncer's
+    /// address); unless `DATABASE_DIRECT_URL` is set, it is also the owner connection that
+    /// creates the database, roles and schema. Default
+    /// `postgres://postgres@127.0.0.1:5432/tenantry`.
     pub database_url: SecretString,
+    /// `DATABASE_DIRECT_URL`: the same database as the owner, reached by a session of its
+    /// own — straight to Postgres, never through a pooler in transaction mode. What needs a
+    /// session uses it: the bootstrap (a session advisory lock, creating the database and
+    /// roles, migrations), the command line's owner work, and the realtime hub's
+    /// `LISTEN tenantry_feed` (as the platform role), whose notifications would otherwise go
+    /// to whichever client PgBouncer lent that server connection to next. Its database
+    /// names the roles. Default: `DATABASE_URL`.
+    pub database_direct_url: SecretString,
+    /// `DATABASE_STATEMENT_CACHE`: how many prepared statements each pooled connection
+    /// keeps, by SQL text, to skip parsing them again (sqlx's statement cache). `0` turns
+    /// it off, which PgBouncer in transaction mode needs unless it tracks prepared
+    /// statements itself (`max_prepared_statements`, PgBouncer 1.21 and later): a statement
+    /// prepared on one server connection is not on the next. Applies to the pools
+    /// (`DATABASE_URL`), not to the direct connections. Default 100.
+    pub database_statement_cache: usize,
     /// `DATABASE_APP_ROLE`: the request role's name. Default `<database>_app`, after the
-    /// database in `DATABASE_URL` (`tenantry_app` for the default `tenantry`): roles are
-    /// cluster-wide, so each database on a cluster gets roles of its own.
+    /// database in `DATABASE_DIRECT_URL` (`tenantry_app` for the default `tenantry`): roles
+    /// are cluster-wide, so each database on a cluster gets roles of its own.
     pub database_app_role: Option<String>,
     /// `DATABASE_PLATFORM_ROLE`: the platform role's name. Default `<database>_platform`.
     pub database_platform_role: Option<String>,
@@ -438,6 +458,16 @@ impl Config {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/tenantry",
             ),
+            database_direct_url: secret(
+                "DATABASE_DIRECT_URL",
+                &var(
+                    "DATABASE_URL",
+                    "postgres://postgres@127.0.0.1:5432/tenantry",
+                ),
+            ),
+            database_statement_cache: var("DATABASE_STATEMENT_CACHE", "100").parse().context(
+                "DATABASE_STATEMENT_CACHE must be a number of statements (0 turns the cache off)",
+            )?,
             database_app_role: get("DATABASE_APP_ROLE"),
             database_platform_role: get("DATABASE_PLATFORM_ROLE"),
             database_app_password: secret("DATABASE_APP_PASSWORD", DEV_DB_ROLE_PASSWORD),
@@ -1190,6 +1220,39 @@ mod tests {
             assert!(
                 error.to_string().contains("DATABASE_CONNECT_TIMEOUT"),
                 "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_direct_connection_and_the_statement_cache_default_to_a_database_without_a_pooler() {
+        let defaults = config(&[("DATABASE_URL", "postgres://owner@db:5432/shop")]).unwrap();
+        assert_eq!(
+            defaults.database_direct_url.expose_secret(),
+            "postgres://owner@db:5432/shop",
+            "without DATABASE_DIRECT_URL, sessions go where the pools do"
+        );
+        assert_eq!(defaults.database_statement_cache, 100, "sqlx's own default");
+        let pooled = config(&[
+            ("DATABASE_URL", "postgres://owner@pgbouncer:6432/shop"),
+            ("DATABASE_DIRECT_URL", "postgres://owner@db:5432/shop"),
+            ("DATABASE_STATEMENT_CACHE", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            pooled.database_direct_url.expose_secret(),
+            "postgres://owner@db:5432/shop"
+        );
+        assert_eq!(
+            pooled.database_url.expose_secret(),
+            "postgres://owner@pgbouncer:6432/shop"
+        );
+        assert_eq!(pooled.database_statement_cache, 0);
+        for bad in ["-1", "off", ""] {
+            let error = config(&[("DATABASE_STATEMENT_CACHE", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("DATABASE_STATEMENT_CACHE"),
+                "{bad:?}: {error}"
             );
         }
     }

@@ -22,6 +22,10 @@
 //! cannot — a wrong password, a missing role or database — ends the bootstrap at once
 //! ([`ConnectError`]).
 //!
+//! It connects with `DATABASE_DIRECT_URL` ([`connect_options`]), never through a pooler in
+//! transaction mode: the advisory lock it holds throughout is a session's, and so are
+//! `CREATE DATABASE` and the migrator's own lock.
+//!
 //! [`bootstrap`] returns a [`BootstrapReport`] of what it did, which `tenantry migrate`
 //! prints and `serve` logs.
 
@@ -63,7 +67,7 @@ const MIN_CONNECT_ATTEMPT: Duration = Duration::from_secs(5);
 /// What a bootstrap did, for `tenantry migrate` to say and `serve` to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapReport {
-    /// The database `DATABASE_URL` names.
+    /// The database `DATABASE_DIRECT_URL` (`DATABASE_URL` unless set) names.
     pub database: String,
     /// Whether this run created the database (otherwise it existed already).
     pub database_created: bool,
@@ -89,7 +93,7 @@ pub struct RoleReport {
 
 /// Why bootstrap could not connect to the database server at all. The command line exits
 /// by it: 69 (`EX_UNAVAILABLE`) for a server that never answered, 78 (`EX_CONFIG`) for one
-/// that refused `DATABASE_URL`.
+/// that refused the owner's URL (`DATABASE_DIRECT_URL`, or `DATABASE_URL`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// No connection within `DATABASE_CONNECT_TIMEOUT`, every attempt failing in a way that
@@ -108,7 +112,7 @@ pub enum ConnectError {
     /// The server answered and refused: a wrong password, a role or database that does not
     /// exist. Not retried: waiting would not change the answer.
     #[error(
-        "the database server at {server} refused a connection to its maintenance database `postgres` as DATABASE_URL's user; waiting would not change that, so check DATABASE_URL: {refusal}"
+        "the database server at {server} refused a connection to its maintenance database `postgres` as the owner (DATABASE_DIRECT_URL, or DATABASE_URL when that is unset); waiting would not change that, so check that URL: {refusal}"
     )]
     Refused {
         /// `host:port`.
@@ -117,9 +121,26 @@ pub enum ConnectError {
     },
 }
 
-/// The owner connection options from `DATABASE_URL`.
+/// The owner's connection options, from `DATABASE_DIRECT_URL` (`DATABASE_URL` unless set):
+/// a session of its own, for the bootstrap, the command line's owner work and `LISTEN`.
+/// Its database is the one bootstrapped, and names the roles. Straight to Postgres, so
+/// sqlx's statement cache stays at its default here whatever `DATABASE_STATEMENT_CACHE`
+/// says.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
-    parse_url(config.database_url.expose_secret())
+    parse_url(
+        "DATABASE_DIRECT_URL",
+        config.database_direct_url.expose_secret(),
+    )
+}
+
+/// The pools' connection options, from `DATABASE_URL` (PgBouncer's address, when there is
+/// one), with the statement cache `DATABASE_STATEMENT_CACHE` asks for; the pools put their
+/// role and password in place of its user.
+pub fn pool_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    Ok(
+        parse_url("DATABASE_URL", config.database_url.expose_secret())?
+            .statement_cache_capacity(config.database_statement_cache),
+    )
 }
 
 #[tracing::instrument(skip_all)]
@@ -247,7 +268,7 @@ async fn bootstrap_locked(
 
     let mut owner = PgConnection::connect_with(target)
         .await
-        .context("connecting with DATABASE_URL")?;
+        .context("connecting with DATABASE_DIRECT_URL (DATABASE_URL unless set)")?;
     owner
         .execute(format!("set lock_timeout = {}", DDL_LOCK_TIMEOUT.as_millis()).as_str())
         .await?;

@@ -50,6 +50,20 @@
 //! up), with a fair share per active tenant: past it, a request is refused at once with 503
 //! and `Retry-After` rather than queued until it times out. See [`admission`].
 //!
+//! # Behind a pooler in transaction mode
+//! Everything the pools run is inside a transaction — the tenant and platform
+//! transactions, and the few statements that stand alone (resolving a slug) get one of
+//! their own — because PgBouncer in transaction mode lends a client a server connection
+//! for one transaction at a time: outside one, the two halves of an extended-protocol
+//! statement (parse and describe, then bind and execute) may reach different servers, and
+//! a bind can then run another client's statement. Nothing the pools do outlives its
+//! transaction: settings are `set local` or `set_config(.., true)`, advisory locks are
+//! `pg_advisory_xact_lock`. What needs a session of its own — the bootstrap's advisory
+//! lock, the command line's owner work, `LISTEN` — goes to `DATABASE_DIRECT_URL`
+//! ([`connect_options`]), never through the pools. With the statement cache off
+//! (`DATABASE_STATEMENT_CACHE=0`), every transaction first forgets the statements left on
+//! its server connection ([`FORGET_STATEMENTS`]).
+//!
 //! # Copies elsewhere
 //! A transaction reports what it changes that is cached outside the database
 //! ([`TenantTx::changed`]); its commit hands those changes on ([`changes`]) before it
@@ -62,7 +76,9 @@ pub mod reachability;
 pub mod table;
 
 pub use admission::Admission;
-pub use bootstrap::{BootstrapReport, ConnectError, RoleReport, bootstrap, connect_options};
+pub use bootstrap::{
+    BootstrapReport, ConnectError, RoleReport, bootstrap, connect_options, pool_options,
+};
 pub use changes::{Change, OnCommit};
 pub use reachability::Reachability;
 
@@ -76,7 +92,7 @@ use std::{
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use sqlx::{
-    Connection, PgConnection, PgPool, Postgres, Transaction,
+    Connection, Executor, PgConnection, PgPool, Postgres, Transaction,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use time::format_description::well_known::Rfc3339;
@@ -142,15 +158,27 @@ pub fn database_name(options: &PgConnectOptions) -> String {
         .to_owned()
 }
 
-/// A connection as the database owner (`DATABASE_URL`), for the command line's work that no
-/// role the server holds may do: rebuilding read models, managing service tokens. Tables
-/// force row-level security on their owner too, so tenant rows are still reached under a
-/// tenant context (a superuser owner bypasses it, as superusers do).
+/// A connection as the database owner (`DATABASE_DIRECT_URL`, a session of its own), for
+/// the command line's work that no role the server holds may do: rebuilding read models,
+/// managing service tokens. Tables force row-level security on their owner too, so tenant
+/// rows are still reached under a tenant context (a superuser owner bypasses it, as
+/// superusers do).
 pub async fn owner_connection(config: &Config) -> anyhow::Result<PgConnection> {
     PgConnection::connect_with(&bootstrap::connect_options(config)?)
         .await
-        .context("connecting with DATABASE_URL")
+        .context("connecting with DATABASE_DIRECT_URL")
 }
+
+/// Sent before `begin` when the statement cache is off (`DATABASE_STATEMENT_CACHE=0`), in
+/// the same round trip. sqlx 0.8 still gives every statement it prepares a name then
+/// (`sqlx_s_1`, `sqlx_s_2`, … counted per client connection) and never closes it
+/// (launchbadge/sqlx#4328, fixed after 0.9.0). Straight to Postgres, a session would keep
+/// every statement it ever ran; through PgBouncer in transaction mode, the next client
+/// lent that server connection would find its own `sqlx_s_1` taken (42P05) — or, with the
+/// cache on, bind to another client's statement of that name and run it. Forgetting them
+/// as a transaction starts leaves each server connection with only the statements of the
+/// transaction that holds it.
+pub const FORGET_STATEMENTS: &str = "deallocate all";
 
 tokio::task_local! {
     static DEADLINE: Instant;
@@ -175,6 +203,11 @@ pub fn current_deadline() -> Option<Instant> {
 pub struct Db {
     request: PgPool,
     platform: PgPool,
+    /// The platform role on `DATABASE_DIRECT_URL`, for `LISTEN`.
+    listen: PgConnectOptions,
+    /// Whether each transaction first forgets the statements on its connection
+    /// ([`FORGET_STATEMENTS`]): when the statement cache is off.
+    forget_statements: bool,
     statement_timeout: Duration,
     reachability: Arc<Reachability>,
     usage: Usage,
@@ -213,9 +246,11 @@ impl Access {
 
 impl Db {
     /// Connects both pools lazily (the first request opens connections), so start-up does
-    /// not fail while Postgres is briefly away; `/health/ready` reports it instead.
+    /// not fail while Postgres is briefly away; `/health/ready` reports it instead. The
+    /// pools go to `DATABASE_URL` (PgBouncer, when there is one); `LISTEN` goes to
+    /// `DATABASE_DIRECT_URL`.
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
-        let base = connect_options(config)?;
+        let base = pool_options(config)?;
         let roles = Roles::from_config(config)?;
         let options = |role: &str, password: &str| {
             base.clone()
@@ -223,6 +258,7 @@ impl Db {
                 .password(password)
                 .application_name("tenantry")
         };
+        let platform_password = config.database_platform_password.expose_secret();
         let pool = |role: &str, password: &str, size: u32| {
             PgPoolOptions::new()
                 .max_connections(size)
@@ -236,9 +272,14 @@ impl Db {
             request: pool(&roles.app, app_password, config.database_max_connections),
             platform: pool(
                 &roles.platform,
-                config.database_platform_password.expose_secret(),
+                platform_password,
                 config.database_platform_max_connections,
             ),
+            listen: connect_options(config)?
+                .username(&roles.platform)
+                .password(platform_password)
+                .application_name("tenantry"),
+            forget_statements: config.database_statement_cache == 0,
             statement_timeout: config.database_statement_timeout,
             // Probes log in as the request role: the one every request needs.
             reachability: Reachability::new(options(&roles.app, app_password)),
@@ -262,29 +303,36 @@ impl Db {
         &self.on_commit
     }
 
-    /// `begin` as sent: with `set local statement_timeout` to what is left of the current
-    /// deadline, if there is one and it is shorter than the roles' own limit.
+    /// `begin` as sent: after [`FORGET_STATEMENTS`] when the statement cache is off, and
+    /// with `set local statement_timeout` to what is left of the current deadline, if
+    /// there is one and it is shorter than the roles' own limit.
     fn begin_statement(&self, begin: &str) -> String {
         let left = DEADLINE
             .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
             .ok()
             .filter(|left| *left < self.statement_timeout);
+        let begin = if self.forget_statements {
+            format!("{FORGET_STATEMENTS}; {begin}")
+        } else {
+            begin.to_owned()
+        };
         match left {
             // At least 1 ms: Postgres reads 0 as "no limit".
             Some(left) => format!(
                 "{begin}; set local statement_timeout = {}",
                 left.as_millis().max(1)
             ),
-            None => begin.to_owned(),
+            None => begin,
         }
     }
 
     /// Readiness: can the request role reach the database? Answers at once while the
-    /// database is known to be down.
+    /// database is known to be down. A simple query (one message, nothing prepared), so it
+    /// needs no transaction behind a pooler.
     pub async fn ping(&self) -> Result<(), Error> {
         let mut connection = self.reachability.connection(self.request.acquire()).await?;
-        sqlx::query("select 1")
-            .execute(&mut *connection)
+        connection
+            .execute("select 1")
             .await
             .map(drop)
             .map_err(|error| self.reachability.observe(error))
@@ -310,15 +358,22 @@ impl Db {
     /// The tenant a login or an operator names, by id or by slug: an id as given (it is
     /// checked by what reads under it), a slug through the narrow `tenant_by_slug`
     /// database function — the one question the request role may ask before any credential
-    /// is verified, since without a tenant context RLS shows it no tenant row.
+    /// is verified, since without a tenant context RLS shows it no tenant row. In a
+    /// read-only transaction of its own, as everything on the pools is (see the module
+    /// docs); dropping it queues its `rollback` for the pool's check of the returned
+    /// connection.
     pub async fn resolve_tenant(&self, reference: &str) -> Result<Option<TenantId>, Error> {
         if let Ok(id) = reference.parse::<TenantId>() {
             return Ok(Some(id));
         }
-        let mut connection = self.reachability.connection(self.request.acquire()).await?;
+        let connection = self.reachability.connection(self.request.acquire()).await?;
+        let begin = self.begin_statement("begin read only");
+        let mut tx = Transaction::begin(connection, Some(begin.into()))
+            .await
+            .map_err(|error| self.reachability.observe(error))?;
         sqlx::query_scalar("select tenant_by_slug($1)")
             .bind(reference)
-            .fetch_one(&mut *connection)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|error| self.reachability.observe(error))
     }
@@ -397,12 +452,15 @@ impl Db {
 
     /// A connection of the platform role listening on `channel` (`LISTEN`), in a pool of
     /// its own (a listener holds its connection for good, which would take one of the
-    /// platform pool's few); it reconnects by itself after a failure.
+    /// platform pool's few); it reconnects by itself after a failure. It goes to
+    /// `DATABASE_DIRECT_URL`: `LISTEN` belongs to a session, and through a pooler in
+    /// transaction mode the server connection that ran it would be lent to other clients
+    /// and its notifications lost.
     pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
         let own = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with((*self.platform.connect_options()).clone());
+            .connect_lazy_with(self.listen.clone());
         let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
         listener.listen(channel).await?;
         Ok(listener)
@@ -654,7 +712,10 @@ impl DerefMut for PlatformTx {
 }
 
 /// Parses a database URL into connect options, naming the variable on failure.
-pub(crate) fn parse_url(url: &str) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+pub(crate) fn parse_url(
+    variable: &str,
+    url: &str,
+) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
     url.parse()
-        .context("DATABASE_URL is not a valid postgres:// URL")
+        .with_context(|| format!("{variable} is not a valid postgres:// URL"))
 }

@@ -6,9 +6,9 @@
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
 //! idempotency, the event feed, connections, request ids, recovery from a database outage
-//! and start-up before the database is up, both on a throwaway cluster, and the docker
-//! compose stack's files). Helpers shared
-//! between files are in `helpers`, the throwaway cluster in `cluster`.
+//! and start-up before the database is up, both on a throwaway cluster; the server behind a
+//! throwaway PgBouncer in transaction mode, `pgbouncer`; and the docker compose stack's
+//! files). Helpers shared between files are in `helpers`, the throwaway cluster in `cluster`.
 
 mod cluster;
 mod helpers;
@@ -33,6 +33,7 @@ mod idempotency;
 mod isolation;
 mod openapi;
 mod orders;
+mod pgbouncer;
 mod plans;
 mod platform;
 mod privileges;
