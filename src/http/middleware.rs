@@ -141,8 +141,11 @@ pub fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
     );
 }
 
-/// Counts each request and records its latency, by method, route template and status.
+/// Counts each request and records its latency, by method, route template and status,
+/// and keeps `http_requests_in_flight` (decremented however the request ends, a client
+/// that went away included).
 pub async fn track_requests(request: Request, next: Next) -> axum::response::Response {
+    let _in_flight = InFlight::enter();
     let start = Instant::now();
     let method = method_label(request.method()).to_owned();
     let route = request
@@ -160,6 +163,22 @@ pub async fn track_requests(request: Request, next: Next) -> axum::response::Res
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// One request counted in `http_requests_in_flight` until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("http_requests_in_flight").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("http_requests_in_flight").decrement(1.0);
+    }
 }
 
 /// The `method` label of a request: a standard method's name, else `OTHER`. Every label
