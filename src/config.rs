@@ -260,6 +260,15 @@ pub struct Config {
     /// `TENANTRY_REALTIME_BROADCASTS_PER_SECOND`: the `broadcast` messages one WebSocket
     /// connection may send per second (bursts of twice that). Default `10`.
     pub realtime_broadcasts_per_second: u32,
+    /// `TENANTRY_METRICS_TOP_TENANTS`: how many tenants `/metrics` names in each top-N
+    /// gauge (the most API calls this month, the highest use of a monthly allowance); the
+    /// only metrics labelled by tenant, so at most this many series each. `0` turns them
+    /// off. Default `10`, at most `1000`.
+    pub metrics_top_tenants: usize,
+    /// `TENANTRY_METRICS_REFRESH_INTERVAL`: how often the metrics read from the database
+    /// (the top-N tenants, the recorded projection rebuilds) are read again. Default `15s`,
+    /// from `100ms` to `1h`.
+    pub metrics_refresh_interval: Duration,
     /// Outbound webhooks: delivery, retries, the circuit breaker, target safety
     /// (`TENANTRY_WEBHOOK_*`, documented on [`WebhookSettings`]).
     pub webhooks: WebhookSettings,
@@ -498,6 +507,10 @@ impl Config {
                 "TENANTRY_TENANT_RATE_ALGORITHM",
                 &var("TENANTRY_TENANT_RATE_ALGORITHM", "gcra"),
             )?,
+            metrics_top_tenants: var("TENANTRY_METRICS_TOP_TENANTS", "10")
+                .parse()
+                .context("TENANTRY_METRICS_TOP_TENANTS must be a number of tenants")?,
+            metrics_refresh_interval: duration("TENANTRY_METRICS_REFRESH_INTERVAL", "15s")?,
             webhooks: WebhookSettings::from_lookup(&get)?,
         };
         config.validate()?;
@@ -609,6 +622,16 @@ impl Config {
         }
         if !(1..=100).contains(&self.graphql.max_batch) {
             bail!("TENANTRY_GRAPHQL_MAX_BATCH must be from 1 to 100");
+        }
+        if self.metrics_top_tenants > 1000 {
+            bail!(
+                "TENANTRY_METRICS_TOP_TENANTS must be at most 1000 (each is a time series per tenant in every scrape)"
+            );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&self.metrics_refresh_interval)
+        {
+            bail!("TENANTRY_METRICS_REFRESH_INTERVAL must be from 100ms to 1h");
         }
         if self.realtime_broadcasts_per_second == 0 {
             bail!("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be at least 1");
@@ -1083,6 +1106,28 @@ mod tests {
                 error.to_string().contains("DATABASE_CONNECT_TIMEOUT"),
                 "{bad}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn the_top_tenants_metrics_name_ten_tenants_every_15s_unless_configured() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.metrics_top_tenants, 10);
+        assert_eq!(defaults.metrics_refresh_interval, Duration::from_secs(15));
+        let off = config(&[("TENANTRY_METRICS_TOP_TENANTS", "0")]).unwrap();
+        assert_eq!(off.metrics_top_tenants, 0);
+        let fast = config(&[("TENANTRY_METRICS_REFRESH_INTERVAL", "200ms")]).unwrap();
+        assert_eq!(fast.metrics_refresh_interval, Duration::from_millis(200));
+        for (name, value) in [
+            ("TENANTRY_METRICS_TOP_TENANTS", "1001"),
+            ("TENANTRY_METRICS_TOP_TENANTS", "-1"),
+            ("TENANTRY_METRICS_TOP_TENANTS", "ten"),
+            ("TENANTRY_METRICS_REFRESH_INTERVAL", "10ms"),
+            ("TENANTRY_METRICS_REFRESH_INTERVAL", "2h"),
+            ("TENANTRY_METRICS_REFRESH_INTERVAL", "often"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{name}={value}: {error}");
         }
     }
 
