@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, `tenant create`, `token issue`/`list`/`revoke`,
 //! `tenant export`/`erase`, `projections rebuild`, `audit verify`, `billing
-//! export`/`close`, `openapi`. Configuration comes from the environment (see
+//! export`/`close`, `openapi`, `healthcheck`. Configuration comes from the environment (see
 //! `config`), not from flags.
 //!
 //! A transport like `http`: each command parses its arguments, calls the same application
@@ -15,8 +15,15 @@
 //! Service tokens are written as the database owner (`db::owner_connection`), the one
 //! connection that may: no role the server holds can mint or revoke one.
 
-use std::{collections::HashMap, fmt::Write as _, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    process::ExitCode,
+    time::Duration,
+};
 
+use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -96,6 +103,13 @@ pub enum Command {
     Openapi,
     /// Print the GraphQL schema (SDL) to stdout.
     GraphqlSchema,
+    /// Ask the server this environment configures whether it is ready: exit 0 when GET
+    /// /health/ready answers 200, 1 otherwise (a container's HEALTHCHECK).
+    ///
+    /// The server is the one TENANTRY_LISTEN names, asked over loopback when it listens on
+    /// every address (0.0.0.0, ::), never through a proxy. Nothing is logged; why it is
+    /// not ready goes to stderr.
+    Healthcheck,
 }
 
 #[derive(Subcommand)]
@@ -291,6 +305,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
             print!("{}", crate::graphql::sdl());
             Ok(())
         }
+        Command::Healthcheck => healthcheck(&config).await,
         Command::Tenant(TenantCommand::Create {
             slug,
             name,
@@ -897,6 +912,41 @@ fn bootstrap_summary(report: &BootstrapReport) -> String {
     out
 }
 
+/// How long `healthcheck` waits for the server's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `healthcheck`: GET /health/ready from the server `config` describes, on this machine.
+/// Anything but a 200 within [`PROBE_TIMEOUT`] is an error saying what happened.
+async fn healthcheck(config: &Config) -> Result<(), Error> {
+    let url = format!("http://{}/health/ready", probe_address(config.listen));
+    let client = reqwest::Client::builder()
+        // The probe is for this server: never through a proxy the environment names.
+        .no_proxy()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .map_err(anyhow::Error::from)?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    match response.status() {
+        reqwest::StatusCode::OK => print_out("ready\n"),
+        status => Err(anyhow!("GET {url} answered {status}").into()),
+    }
+}
+
+/// Where a probe on this machine reaches a server listening on `listen`: that address, or
+/// loopback for the unspecified ones (`0.0.0.0`, `::`), which listen on every address.
+fn probe_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
 /// "no tenants", "1 tenant", "2 tenants".
 fn plural(count: usize, noun: &str) -> String {
     match count {
@@ -1033,6 +1083,23 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_reaches_a_server_on_every_address_over_loopback() {
+        for (listen, probed) in [
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "[::1]:8080"),
+            ("127.0.0.1:9000", "127.0.0.1:9000"),
+            ("10.0.0.5:8080", "10.0.0.5:8080"),
+            ("[::1]:8080", "[::1]:8080"),
+        ] {
+            assert_eq!(
+                probe_address(listen.parse().unwrap()).to_string(),
+                probed,
+                "{listen}"
+            );
+        }
+    }
 
     #[test]
     fn counts_are_plural_except_for_one() {

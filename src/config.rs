@@ -24,6 +24,91 @@ pub const DEV_TOKEN_HASH_KEY: &str = "dev-only-token-hash-key-do-not-use-in-prod
 /// Development default for the request and platform roles' database passwords.
 pub const DEV_DB_ROLE_PASSWORD: &str = "tenantry-dev-password";
 
+/// The name of every variable [`Config::from_lookup`] reads: what a deployment
+/// (`docker-compose.yml`, a unit file) may set, and all it may set. A unit test checks the
+/// list against what `from_lookup` asks for, so a variable added there must be added here.
+pub const VARIABLES: &[&str] = &[
+    "TENANTRY_ENV",
+    "TENANTRY_LISTEN",
+    "TENANTRY_ALLOW_DEV_SECRETS",
+    "DATABASE_URL",
+    "DATABASE_APP_ROLE",
+    "DATABASE_PLATFORM_ROLE",
+    "DATABASE_APP_PASSWORD",
+    "DATABASE_PLATFORM_PASSWORD",
+    "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_PLATFORM_MAX_CONNECTIONS",
+    "DATABASE_CONNECT_TIMEOUT",
+    "DATABASE_STATEMENT_TIMEOUT",
+    "DATABASE_LOCK_TIMEOUT",
+    "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT",
+    "JWT_ALGORITHM",
+    "JWT_SECRET",
+    "JWT_PRIVATE_KEY_FILES",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "ACCESS_TOKEN_TTL",
+    "REFRESH_TOKEN_TTL",
+    "REFRESH_TOKEN_REUSE_INTERVAL",
+    "TENANTRY_SERVICE_TOKEN_MAX_TTL",
+    "IDEMPOTENCY_KEY_TTL",
+    "TENANTRY_AUDIT_SEAL_INTERVAL",
+    "TENANTRY_USAGE_METERING",
+    "TENANTRY_USAGE_FLUSH_INTERVAL",
+    "TENANTRY_CLOCK",
+    "TENANTRY_TOKEN_HASH_KEY",
+    "TENANTRY_OPERATOR_TOKEN",
+    "TENANTRY_MAX_BODY_BYTES",
+    "TENANTRY_REQUEST_TIMEOUT",
+    "TENANTRY_HEADER_READ_TIMEOUT",
+    "TENANTRY_IDLE_TIMEOUT",
+    "TENANTRY_MAX_CONNECTIONS",
+    "TENANTRY_SHUTDOWN_TIMEOUT",
+    "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH_QUEUE",
+    "PASSWORD_HASH_MAX_WAIT",
+    "LOGIN_ACCOUNT_FREE_FAILURES",
+    "LOGIN_CLIENT_FREE_FAILURES",
+    "LOGIN_LOCKOUT_BASE",
+    "LOGIN_LOCKOUT_MAX",
+    "LOGIN_FAILURE_WINDOW",
+    "LOGIN_THROTTLE_CAPACITY",
+    "TENANTRY_CLIENT_IP_HEADER",
+    "REDIS_URL",
+    "TENANTRY_CREDENTIAL_CACHE_TTL",
+    "DATABASE_CONCURRENCY_LIMIT",
+    "TENANTRY_READ_CACHE_TTL",
+    "TENANTRY_FEED_POLL_INTERVAL",
+    "TENANTRY_REALTIME_BUFFER",
+    "TENANTRY_REALTIME_HEARTBEAT",
+    "TENANTRY_REALTIME_BROADCASTS_PER_SECOND",
+    "TENANTRY_GRAPHQL_MAX_DEPTH",
+    "TENANTRY_GRAPHQL_MAX_COMPLEXITY",
+    "TENANTRY_GRAPHQL_MAX_BATCH",
+    "TENANTRY_GRAPHQL_INTROSPECTION",
+    "TENANTRY_READ_CACHE_BYTES",
+    "TENANTRY_RATE_LIMITS",
+    "TENANTRY_CREDENTIAL_RATE_ALGORITHM",
+    "TENANTRY_TENANT_RATE_ALGORITHM",
+    "TENANTRY_METRICS_TOP_TENANTS",
+    "TENANTRY_METRICS_REFRESH_INTERVAL",
+    "TENANTRY_WEBHOOK_RETRY_SCHEDULE",
+    "TENANTRY_WEBHOOK_BREAKER_BACKOFF",
+    "TENANTRY_WEBHOOK_DELIVERY",
+    "TENANTRY_WEBHOOK_POLL_INTERVAL",
+    "TENANTRY_WEBHOOK_CONNECT_TIMEOUT",
+    "TENANTRY_WEBHOOK_TIMEOUT",
+    "TENANTRY_WEBHOOK_MAX_IN_FLIGHT",
+    "TENANTRY_WEBHOOK_BREAKER_FAILURES",
+    "TENANTRY_WEBHOOK_SECRET_OVERLAP",
+    "TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Development,
@@ -173,6 +258,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `LOG_FORMAT`: `text` (default) or `json`. Verbosity comes from `RUST_LOG`.
     pub log_format: LogFormat,
+    /// Whether spans are exported over OTLP: on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, unless `OTEL_SDK_DISABLED=true` or
+    /// `OTEL_TRACES_EXPORTER=none`. The exporter reads the other standard `OTEL_*`
+    /// variables itself (`observability::traces`).
+    pub export_traces: bool,
     /// `PASSWORD_HASH_CONCURRENCY`: how many argon2 computations (login checks, new users'
     /// and owners' passwords) run at once, each in a 19 MiB buffer allocated once and
     /// reused. Default: the CPUs available to the process less one (at least 1), so a
@@ -425,6 +515,7 @@ impl Config {
                 "json" => LogFormat::Json,
                 other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
             },
+            export_traces: crate::observability::traces::requested(&get),
             password_hash_concurrency: match get("PASSWORD_HASH_CONCURRENCY") {
                 Some(value) => value
                     .parse()
@@ -889,6 +980,25 @@ mod tests {
         assert_eq!(config.access_token_ttl, Duration::from_secs(15 * 60));
         assert_eq!(config.idempotency_key_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.secrets_left_at_dev_default().len(), 5);
+    }
+
+    #[test]
+    fn variables_lists_exactly_what_from_lookup_reads() {
+        // Every read is unconditional, so one run on an empty environment asks for them all.
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|name| {
+            asked.lock().unwrap().insert(name.to_owned());
+            None
+        })
+        .expect("defaults are valid");
+        let asked = asked.into_inner().unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|name| (*name).to_owned()).collect();
+        assert_eq!(listed.len(), VARIABLES.len(), "VARIABLES names each once");
+        assert_eq!(
+            listed, asked,
+            "VARIABLES against the names from_lookup reads"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tenantry::{
-    cli::{self, Cli},
+    cli::{self, Cli, Command},
     config::Config,
     observability,
 };
@@ -34,9 +34,25 @@ async fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    observability::init_tracing(config.log_format);
-    match cli::run(cli.command, config).await {
+    // A health probe runs every few seconds: it logs and traces nothing of its own, and
+    // exits as HEALTHCHECK expects (1 for unhealthy), not with a sysexits status.
+    let probe = matches!(cli.command, Command::Healthcheck);
+    let exporter = if probe {
+        None
+    } else {
+        observability::init_tracing(config.log_format, config.export_traces)
+    };
+    let code = match cli::run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if probe => {
+            eprintln!("not ready: {error}");
+            ExitCode::FAILURE
+        }
         Err(error) => cli::report(&error),
+    };
+    if let Some(exporter) = exporter {
+        // Sends the spans still buffered: a blocking wait, off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(|| exporter.shutdown()).await;
     }
+    code
 }

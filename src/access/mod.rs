@@ -95,6 +95,16 @@ impl Principal {
         }
     }
 
+    /// The kind of credential it acted with, for spans and logs (never the credential):
+    /// `user`, `api_key` or `service_token`.
+    pub fn credential_kind(&self) -> &'static str {
+        match self.actor {
+            Actor::User(_) => "user",
+            Actor::ApiKey(_) => "api_key",
+            Actor::Service(_) => "service_token",
+        }
+    }
+
     /// The tenant of the verified credential.
     pub fn tenant_id(&self) -> TenantId {
         self.tenant_id

@@ -36,12 +36,14 @@ use std::{
 };
 
 use bytes::Bytes;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
     db::Change,
     error::Error,
     id::TenantId,
+    observability::traces,
     shared::{RedisLink, cache_generation_key, cache_key},
 };
 
@@ -136,6 +138,21 @@ impl ReadCache {
     /// answers the version and the JSON; it may be called twice when a change lands while
     /// it runs (the first answer may predate the change, so it is not used).
     pub async fn get_or_load<F, Fut>(&self, key: Key, load: F) -> Result<Arc<Cached>, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(i64, Bytes), Error>>,
+    {
+        let span = tracing::debug_span!(
+            target: traces::TARGET,
+            "cache.get",
+            cache.kind = key.kind,
+            cache.l1 = tracing::field::Empty,
+            cache.l2 = tracing::field::Empty,
+        );
+        self.lookup(key, load).instrument(span).await
+    }
+
+    async fn lookup<F, Fut>(&self, key: Key, load: F) -> Result<Arc<Cached>, Error>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<(i64, Bytes), Error>>,
@@ -290,6 +307,14 @@ where
 }
 
 fn count(level: &'static str, result: &'static str) {
+    if traces::exporting() {
+        let field = if level == "l1" {
+            "cache.l1"
+        } else {
+            "cache.l2"
+        };
+        tracing::Span::current().record(field, result);
+    }
     metrics::counter!("cache_requests_total", "cache" => "reads", "level" => level, "result" => result)
         .increment(1);
 }

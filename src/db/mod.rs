@@ -88,6 +88,7 @@ use sqlx::{
 };
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
     access::{Operator, Principal},
@@ -95,6 +96,7 @@ use crate::{
     config::Config,
     error::Error,
     id::TenantId,
+    observability::traces,
 };
 
 /// The login roles of this database: the request role, which every tenant request runs as,
@@ -204,6 +206,16 @@ pub enum Access {
     /// Read-write, and every statement sees the same snapshot (`repeatable read`): for
     /// exports that must be one consistent picture across many statements.
     Snapshot,
+}
+
+impl Access {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read_only",
+            Self::ReadWrite => "read_write",
+            Self::Snapshot => "snapshot",
+        }
+    }
 }
 
 impl Db {
@@ -350,7 +362,8 @@ impl Db {
         work: impl AsyncFnOnce(&mut TenantTx) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut tx = self.tenant(principal, access).await?;
-        let value = work(&mut tx).await?;
+        let span = tx.span.clone();
+        let value = work(&mut tx).instrument(span).await?;
         if access == Access::ReadOnly {
             // A read-only transaction has nothing to commit: dropping it queues its
             // `rollback`, which travels with the pool's check of the returned connection
@@ -380,11 +393,15 @@ impl Db {
             .reachability
             .connection(acquire(&self.platform, PLATFORM_POOL))
             .await?;
+        let span =
+            tracing::debug_span!(target: traces::TARGET, "db.transaction", role = "platform");
         let tx = Transaction::begin(connection, Some(self.begin_statement("begin").into()))
+            .instrument(span.clone())
             .await
             .map_err(|error| self.reachability.observe(error))?;
         Ok(PlatformTx {
             tx,
+            span,
             reachability: Arc::clone(&self.reachability),
             changes: Vec::new(),
             on_commit: self.on_commit.clone(),
@@ -476,6 +493,8 @@ pub struct TenantTx {
     after_commit: Vec<Box<dyn FnOnce() + Send + Sync>>,
     /// Held until the transaction ends: its place under the admission limit.
     _permit: admission::Permit,
+    /// The transaction's span in a trace, from `BEGIN` to its end (`observability::traces`).
+    span: tracing::Span,
 }
 
 impl TenantTx {
@@ -504,6 +523,13 @@ impl TenantTx {
                 ", set_config('tenantry.usage_clock', '{at}', true)"
             ));
         }
+        let span = tracing::debug_span!(
+            target: traces::TARGET,
+            "db.transaction",
+            role = "request",
+            tenant_id = %tenant_id,
+            access = access.as_str(),
+        );
         // Refused at once, before waiting for anything, when the database is at its limit.
         let mut permit = db.admission.admit(tenant_id)?;
         // Only the wait for a connection is cut short when the database is found down;
@@ -512,9 +538,11 @@ impl TenantTx {
         let connection = db
             .reachability
             .connection(acquire(&db.request, APP_POOL))
+            .instrument(span.clone())
             .await?;
         permit.connected();
         let tx = Transaction::begin(connection, Some(statement.into()))
+            .instrument(span.clone())
             .await
             .map_err(|error| db.reachability.observe(error))?;
         Ok(Self {
@@ -526,6 +554,7 @@ impl TenantTx {
             after_commit: Vec::new(),
             _permit: permit,
             usage: db.usage.clone(),
+            span,
         })
     }
 
@@ -542,6 +571,12 @@ impl TenantTx {
 
     pub fn tenant_id(&self) -> TenantId {
         self.tenant_id
+    }
+
+    /// The transaction's span: work run in it (`.instrument(tx.span())`) is traced as the
+    /// transaction's, as [`Db::read`] and [`Db::write`] do.
+    pub fn span(&self) -> tracing::Span {
+        self.span.clone()
     }
 
     /// How the usage this transaction causes is metered.
@@ -591,6 +626,7 @@ impl TenantTx {
         let reachability = self.reachability;
         self.tx
             .commit()
+            .instrument(self.span)
             .await
             .map_err(|error| reachability.observe(error))?;
         self.on_commit.committed(self.changes).await;
@@ -617,6 +653,7 @@ impl DerefMut for TenantTx {
 /// A transaction of the platform role, for operator work across tenants.
 pub struct PlatformTx {
     tx: Transaction<'static, Postgres>,
+    span: tracing::Span,
     reachability: Arc<Reachability>,
     changes: Vec<Change>,
     on_commit: OnCommit,
@@ -661,6 +698,7 @@ impl PlatformTx {
         let reachability = self.reachability;
         self.tx
             .commit()
+            .instrument(self.span)
             .await
             .map_err(|error| reachability.observe(error))?;
         self.on_commit.committed(self.changes).await;

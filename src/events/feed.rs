@@ -86,7 +86,7 @@ const COLUMNS: &str = "tenant_id, stream_type, stream_id, version, event_id, eve
                        occurred_at, txid::text as txid, seq";
 
 /// The committed events after `after`, oldest first, at most `limit`.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "feed.poll", skip_all)]
 pub async fn poll(
     db: &Db,
     subscriber: Subscriber,
@@ -158,7 +158,7 @@ pub struct Selection {
 /// oldest first, at most `limit` — read under the tenant's RLS, as every tenant read is
 /// (the database keeps other tenants' events out; the query names the tenant's setting too,
 /// only so that the plan walks the tenant's own index, `domain_events_tenant_feed_idx`).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(name = "feed.poll_tenant", skip_all)]
 pub async fn poll_tenant(
     tx: &mut TenantTx,
     selection: &Selection,
@@ -199,18 +199,114 @@ pub async fn head(db: &Db) -> Result<Position, Error> {
     position_of(head)
 }
 
-/// The position of the newest committed event of the transaction's tenant (under RLS).
+/// Where "from now on" starts for a follower of the transaction's tenant (under RLS): its
+/// newest event below the snapshot's `xmin`, and the snapshot itself. The position alone
+/// is not enough: while any transaction in the cluster is open, the tenant's events
+/// committed after that `xmin` but before this moment lie beyond the position, and only
+/// the snapshot tells them (seen: already history) from events committed later.
 #[tracing::instrument(skip_all)]
-pub async fn head_tenant(tx: &mut TenantTx) -> Result<Position, Error> {
-    let head = sqlx::query_as(
-        "select txid::text, seq from domain_events
-         where tenant_id = (select nullif(current_setting('app.tenant_id', true), ''))::uuid
-           and txid < pg_snapshot_xmin(pg_current_snapshot())
-         order by tenant_id desc, txid desc, seq desc limit 1",
+pub async fn now_tenant(tx: &mut TenantTx) -> Result<Since, Error> {
+    let (snapshot, txid, seq): (String, Option<String>, Option<i64>) = sqlx::query_as(
+        "select pg_current_snapshot()::text, head.txid::text, head.seq
+         from (values (1)) as one
+         left join lateral (
+             select txid, seq from domain_events
+             where tenant_id = (select nullif(current_setting('app.tenant_id', true), ''))::uuid
+               and txid < pg_snapshot_xmin(pg_current_snapshot())
+             order by tenant_id desc, txid desc, seq desc limit 1
+         ) as head on true",
     )
-    .fetch_optional(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    position_of(head)
+    let seen = snapshot
+        .parse()
+        .map_err(|_| Error::internal(anyhow::anyhow!("snapshot {snapshot:?} is not one")))?;
+    Ok(Since {
+        last: position_of(txid.zip(seq))?,
+        seen: Some(seen),
+    })
+}
+
+/// Which events a follower has yet to see: those after the last it saw and, when it began
+/// "from now on", those its starting [`Snapshot`] did not already see committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Since {
+    last: Position,
+    seen: Option<Snapshot>,
+}
+
+impl Since {
+    /// After `position` (an event the follower saw, or resumes after).
+    pub fn after(position: Position) -> Self {
+        Self {
+            last: position,
+            seen: None,
+        }
+    }
+
+    /// The last event seen (or passed over).
+    pub fn last(&self) -> Position {
+        self.last
+    }
+
+    /// Whether the event at `position` is new to the follower.
+    pub fn admits(&self, position: Position) -> bool {
+        position > self.last
+            && !self
+                .seen
+                .as_ref()
+                .is_some_and(|seen| seen.saw(position.txid))
+    }
+
+    /// Records that the follower has seen (or passed over) everything up to `position`.
+    pub fn advance(&mut self, position: Position) {
+        self.last = self.last.max(position);
+    }
+
+    /// This, or `other` where `other` has seen further (a follower that asks again).
+    pub fn merge(self, other: &Self) -> Self {
+        Self {
+            last: self.last.max(other.last),
+            seen: self.seen.or_else(|| other.seen.clone()),
+        }
+    }
+}
+
+/// A PostgreSQL snapshot (`pg_current_snapshot()`, `xmin:xmax:xip,…`): which transactions
+/// had committed when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    in_progress: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Whether transaction `txid` had committed (or aborted) when the snapshot was taken —
+    /// what `pg_visible_in_snapshot` answers, without a round trip.
+    pub fn saw(&self, txid: u64) -> bool {
+        txid < self.xmin || (txid < self.xmax && !self.in_progress.contains(&txid))
+    }
+}
+
+impl std::str::FromStr for Snapshot {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.splitn(3, ':');
+        let mut next = || parts.next().unwrap_or("");
+        let (xmin, xmax, xip) = (next().parse()?, next().parse()?, next());
+        let in_progress = xip
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            xmin,
+            xmax,
+            in_progress,
+        })
+    }
 }
 
 fn position_of(head: Option<(String, i64)>) -> Result<Position, Error> {
@@ -223,4 +319,63 @@ fn position_of(head: Option<(String, i64)>) -> Result<Position, Error> {
         },
         None => Position::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(txid: u64) -> Position {
+        Position { txid, seq: 1 }
+    }
+
+    #[test]
+    fn a_snapshot_parses_from_postgres_text() {
+        let snapshot: Snapshot = "100:105:100,103".parse().unwrap();
+        assert_eq!(
+            snapshot,
+            Snapshot {
+                xmin: 100,
+                xmax: 105,
+                in_progress: vec![100, 103]
+            }
+        );
+        let empty: Snapshot = "7:7:".parse().unwrap();
+        assert!(empty.in_progress.is_empty());
+        assert!("7:x:".parse::<Snapshot>().is_err());
+        assert!("".parse::<Snapshot>().is_err());
+    }
+
+    #[test]
+    fn a_snapshot_saw_what_had_committed_and_nothing_later() {
+        let snapshot: Snapshot = "100:105:100,103".parse().unwrap();
+        // Below xmin: committed. In progress: not. Between, not listed: committed.
+        // At or past xmax: began after the snapshot.
+        let saw: Vec<u64> = (98..107).filter(|&txid| snapshot.saw(txid)).collect();
+        assert_eq!(saw, vec![98, 99, 101, 102, 104]);
+    }
+
+    #[test]
+    fn a_follower_from_now_skips_what_its_snapshot_saw() {
+        let mut since = Since {
+            last: at(99),
+            seen: Some("100:105:100,103".parse().unwrap()),
+        };
+        // Committed before the follower asked, past its head: already history.
+        assert!(!since.admits(at(101)));
+        // In progress when it asked, or begun since: new.
+        assert!(since.admits(at(100)));
+        assert!(since.admits(at(103)));
+        assert!(since.admits(at(106)));
+        since.advance(at(106));
+        assert!(!since.admits(at(103)));
+        assert_eq!(since.last(), at(106));
+    }
+
+    #[test]
+    fn a_follower_after_an_event_takes_everything_past_it() {
+        let since = Since::after(at(5));
+        assert!(!since.admits(at(5)));
+        assert!(since.admits(at(6)));
+    }
 }

@@ -49,10 +49,12 @@ pub async fn authenticate(
         Some(Err(refused)) => Authentication::Refused(refused),
         Some(Ok(presented)) => match auth::authenticate(&state.db, &state.auth, presented).await {
             Ok(authenticated) => {
-                tracing::Span::current().record(
+                let span = tracing::Span::current();
+                span.record(
                     "tenant_id",
                     tracing::field::display(authenticated.principal.tenant_id()),
                 );
+                span.record("credential", authenticated.principal.credential_kind());
                 Authentication::Verified(authenticated)
             }
             Err(refused) => Authentication::Refused(refused),

@@ -15,6 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use tracing::Instrument;
 use utoipa::{
     IntoParams,
     openapi::{
@@ -104,7 +105,21 @@ pub async fn run<T: Serialize>(
     status: StatusCode,
     work: impl AsyncFnOnce(&mut TenantTx) -> Result<(i64, T), Error>,
 ) -> Result<Response, Error> {
-    let mut tx = state.db.tenant(principal, Access::ReadWrite).await?;
+    let tx = state.db.tenant(principal, Access::ReadWrite).await?;
+    let span = tx.span();
+    run_in(state, principal, tx, key, status, work)
+        .instrument(span)
+        .await
+}
+
+async fn run_in<T: Serialize>(
+    state: &AppState,
+    principal: &Principal,
+    mut tx: TenantTx,
+    key: Option<BoundKey>,
+    status: StatusCode,
+    work: impl AsyncFnOnce(&mut TenantTx) -> Result<(i64, T), Error>,
+) -> Result<Response, Error> {
     let Some(BoundKey { key, fingerprint }) = key else {
         let (version, value) = work(&mut tx).await?;
         tx.commit().await?;

@@ -99,8 +99,10 @@ pub async fn request_id(
             .and_then(|v| v.to_str().ok())
             .map(|agent| agent.chars().take(256).collect()),
     };
+    let remote = observability::traces::remote_parent(request.headers());
     let mut response =
-        observability::with_request_ids(id.clone(), client_id, origin, next.run(request)).await;
+        observability::with_request_ids(id.clone(), client_id, origin, remote, next.run(request))
+            .await;
     let headers = response.headers_mut();
     headers.insert(
         REQUEST_ID_HEADER,
@@ -121,19 +123,30 @@ pub fn make_request_span(request: &Request<Body>) -> Span {
     let ids = request.extensions().get::<RequestIds>();
     let request_id = ids.map_or("", |ids| ids.id.as_str());
     let client_request_id = ids.and_then(|ids| ids.client.as_deref());
-    tracing::info_span!(
+    let method = method_label(request.method());
+    let span = tracing::info_span!(
         "request",
+        otel.name = format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = field::Empty,
+        trace_id = field::Empty,
         request_id,
         client_request_id,
-        method = %request.method(),
+        method,
         route,
         tenant_id = field::Empty,
+        credential = field::Empty,
         status = field::Empty,
-    )
+    );
+    span.record("trace_id", observability::adopt_trace(&span));
+    span
 }
 
 pub fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
     span.record("status", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     tracing::info!(
         latency_ms = latency.as_secs_f64() * 1000.0,
         status = response.status().as_u16(),

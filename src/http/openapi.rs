@@ -565,5 +565,6 @@ fn problem_example(status: u16, code: &str, description: &str) -> serde_json::Va
         problem.detail = format!("the request failed validation: `sku` {}", Sku::RULE.message);
     }
     problem.request_id = Some("0193a4f2-8f7e-7c55-b0e4-4b3f1e9d2a61".to_owned());
+    problem.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
     serde_json::to_value(problem).unwrap_or_default()
 }

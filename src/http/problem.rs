@@ -32,7 +32,8 @@ use crate::error::{Error, ErrorKind, FieldError};
     "detail": "the request failed validation: `email` must be a valid email address",
     "code": "validation_failed",
     "errors": [{"field": "email", "message": "must be a valid email address"}],
-    "request_id": "0b5f8f38-5a36-4f57-9d43-51b5e1b8f4a7"
+    "request_id": "0b5f8f38-5a36-4f57-9d43-51b5e1b8f4a7",
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"
 }))]
 pub struct Problem {
     /// `urn:tenantry:problem:<code>`.
@@ -52,6 +53,11 @@ pub struct Problem {
     /// quote when asking for support.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C trace id of the request (32 hex digits): the caller's, when it sent a
+    /// `traceparent`, else the server's. With traces exported, it finds the request's
+    /// trace; it is also in every log line of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Members particular to the code: `quota_exceeded` has `limit_name`, `limit`, `used`
     /// and `resets_at`.
     #[serde(flatten)]
@@ -69,6 +75,7 @@ impl Problem {
             code: code.to_owned(),
             errors: Vec::new(),
             request_id: None,
+            trace_id: None,
             details: serde_json::Map::new(),
         }
     }
@@ -182,6 +189,7 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
         None => return Response::from_parts(parts, body),
     };
     problem.request_id = request_id;
+    problem.trace_id = crate::observability::current_trace_id();
     let json = serde_json::to_vec(&problem).unwrap_or_default();
     parts.headers.insert(
         header::CONTENT_TYPE,

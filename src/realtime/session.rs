@@ -31,7 +31,7 @@ use crate::{
     config::Config,
     db::Db,
     error::Error,
-    events::feed::{self, Position, Selection},
+    events::feed::{self, Position, Selection, Since},
     plans::{self, LimitName},
     shared::RedisLink,
     usage::{Metric, meter::Meter},
@@ -266,17 +266,18 @@ impl Session {
         &self.principal
     }
 
-    /// Where a subscriber that names no event to resume after starts: the later of the
-    /// tenant's newest committed event and where the hub was at registration (every event
-    /// after that arrives live). Nothing committed before the subscriber asked is sent,
-    /// however far the hub lags; nothing after it is missed.
-    pub async fn now(&self) -> Result<Position, Error> {
-        let head = self
+    /// Where a subscriber that names no event to resume after starts: after the later of
+    /// the tenant's newest committed event and where the hub was at registration (every
+    /// event after that arrives live), skipping what the tenant had committed by the time
+    /// it asked. Nothing committed before the subscriber asked is sent, however far the hub
+    /// lags or whatever else the cluster has open; nothing after it is missed.
+    pub async fn now(&self) -> Result<Since, Error> {
+        let now = self
             .realtime
             .db
-            .read(&self.principal, async |tx| feed::head_tenant(tx).await)
+            .read(&self.principal, async |tx| feed::now_tenant(tx).await)
             .await?;
-        Ok(head.max(self.registered.start))
+        Ok(now.merge(&Since::after(self.registered.start)))
     }
 
     pub fn realtime(&self) -> &Arc<Realtime> {

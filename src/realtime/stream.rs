@@ -14,15 +14,18 @@ use super::{
     Cursor, Event, Filter,
     session::{Closed, Next, Session},
 };
-use crate::{error::Error, events::feed::Position};
+use crate::{
+    error::Error,
+    events::feed::{Position, Since},
+};
 
 /// Where an event stream starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Resume {
     /// After the event the client saw last: what it missed first.
     After(Cursor),
-    /// Live, from this position ([`Session::now`]).
-    Now(Position),
+    /// Live, with what the subscriber had already seen ([`Session::now`]).
+    Now(Since),
 }
 
 impl Resume {
@@ -79,8 +82,8 @@ enum Phase {
 struct State {
     session: Session,
     filter: Filter,
-    /// The last event sent (or passed over): live events up to here are not sent again.
-    last: Position,
+    /// What was sent (or passed over): live events it covers are not sent again.
+    since: Since,
     phase: Phase,
     ready: VecDeque<Arc<Event>>,
 }
@@ -96,14 +99,14 @@ pub fn events(
     filter: Filter,
     resume: Resume,
 ) -> impl Stream<Item = Result<Arc<Event>, Ended>> + Send {
-    let (last, phase) = match resume {
-        Resume::After(Cursor(after)) => (after, Phase::CatchUp(after)),
+    let (since, phase) = match resume {
+        Resume::After(Cursor(after)) => (Since::after(after), Phase::CatchUp(after)),
         Resume::Now(now) => (now, Phase::Live),
     };
     let state = State {
         session,
         filter,
-        last,
+        since,
         phase,
         ready: VecDeque::new(),
     };
@@ -117,7 +120,7 @@ pub fn events(
                 Phase::CatchUp(after) => match state.session.missed(&state.filter, after).await {
                     Ok(missed) => {
                         state.ready.extend(missed.events);
-                        state.last = state.last.max(missed.next);
+                        state.since.advance(missed.next);
                         state.phase = if missed.done {
                             Phase::Live
                         } else {
@@ -131,8 +134,8 @@ pub fn events(
                 },
                 Phase::Live => match state.session.next().await {
                     Next::Event(event) => {
-                        if event.position > state.last && state.filter.matches(&event) {
-                            state.last = event.position;
+                        if state.since.admits(event.position) && state.filter.matches(&event) {
+                            state.since.advance(event.position);
                             return Some((Ok(event), state));
                         }
                     }

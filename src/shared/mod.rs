@@ -59,6 +59,7 @@ use redis::{
     RedisResult,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
+use tracing::Instrument;
 
 /// Failures in a row that open the breaker.
 pub const BREAKER_FAILURES: u32 = 3;
@@ -196,7 +197,13 @@ impl RedisLink {
             return None;
         }
         let mut connection = self.connection.clone();
-        match command(&mut connection).await {
+        let span = tracing::debug_span!(
+            target: crate::observability::traces::TARGET,
+            "redis",
+            otel.kind = "client",
+            db.system.name = "redis",
+        );
+        match command(&mut connection).instrument(span).await {
             Ok(value) => {
                 self.breaker.on_success();
                 self.watch.up(true);

@@ -31,6 +31,7 @@ use std::{
 
 use rand::Rng;
 use tokio::{sync::Notify, task::JoinSet};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -45,6 +46,7 @@ use crate::{
     db::Db,
     error::Error,
     id::TenantId,
+    observability::traces,
     usage::{Metric, meter::Meter},
 };
 
@@ -203,13 +205,36 @@ impl Sender {
     /// One attempt at `due`, settled. Failures to settle are logged: the lease runs out
     /// and the delivery is attempted again.
     async fn attempt(self: Arc<Self>, due: Due) {
+        // Each attempt is a trace of its own, whose context the receiver gets (`traceparent`).
+        let span = tracing::debug_span!(
+            target: traces::TARGET,
+            parent: None,
+            "webhook.attempt",
+            otel.kind = "client",
+            tenant_id = %due.tenant_id,
+            delivery = %due.id,
+            endpoint = %due.endpoint_id,
+            event_type = %due.event_type,
+            attempt = due.attempts + 1,
+            status = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        self.attempt_in_span(due).instrument(span).await;
+    }
+
+    async fn attempt_in_span(self: Arc<Self>, due: Due) {
         let outcome = self.post(&due).await;
+        let span = tracing::Span::current();
+        if let Some(status) = outcome.status {
+            span.record("status", status);
+        }
         let succeeded = outcome.succeeded();
         self.breakers.saw(due.endpoint_id, succeeded);
         metrics::histogram!("webhook_attempt_duration_seconds")
             .record(outcome.latency.as_secs_f64());
         match self.settle(&due, &outcome).await {
             Ok(settled) => {
+                span.record("outcome", settled);
                 metrics::counter!("webhook_deliveries_total", "outcome" => settled).increment(1);
                 if succeeded {
                     self.meter.add(
@@ -250,9 +275,12 @@ impl Sender {
         let id = due.id.to_string();
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = signing::signature_header(&secrets, &id, timestamp, due.body.as_bytes());
+        let mut context = http::HeaderMap::new();
+        traces::inject(&tracing::Span::current(), &mut context);
         let sent = self
             .client
             .post(url)
+            .headers(context)
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())

@@ -13,8 +13,8 @@ use tenantry::{
 use uuid::Uuid;
 
 use crate::helpers::{
-    OPERATOR_TOKEN, PASSWORD, expect_json, expect_problem, sigterm, spawn_app,
-    spawn_server_process, test_config,
+    OPERATOR_TOKEN, PASSWORD, expect_json, expect_problem, free_port, run_tenantry, sigterm,
+    spawn_app, spawn_server_process, test_config,
 };
 
 #[tokio::test]
@@ -73,6 +73,59 @@ async fn readiness_fails_with_503_when_postgres_is_unreachable() {
         live.status(),
         StatusCode::OK,
         "liveness does not depend on Postgres"
+    );
+}
+
+/// The port of a server's base URL (`http://127.0.0.1:PORT`).
+fn port_of(address: &str) -> String {
+    address.rsplit_once(':').expect("a port").1.to_owned()
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_the_server_it_is_configured_for_is_ready() {
+    let app = spawn_app().await;
+    let port = port_of(&app.address);
+    // On loopback, and on every address (probed over loopback), as in the container.
+    for env in [
+        vec![("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))],
+        vec![
+            ("TENANTRY_LISTEN", format!("0.0.0.0:{port}")),
+            ("TENANTRY_ALLOW_DEV_SECRETS", "true".to_owned()),
+        ],
+    ] {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = run_tenantry(&app.config, &env, &["healthcheck"]).await;
+        assert_eq!(output.code, Some(0), "{env:?}: {}", output.stderr);
+        assert_eq!(output.stdout, "ready\n", "{env:?}");
+        assert_eq!(output.stderr, "", "{env:?}: a probe logs nothing");
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_exits_1_when_the_server_is_not_ready_or_not_there() {
+    // Not ready: a server whose database is unreachable answers /health/ready with 503.
+    let (address, config) = serve_without_postgres().await;
+    let listen = format!("127.0.0.1:{}", port_of(&address));
+    let output = run_tenantry(&config, &[("TENANTRY_LISTEN", &listen)], &["healthcheck"]).await;
+    assert_eq!(output.code, Some(1), "{}", output.stderr);
+    assert_eq!(output.stdout, "");
+    assert!(
+        output.stderr.starts_with("not ready: GET http://")
+            && output.stderr.contains("/health/ready answered 503"),
+        "says what it asked and what it was answered: {}",
+        output.stderr
+    );
+
+    // Not there: nothing listens on the port.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let output = run_tenantry(&config, &[("TENANTRY_LISTEN", &listen)], &["healthcheck"]).await;
+    assert_eq!(output.code, Some(1), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .starts_with(&format!("not ready: GET http://{listen}/health/ready: ")),
+        "{}",
+        output.stderr
     );
 }
 

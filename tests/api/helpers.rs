@@ -141,7 +141,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
-        tenantry::observability::init_tracing(tenantry::config::LogFormat::Text);
+        tenantry::observability::init_tracing(tenantry::config::LogFormat::Text, false);
     }
     let config = test_config(overrides);
     let app = Application::build(&config)

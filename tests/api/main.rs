@@ -6,8 +6,9 @@
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
 //! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, metrics,
 //! bootstrap, idempotency, the event feed, connections, request ids, recovery from a
-//! database outage and start-up before the database is up, both on a throwaway cluster).
-//! Helpers shared between files are in `helpers`, the throwaway cluster in `cluster`.
+//! database outage and start-up before the database is up, both on a throwaway cluster,
+//! and the docker compose stack's files). Helpers shared between files are in `helpers`,
+//! the throwaway cluster in `cluster`.
 
 mod cluster;
 mod helpers;
@@ -21,6 +22,7 @@ mod bodies;
 mod bootstrap;
 mod catalog;
 mod cli;
+mod compose;
 mod connections;
 mod data_rights;
 mod errors;
@@ -44,6 +46,7 @@ mod rls;
 mod startup;
 mod tenant_profile;
 mod timeouts;
+mod traces;
 mod traffic;
 mod usage;
 mod users;

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::{
     access::{Principal, Scope, scope},
     error::{Error, ErrorKind},
-    events::feed::Position,
+    events::feed::Since,
     http::{
         AppState,
         auth::{Authorized, presented_credential, refuse_credential_in_url},
@@ -333,8 +333,8 @@ enum ClientMessage {
 struct Subscription {
     /// The events it carries (`None`: broadcasts only).
     events: Option<Filter>,
-    /// The last event sent on it.
-    last: Position,
+    /// What it has sent (or passed over).
+    since: Since,
 }
 
 /// Why a connection is being closed: its code and reason.
@@ -557,8 +557,8 @@ impl Connection {
                 .events
                 .as_ref()
                 .is_some_and(|filter| filter.matches(event));
-            if carries && event.position > subscription.last {
-                subscription.last = event.position;
+            if carries && subscription.since.admits(event.position) {
+                subscription.since.advance(event.position);
                 let message = event_message(channel, event);
                 self.send(Message::Text(message.into())).await?;
             }
@@ -762,8 +762,8 @@ impl Connection {
             Ok(prepared) => prepared,
             Err(error) => return Ok(Err(error)),
         };
-        let start = match after {
-            Some(Cursor(after)) if events.is_some() => after,
+        let mut since = match after {
+            Some(Cursor(after)) if events.is_some() => Since::after(after),
             _ => match session.now().await {
                 Ok(now) => now,
                 Err(error) => return Ok(Err(error)),
@@ -771,10 +771,9 @@ impl Connection {
         };
         self.send_json(serde_json::json!({"type": "ack", "ref": reference, "op": "subscribe", "channel": channel.as_str()}))
             .await?;
-        let mut last = start;
         if let (Some(filter), Some(_)) = (&events, after) {
             loop {
-                let missed = match session.missed(filter, last).await {
+                let missed = match session.missed(filter, since.last()).await {
                     Ok(missed) => missed,
                     Err(error) => return Ok(Err(error)),
                 };
@@ -782,16 +781,17 @@ impl Connection {
                     self.send(Message::Text(event_message(&channel, event).into()))
                         .await?;
                 }
-                last = missed.next;
+                since.advance(missed.next);
                 if missed.done {
                     break;
                 }
             }
         }
-        let last = subscriptions
-            .get(&channel)
-            .map_or(last, |s| s.last.max(last));
-        subscriptions.insert(channel, Subscription { events, last });
+        let since = match subscriptions.get(&channel) {
+            Some(subscription) => since.merge(&subscription.since),
+            None => since,
+        };
+        subscriptions.insert(channel, Subscription { events, since });
         Ok(Ok(()))
     }
 }
