@@ -96,5 +96,7 @@ grant select, insert, update (state, attempts, next_attempt_at, last_attempt_at,
     on webhook_deliveries to :"platform_role";
 grant select, insert on webhook_attempts to :"platform_role";
 grant select, update on webhook_dispatcher to :"platform_role";
+-- The runs of `tenantry projections rebuild` (written by the owner), served as metrics.
+grant select on projection_rebuilds to :"platform_role";
 grant execute on function tenant_by_slug(text) to :"platform_role";
 grant execute on function create_tenant(uuid, text, text, text, uuid, text, text) to :"platform_role";

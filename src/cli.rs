@@ -401,13 +401,11 @@ pub async fn run(command: Command, config: Config) -> Result<(), Error> {
         Command::Projections(ProjectionsCommand::Rebuild { tenant }) => {
             db::bootstrap(&config).await?;
             let mut owner = db::owner_connection(&config).await?;
-            let orders = match tenant {
-                Some(tenant) => {
-                    let tenant = resolve_tenant(&Db::connect(&config)?, &tenant).await?;
-                    projection::rebuild_tenant(&mut owner, tenant.id).await?
-                }
-                None => projection::rebuild_all(&mut owner).await?,
+            let tenant = match tenant {
+                Some(tenant) => Some(resolve_tenant(&Db::connect(&config)?, &tenant).await?.id),
+                None => None,
             };
+            let orders = projection::rebuild(&mut owner, tenant).await?;
             println!("rebuilt the read models of {}", plural(orders, "order"));
             Ok(())
         }

@@ -97,6 +97,8 @@ pub const VARIABLES: &[&str] = &[
     "TENANTRY_RATE_LIMITS",
     "TENANTRY_CREDENTIAL_RATE_ALGORITHM",
     "TENANTRY_TENANT_RATE_ALGORITHM",
+    "TENANTRY_METRICS_TOP_TENANTS",
+    "TENANTRY_METRICS_REFRESH_INTERVAL",
     "TENANTRY_WEBHOOK_RETRY_SCHEDULE",
     "TENANTRY_WEBHOOK_BREAKER_BACKOFF",
     "TENANTRY_WEBHOOK_DELIVERY",
@@ -108,6 +110,19 @@ pub const VARIABLES: &[&str] = &[
     "TENANTRY_WEBHOOK_SECRET_OVERLAP",
     "TENANTRY_WEBHOOK_ALLOW_PRIVATE_TARGETS",
 ];
+
+/// Whether the standard OpenTelemetry variables, read through `var`, ask for spans to be
+/// exported: an OTLP endpoint is set, and neither `OTEL_SDK_DISABLED=true` nor
+/// `OTEL_TRACES_EXPORTER=none` says otherwise.
+fn otlp_export_requested(var: &impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|value| !value.trim().is_empty());
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let exporter_none =
+        var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !disabled
+        && !exporter_none
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -368,6 +383,15 @@ pub struct Config {
     /// `TENANTRY_REALTIME_BROADCASTS_PER_SECOND`: the `broadcast` messages one WebSocket
     /// connection may send per second (bursts of twice that). Default `10`.
     pub realtime_broadcasts_per_second: u32,
+    /// `TENANTRY_METRICS_TOP_TENANTS`: how many tenants `/metrics` names in each top-N
+    /// gauge (the most API calls this month, the highest use of a monthly allowance); the
+    /// only metrics labelled by tenant, so at most this many series each. `0` turns them
+    /// off. Default `10`, at most `1000`.
+    pub metrics_top_tenants: usize,
+    /// `TENANTRY_METRICS_REFRESH_INTERVAL`: how often the metrics read from the database
+    /// (the top-N tenants, the recorded projection rebuilds) are read again. Default `15s`,
+    /// from `100ms` to `1h`.
+    pub metrics_refresh_interval: Duration,
     /// Outbound webhooks: delivery, retries, the circuit breaker, target safety
     /// (`TENANTRY_WEBHOOK_*`, documented on [`WebhookSettings`]).
     pub webhooks: WebhookSettings,
@@ -534,7 +558,7 @@ impl Config {
                 "json" => LogFormat::Json,
                 other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
             },
-            export_traces: crate::observability::traces::requested(&get),
+            export_traces: otlp_export_requested(&get),
             password_hash_concurrency: match get("PASSWORD_HASH_CONCURRENCY") {
                 Some(value) => value
                     .parse()
@@ -617,6 +641,10 @@ impl Config {
                 "TENANTRY_TENANT_RATE_ALGORITHM",
                 &var("TENANTRY_TENANT_RATE_ALGORITHM", "gcra"),
             )?,
+            metrics_top_tenants: var("TENANTRY_METRICS_TOP_TENANTS", "10")
+                .parse()
+                .context("TENANTRY_METRICS_TOP_TENANTS must be a number of tenants")?,
+            metrics_refresh_interval: duration("TENANTRY_METRICS_REFRESH_INTERVAL", "15s")?,
             webhooks: WebhookSettings::from_lookup(&get)?,
         };
         config.validate()?;
@@ -728,6 +756,16 @@ impl Config {
         }
         if !(1..=100).contains(&self.graphql.max_batch) {
             bail!("TENANTRY_GRAPHQL_MAX_BATCH must be from 1 to 100");
+        }
+        if self.metrics_top_tenants > 1000 {
+            bail!(
+                "TENANTRY_METRICS_TOP_TENANTS must be at most 1000 (each is a time series per tenant in every scrape)"
+            );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&self.metrics_refresh_interval)
+        {
+            bail!("TENANTRY_METRICS_REFRESH_INTERVAL must be from 100ms to 1h");
         }
         if self.realtime_broadcasts_per_second == 0 {
             bail!("TENANTRY_REALTIME_BROADCASTS_PER_SECOND must be at least 1");
@@ -1255,6 +1293,52 @@ mod tests {
                 "{bad:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn the_top_tenants_metrics_name_ten_tenants_every_15s_unless_configured() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.metrics_top_tenants, 10);
+        assert_eq!(defaults.metrics_refresh_interval, Duration::from_secs(15));
+        let off = config(&[("TENANTRY_METRICS_TOP_TENANTS", "0")]).unwrap();
+        assert_eq!(off.metrics_top_tenants, 0);
+        let fast = config(&[("TENANTRY_METRICS_REFRESH_INTERVAL", "200ms")]).unwrap();
+        assert_eq!(fast.metrics_refresh_interval, Duration::from_millis(200));
+        for (name, value) in [
+            ("TENANTRY_METRICS_TOP_TENANTS", "1001"),
+            ("TENANTRY_METRICS_TOP_TENANTS", "-1"),
+            ("TENANTRY_METRICS_TOP_TENANTS", "ten"),
+            ("TENANTRY_METRICS_REFRESH_INTERVAL", "10ms"),
+            ("TENANTRY_METRICS_REFRESH_INTERVAL", "2h"),
+            ("TENANTRY_METRICS_REFRESH_INTERVAL", "often"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{name}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn traces_are_exported_when_an_endpoint_is_set_and_nothing_says_otherwise() {
+        let exported = |pairs: &[(&str, &str)]| config(pairs).unwrap().export_traces;
+        assert!(!exported(&[]));
+        assert!(!exported(&[("OTEL_SERVICE_NAME", "tenantry")]));
+        assert!(!exported(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")]));
+        assert!(exported(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://127.0.0.1:4318"
+        )]));
+        assert!(exported(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://127.0.0.1:4318/v1/traces"
+        )]));
+        assert!(!exported(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+        ]));
+        assert!(!exported(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ]));
     }
 
     #[test]

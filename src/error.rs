@@ -104,13 +104,15 @@ impl Error {
 
     /// A plan's limit is reached: 403 for a count the tenant may have (`resets_at` none),
     /// 429 with a retry hint for a monthly allowance, which resets at `resets_at`. The
-    /// problem says which limit, its value and the use.
+    /// problem says which limit, its value and the use. Made only to refuse, so it counts
+    /// the refusal (`quota_refusals_total{limit}`), whatever transport answers it.
     pub fn quota_exceeded(
-        limit_name: &str,
+        limit_name: &'static str,
         limit: u64,
         used: u64,
         resets_at: Option<time::OffsetDateTime>,
     ) -> Self {
+        metrics::counter!("quota_refusals_total", "limit" => limit_name).increment(1);
         let now = time::OffsetDateTime::now_utc();
         let (kind, message) = match resets_at {
             None => (

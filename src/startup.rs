@@ -2,8 +2,11 @@
 //! descriptor limit, binds the listener (port 0 in tests) and wires the state;
 //! [`Application::run_until_stopped`] serves until SIGINT/SIGTERM (or the given signal), then
 //! stops accepting and drains in-flight requests, within the shutdown deadline, before
-//! returning. While serving, expired idempotency keys are purged and metric samples drained. How connections are served
-//! (timeouts, the connection cap, the drain) is [`http::server`]'s business.
+//! returning. While serving, expired idempotency keys are purged, metric samples drained,
+//! the event feed's lag measured, and the metrics read from the database (the top-N
+//! tenants, projection rebuilds) refreshed every `TENANTRY_METRICS_REFRESH_INTERVAL`. How
+//! connections are served (timeouts, the connection cap, the drain) is [`http::server`]'s
+//! business.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -18,10 +21,10 @@ use crate::{
         self, AppState,
         server::{self, Limits},
     },
-    idempotency, observability,
-    realtime::session::Realtime,
+    idempotency, observability, orders,
+    realtime::{hub::LAG_SAMPLE_PERIOD, session::Realtime},
     shared::Bus,
-    usage::{self, meter::Meter},
+    usage::{self, meter::Meter, top::TopTenants},
     webhooks::{self, Webhooks},
 };
 
@@ -45,6 +48,8 @@ pub struct Application {
     webhooks: Arc<Webhooks>,
     /// `None` when `TENANTRY_WEBHOOK_DELIVERY=off`.
     webhook_sender: Option<Arc<webhooks::send::Sender>>,
+    top_tenants: Arc<TopTenants>,
+    metrics_refresh_interval: Duration,
 }
 
 impl Application {
@@ -93,6 +98,7 @@ impl Application {
         let bus = Arc::clone(state.shared.bus());
         let realtime = Arc::clone(&state.realtime);
         let webhooks = Arc::clone(&state.webhooks);
+        let top_tenants = Arc::clone(&state.top_tenants);
         // A commit the realtime follower sees wakes the webhook dispatcher at once.
         realtime
             .hub
@@ -121,6 +127,8 @@ impl Application {
             db,
             limits,
             audit_seal_interval: config.audit_seal_interval,
+            top_tenants,
+            metrics_refresh_interval: config.metrics_refresh_interval,
         })
     }
 
@@ -168,6 +176,14 @@ impl Application {
         ));
         let invalidations = tokio::spawn(Arc::clone(&self.bus).listen());
         let follower = tokio::spawn(Arc::clone(&self.realtime.hub).follow(self.db.clone()));
+        let feed_lag = tokio::spawn(
+            Arc::clone(&self.realtime.hub).measure_lag(self.db.clone(), LAG_SAMPLE_PERIOD),
+        );
+        let database_metrics = tokio::spawn(refresh_database_metrics(
+            self.db.clone(),
+            Arc::clone(&self.top_tenants),
+            self.metrics_refresh_interval,
+        ));
         let broadcasts = tokio::spawn(Arc::clone(&self.realtime.relay).listen());
         // Realtime streams end first (WebSockets with 1001, event streams end), so the
         // drain below is not held up by connections that never finish on their own;
@@ -184,6 +200,8 @@ impl Application {
             .drained(self.limits.shutdown_timeout.min(REALTIME_DRAIN))
             .await;
         follower.abort();
+        feed_lag.abort();
+        database_metrics.abort();
         broadcasts.abort();
         invalidations.abort();
         // An attempt cut short here is attempted again once its lease runs out.
@@ -235,6 +253,26 @@ impl Application {
                 Arc::clone(&self.webhooks.sender_wake),
             )),
         ]
+    }
+}
+
+/// Reads the metrics that come from the database every `period`, until aborted: the
+/// top-N tenants (when `TENANTRY_METRICS_TOP_TENANTS` is not 0) and the projection
+/// rebuilds recorded since the last look. A failed read is logged and tried again next
+/// period.
+async fn refresh_database_metrics(db: Db, top: Arc<TopTenants>, period: Duration) {
+    let mut rebuilds_seen = 0;
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = top.refresh(&db).await {
+            tracing::warn!(%error, "refreshing the top-N tenant metrics failed; serving the previous snapshot");
+        }
+        match orders::projection::report_rebuilds(&db, rebuilds_seen).await {
+            Ok(last) => rebuilds_seen = last,
+            Err(error) => tracing::warn!(%error, "reading the recorded projection rebuilds failed"),
+        }
     }
 }
 

@@ -137,6 +137,7 @@ pub async fn login(
         drop(slot);
         return Err(auth.throttle.refuse(lockout).await);
     }
+    auth.throttle.admitted();
 
     let email = Email::parse(attempt.email).ok();
     let lookup = tenant_id.unwrap_or_else(no_tenant);

@@ -407,11 +407,21 @@ impl LoginThrottle {
         Ok(None)
     }
 
+    /// Counts a login attempt the throttle let through to the password check
+    /// (`rate_limit_decisions_total{limit="login", decision="allowed"}`); its refusals are
+    /// counted by [`Self::refuse`].
+    pub fn admitted(&self) {
+        metrics::counter!("rate_limit_decisions_total", "limit" => "login", "decision" => "allowed")
+            .increment(1);
+    }
+
     /// The 429 `too_many_attempts` for `lockout`, after holding it up to a second;
     /// `Retry-After` is the rest of the lock-out then, rounded up to whole seconds so a
     /// client that honours it is not refused again.
     pub async fn refuse(&self, lockout: Lockout) -> Error {
         metrics::counter!("login_throttled_total", "key" => lockout.key.kind().as_str())
+            .increment(1);
+        metrics::counter!("rate_limit_decisions_total", "limit" => "login", "decision" => "limited")
             .increment(1);
         let held = match self.held.try_acquire() {
             Ok(_permit) => {

@@ -64,6 +64,12 @@
 //! (`DATABASE_STATEMENT_CACHE=0`), every transaction first forgets the statements left on
 //! its server connection ([`FORGET_STATEMENTS`]).
 //!
+//! # Measured
+//! Every pool connection is asked for through [`acquire`], which records how long it took
+//! (`db_pool_acquire_duration_seconds{pool}`) and whether the pool had no idle connection
+//! then (`db_pool_acquire_waits_total{pool}`); [`Db::record_pool_metrics`] samples both
+//! pools' sizes for each scrape. `pool` is `app` (the request pool) or `platform`.
+//!
 //! # Copies elsewhere
 //! A transaction reports what it changes that is cached outside the database
 //! ([`TenantTx::changed`]); its commit hands those changes on ([`changes`]) before it
@@ -93,6 +99,7 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 use sqlx::{
     Connection, Executor, PgConnection, PgPool, Postgres, Transaction,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use time::format_description::well_known::Rfc3339;
@@ -330,7 +337,10 @@ impl Db {
     /// database is known to be down. A simple query (one message, nothing prepared), so it
     /// needs no transaction behind a pooler.
     pub async fn ping(&self) -> Result<(), Error> {
-        let mut connection = self.reachability.connection(self.request.acquire()).await?;
+        let mut connection = self
+            .reachability
+            .connection(acquire(&self.request, APP_POOL))
+            .await?;
         connection
             .execute("select 1")
             .await
@@ -366,7 +376,10 @@ impl Db {
         if let Ok(id) = reference.parse::<TenantId>() {
             return Ok(Some(id));
         }
-        let connection = self.reachability.connection(self.request.acquire()).await?;
+        let connection = self
+            .reachability
+            .connection(acquire(&self.request, APP_POOL))
+            .await?;
         let begin = self.begin_statement("begin read only");
         let mut tx = Transaction::begin(connection, Some(begin.into()))
             .await
@@ -433,7 +446,7 @@ impl Db {
     pub async fn platform(&self) -> Result<PlatformTx, Error> {
         let connection = self
             .reachability
-            .connection(self.platform.acquire())
+            .connection(acquire(&self.platform, PLATFORM_POOL))
             .await?;
         let span =
             tracing::debug_span!(target: traces::TARGET, "db.transaction", role = "platform");
@@ -471,10 +484,50 @@ impl Db {
         &self.usage
     }
 
+    /// Sets the pool gauges (`db_pool_connections{pool, state}`,
+    /// `db_pool_max_connections{pool}`) to what the pools hold now: called before each
+    /// scrape is rendered.
+    pub fn record_pool_metrics(&self) {
+        for (pool, label) in [(&self.request, APP_POOL), (&self.platform, PLATFORM_POOL)] {
+            let size = pool.size() as usize;
+            let idle = pool.num_idle().min(size);
+            metrics::gauge!("db_pool_connections", "pool" => label, "state" => "in_use")
+                .set((size - idle) as f64);
+            metrics::gauge!("db_pool_connections", "pool" => label, "state" => "idle")
+                .set(idle as f64);
+            metrics::gauge!("db_pool_max_connections", "pool" => label)
+                .set(f64::from(pool.options().get_max_connections()));
+        }
+    }
+
     /// Closes both pools (graceful shutdown).
     pub async fn close(&self) {
         tokio::join!(self.request.close(), self.platform.close());
     }
+}
+
+/// The `pool` label of the request pool's metrics.
+const APP_POOL: &str = "app";
+/// The `pool` label of the platform pool's metrics.
+const PLATFORM_POOL: &str = "platform";
+
+/// A connection from `pool`, timed: the wait is recorded in
+/// `db_pool_acquire_duration_seconds{pool}`, and counted in
+/// `db_pool_acquire_waits_total{pool}` when no connection was idle as it began (it then
+/// waited for one to be returned, or for a new one to be opened).
+async fn acquire(
+    pool: &PgPool,
+    label: &'static str,
+) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    let waits = pool.num_idle() == 0;
+    let started = std::time::Instant::now();
+    let acquired = pool.acquire().await;
+    metrics::histogram!("db_pool_acquire_duration_seconds", "pool" => label)
+        .record(started.elapsed());
+    if waits {
+        metrics::counter!("db_pool_acquire_waits_total", "pool" => label).increment(1);
+    }
+    acquired
 }
 
 /// Planner settings of every read-only tenant transaction. The planner cannot know which
@@ -494,6 +547,8 @@ pub struct TenantTx {
     usage: Usage,
     changes: Vec<Change>,
     on_commit: OnCommit,
+    /// Run once the transaction has committed ([`TenantTx::after_commit`]).
+    after_commit: Vec<Box<dyn FnOnce() + Send + Sync>>,
     /// Held until the transaction ends: its place under the admission limit.
     _permit: admission::Permit,
     /// The transaction's span in a trace, from `BEGIN` to its end (`observability::traces`).
@@ -540,7 +595,7 @@ impl TenantTx {
         // with half a transaction on it.
         let connection = db
             .reachability
-            .connection(db.request.acquire())
+            .connection(acquire(&db.request, APP_POOL))
             .instrument(span.clone())
             .await?;
         permit.connected();
@@ -554,6 +609,7 @@ impl TenantTx {
             reachability: Arc::clone(&db.reachability),
             changes: Vec::new(),
             on_commit: db.on_commit.clone(),
+            after_commit: Vec::new(),
             _permit: permit,
             usage: db.usage.clone(),
             span,
@@ -613,10 +669,17 @@ impl TenantTx {
         });
     }
 
-    /// Commits, then drops every copy of what it [`changed`](TenantTx::changed). A failure
-    /// here may leave the outcome unknown to the caller (the commit may have landed before
-    /// the connection broke), which is why commands that must not run twice carry an
-    /// idempotency key.
+    /// Runs `done` once this transaction has committed, and never if it does not: for what
+    /// must count only what happened (a placed order's metrics), whichever transport
+    /// commits the work.
+    pub fn after_commit(&mut self, done: impl FnOnce() + Send + Sync + 'static) {
+        self.after_commit.push(Box::new(done));
+    }
+
+    /// Commits, then drops every copy of what it [`changed`](TenantTx::changed) and runs
+    /// what waited for the commit ([`TenantTx::after_commit`]). A failure here may leave
+    /// the outcome unknown to the caller (the commit may have landed before the connection
+    /// broke), which is why commands that must not run twice carry an idempotency key.
     pub async fn commit(self) -> Result<(), Error> {
         let reachability = self.reachability;
         self.tx
@@ -625,6 +688,9 @@ impl TenantTx {
             .await
             .map_err(|error| reachability.observe(error))?;
         self.on_commit.committed(self.changes).await;
+        for done in self.after_commit {
+            done();
+        }
         Ok(())
     }
 }

@@ -116,6 +116,35 @@ pub async fn poll(
     Ok(events)
 }
 
+/// The most committed events [`backlog`] counts: beyond it a follower is far behind
+/// whatever the exact number, and counting on would cost a scan of the whole backlog.
+pub const BACKLOG_COUNTED: i64 = 100_000;
+
+/// The committed events after `after` that a follower has not taken yet — including those
+/// a poll cannot return yet because an older transaction is still open — as how many (up
+/// to [`BACKLOG_COUNTED`]) and how long ago the oldest of them happened (zero when there is
+/// none). One index range scan of `domain_events_feed_idx`, as the platform role.
+#[tracing::instrument(skip_all)]
+pub async fn backlog(db: &Db, after: Position) -> Result<(u64, std::time::Duration), Error> {
+    let mut tx = db.platform().await?;
+    let (count, age): (i64, Option<f64>) = sqlx::query_as(
+        "select count(*), extract(epoch from now() - min(occurred_at))::float8
+         from (select occurred_at from domain_events
+               where (txid, seq) > ($1::text::xid8, $2)
+               order by txid, seq
+               limit $3) as behind",
+    )
+    .bind(after.txid.to_string())
+    .bind(after.seq)
+    .bind(BACKLOG_COUNTED)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let age =
+        std::time::Duration::try_from_secs_f64(age.unwrap_or(0.0).max(0.0)).unwrap_or_default();
+    Ok((u64::try_from(count).unwrap_or(0), age))
+}
+
 /// Which of a tenant's events a reader wants: every one, or those of some stream types,
 /// or of one stream.
 #[derive(Debug, Clone, Default)]

@@ -99,7 +99,9 @@ pub async fn request_id(
             .and_then(|v| v.to_str().ok())
             .map(|agent| agent.chars().take(256).collect()),
     };
-    let remote = observability::traces::remote_parent(request.headers());
+    let remote = observability::traces::remote_parent(&opentelemetry_http::HeaderExtractor(
+        request.headers(),
+    ));
     let mut response =
         observability::with_request_ids(id.clone(), client_id, origin, remote, next.run(request))
             .await;
@@ -154,8 +156,11 @@ pub fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
     );
 }
 
-/// Counts each request and records its latency, by method, route template and status.
+/// Counts each request and records its latency, by method, route template and status,
+/// and keeps `http_requests_in_flight` (decremented however the request ends, a client
+/// that went away included).
 pub async fn track_requests(request: Request, next: Next) -> axum::response::Response {
+    let _in_flight = InFlight::enter();
     let start = Instant::now();
     let method = method_label(request.method()).to_owned();
     let route = request
@@ -173,6 +178,22 @@ pub async fn track_requests(request: Request, next: Next) -> axum::response::Res
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// One request counted in `http_requests_in_flight` until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("http_requests_in_flight").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("http_requests_in_flight").decrement(1.0);
+    }
 }
 
 /// The `method` label of a request: a standard method's name, else `OTHER`. Every label

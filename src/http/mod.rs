@@ -71,7 +71,7 @@ use crate::{
     realtime::session::Realtime,
     shared::Shared,
     traffic::Limiter,
-    usage::meter::Meter,
+    usage::{meter::Meter, top::TopTenants},
 };
 
 /// Shared handles, cheap to clone into every request.
@@ -101,6 +101,8 @@ pub struct AppState {
     /// The GraphQL schema (`/graphql`), and the limits it holds operations to.
     pub graphql: crate::graphql::ApiSchema,
     pub graphql_settings: crate::graphql::Settings,
+    /// The top-N tenant gauges, appended to each scrape of `/metrics`.
+    pub top_tenants: Arc<TopTenants>,
 }
 
 impl AppState {
@@ -154,6 +156,7 @@ impl AppState {
             graphql_settings: config.graphql.clone(),
             operator: OperatorToken::new(&config.operator_token),
             metrics: observability::metrics::handle(),
+            top_tenants: Arc::new(TopTenants::new(config.metrics_top_tenants)),
             meter,
             realtime,
             idempotency_ttl: PgInterval::try_from(config.idempotency_key_ttl)

@@ -35,12 +35,11 @@ use std::{
 
 use opentelemetry::{
     Context, KeyValue,
-    propagation::TextMapPropagator,
+    propagation::{Extractor, Injector, TextMapPropagator},
     trace::{
         Span as _, SpanContext, SpanKind, TraceContextExt, TraceId, Tracer as _, TracerProvider,
     },
 };
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::{
     Resource,
     propagation::TraceContextPropagator,
@@ -61,17 +60,6 @@ static EXPORTING: AtomicBool = AtomicBool::new(false);
 /// Whether spans are being exported.
 pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
-}
-
-/// Whether the standard variables, read through `var`, ask for OTLP export.
-pub fn requested(var: impl Fn(&str) -> Option<String>) -> bool {
-    let set = |name: &str| var(name).is_some_and(|value| !value.trim().is_empty());
-    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let exporter_none =
-        var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
-    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-        && !disabled
-        && !exporter_none
 }
 
 /// The OTLP pipeline while it runs: [`Exporter::shutdown`] sends what is still buffered.
@@ -121,19 +109,20 @@ where
         .with_filter(traced(tracing_subscriber::filter::Targets::new()))
 }
 
-/// The caller's span, from its `traceparent` (and `tracestate`), when it sent a valid one.
-pub fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
+/// The caller's span, from the `traceparent` (and `tracestate`) among its headers, when it
+/// sent a valid one.
+pub fn remote_parent(headers: &dyn Extractor) -> Option<SpanContext> {
     headers.get("traceparent")?;
-    let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let context = TraceContextPropagator::new().extract(headers);
     let remote = context.span().span_context().clone();
     remote.is_valid().then_some(remote)
 }
 
-/// Writes the current span's context into `headers` (`traceparent`, `tracestate`), when
-/// spans are exported.
-pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+/// Writes `span`'s context into `headers` (`traceparent`, `tracestate`), when spans are
+/// exported.
+pub fn inject(span: &tracing::Span, headers: &mut dyn Injector) {
     if exporting() {
-        TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+        TraceContextPropagator::new().inject_context(&span.context(), headers);
     }
 }
 
@@ -321,37 +310,6 @@ mod tests {
 
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn export_is_asked_for_by_an_endpoint_and_nothing_else() {
-        assert!(!requested(vars(&[])));
-        assert!(!requested(vars(&[("OTEL_SERVICE_NAME", "tenantry")])));
-        assert!(!requested(vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
-        assert!(requested(vars(&[(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "http://127.0.0.1:4318"
-        )])));
-        assert!(requested(vars(&[(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "http://127.0.0.1:4318/v1/traces"
-        )])));
-        assert!(!requested(vars(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-            ("OTEL_SDK_DISABLED", "TRUE"),
-        ])));
-        assert!(!requested(vars(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-            ("OTEL_TRACES_EXPORTER", "none"),
-        ])));
-    }
-
     #[test]
     fn a_statement_is_labelled_by_its_first_keyword() {
         assert_eq!(operation("select 1"), "select");
@@ -366,16 +324,22 @@ mod tests {
         assert_eq!(operation(""), "other");
     }
 
+    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn a_valid_traceparent_is_the_parent_and_an_invalid_one_is_ignored() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                .parse()
-                .unwrap(),
-        );
-        headers.insert("tracestate", "vendor=value".parse().unwrap());
+        let mut headers = headers(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=value"),
+        ]);
         let remote = remote_parent(&headers).expect("a valid traceparent");
         assert_eq!(
             remote.trace_id().to_string(),
@@ -389,23 +353,19 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "garbage",
         ] {
-            headers.insert("traceparent", bad.parse().unwrap());
+            headers.insert("traceparent".to_owned(), bad.to_owned());
             assert!(remote_parent(&headers).is_none(), "{bad}");
         }
-        assert!(remote_parent(&http::HeaderMap::new()).is_none());
+        assert!(remote_parent(&HashMap::<String, String>::new()).is_none());
     }
 
     #[test]
     fn without_export_a_request_keeps_its_callers_trace_or_gets_a_new_one() {
         let span = tracing::Span::none();
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
+        let remote = remote_parent(&headers(&[(
             "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                .parse()
-                .unwrap(),
-        );
-        let remote = remote_parent(&headers);
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )]));
         assert_eq!(
             adopt(&span, remote.as_ref()).to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"

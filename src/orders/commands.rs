@@ -4,6 +4,11 @@
 //! events, decides, appends the new event at the next version and updates the read models
 //! ([`super::projection`]) before the transaction commits — so a client reads its own
 //! writes, and nothing is acknowledged that is not committed.
+//!
+//! Each command counts itself in the metrics (`orders_placed_total{currency}`,
+//! `orders_placed_amount_total{currency}`, `order_transitions_total{to}`) only once its
+//! transaction has committed ([`TenantTx::after_commit`]): a refused or rolled-back
+//! command counts nothing, whichever transport ran it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -95,12 +100,9 @@ pub async fn place(
     if !errors.is_empty() {
         return Err(Error::refused("product_not_found", errors));
     }
-    let mut currencies = products.values().map(|p| p.currency);
-    let currency = currencies
-        .next()
-        .map(|c| c.code().to_owned())
-        .unwrap_or_default();
-    if currencies.any(|c| c.code() != currency) {
+    let mut currencies = products.values().map(|p| p.currency.code());
+    let code = currencies.next().unwrap_or_default();
+    if currencies.any(|c| c != code) {
         return Err(Error::refused_field(
             "mixed_currencies",
             "items",
@@ -138,7 +140,7 @@ pub async fn place(
     }
     let event = OrderEvent::Placed {
         customer_id: new.customer_id,
-        currency,
+        currency: code.to_owned(),
         lines,
         total_cents,
     };
@@ -158,6 +160,12 @@ pub async fn place(
         1,
     )
     .await?;
+    // A currency is an ISO 4217 code of a product that exists: a bounded label.
+    let amount = u64::try_from(total_cents).unwrap_or(0);
+    tx.after_commit(move || {
+        metrics::counter!("orders_placed_total", "currency" => code).increment(1);
+        metrics::counter!("orders_placed_amount_total", "currency" => code).increment(amount);
+    });
     Ok(order)
 }
 
@@ -184,6 +192,10 @@ pub async fn transition(
     }
     order.apply(&event, events::now());
     record(tx, principal, command, &order, &event).await?;
+    let to = order.status.as_str();
+    tx.after_commit(move || {
+        metrics::counter!("order_transitions_total", "to" => to).increment(1);
+    });
     Ok(order)
 }
 

@@ -13,16 +13,24 @@
 //! after the rebuild read the events keeps the rows its own transaction wrote; an order
 //! placed in between makes the rebuild's insert of its items collide, and the rebuild fails
 //! (rolled back, nothing changed) and can simply be run again. It never ends wrong.
+//!
+//! Each run of the command is recorded in `projection_rebuilds` ([`rebuild`]): the command
+//! runs in a process of its own, whose metrics no scrape would ever see, so a server reads
+//! the runs recorded since it last looked ([`report_rebuilds`]) and counts them in
+//! `projection_rebuilds_total{projection, outcome}` and
+//! `projection_rebuild_duration_seconds{projection}`.
 
 use std::collections::BTreeMap;
 
 use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
 
 use super::{
     aggregate::Order,
     stream::{self, OrderEvent, STREAM_TYPE},
 };
 use crate::{
+    db::Db,
     error::Error,
     events,
     id::{OrderId, ProductId, TenantId},
@@ -42,6 +50,79 @@ pub async fn project(
         insert_items(conn, tenant_id, order).await?;
     }
     Ok(())
+}
+
+/// The `projection` these read models are recorded and measured under.
+pub const PROJECTION: &str = "orders";
+
+/// Rebuilds one tenant's read models, or every tenant's (`tenant` none), and records the
+/// run in `projection_rebuilds` whatever its outcome; returns the number of orders
+/// projected. A run whose record cannot be written still answers its own outcome (the
+/// failure to record is logged).
+pub async fn rebuild(owner: &mut PgConnection, tenant: Option<TenantId>) -> Result<usize, Error> {
+    let started_at = OffsetDateTime::now_utc();
+    let started = std::time::Instant::now();
+    let rebuilt = match tenant {
+        Some(tenant_id) => rebuild_tenant(owner, tenant_id).await,
+        None => rebuild_all(owner).await,
+    };
+    // Both ends by this process's clock, the length by its monotonic one.
+    let finished_at = started_at + started.elapsed();
+    let recorded = sqlx::query(
+        "insert into projection_rebuilds (projection, outcome, started_at, finished_at, orders)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(PROJECTION)
+    .bind(if rebuilt.is_ok() { "ok" } else { "error" })
+    .bind(started_at)
+    .bind(finished_at)
+    .bind(rebuilt.as_ref().ok().map(|&orders| orders as i64))
+    .execute(&mut *owner)
+    .await;
+    if let Err(error) = recorded {
+        tracing::warn!(%error, "recording the rebuild in projection_rebuilds failed");
+    }
+    rebuilt
+}
+
+/// Counts the rebuilds recorded after the run `after` (an id of `projection_rebuilds`) in
+/// the metrics, as the platform role; returns the last id counted (`after` when there was
+/// none). A server starts from 0, so its counters hold every run ever recorded.
+pub async fn report_rebuilds(db: &Db, after: i64) -> Result<i64, Error> {
+    let runs: Vec<(i64, String, String, f64)> = db
+        .in_platform(async |tx| {
+            Ok::<_, Error>(
+                sqlx::query_as(
+                    "select id, projection, outcome,
+                            extract(epoch from finished_at - started_at)::float8
+                     from projection_rebuilds where id > $1 order by id",
+                )
+                .bind(after)
+                .fetch_all(&mut **tx)
+                .await?,
+            )
+        })
+        .await?;
+    let mut last = after;
+    for (id, projection, outcome, seconds) in runs {
+        // Labels from the database are held to the values this code writes.
+        let projection = if projection == PROJECTION {
+            PROJECTION
+        } else {
+            "other"
+        };
+        let outcome = if outcome == "ok" { "ok" } else { "error" };
+        metrics::counter!(
+            "projection_rebuilds_total",
+            "projection" => projection,
+            "outcome" => outcome
+        )
+        .increment(1);
+        metrics::histogram!("projection_rebuild_duration_seconds", "projection" => projection)
+            .record(seconds.max(0.0));
+        last = id;
+    }
+    Ok(last)
 }
 
 /// Rebuilds every tenant's order read models; returns the number of orders projected.

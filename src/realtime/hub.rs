@@ -11,6 +11,12 @@
 //! too slow: its registration is dropped at once (so it holds no more memory, however many
 //! events it goes on missing), it is told why as soon as it reads again, and its
 //! connection is cut after [`OVERFLOW_GRACE`] if it never does.
+//!
+//! How far behind the follower is, is measured apart from it ([`Hub::measure_lag`], every
+//! [`LAG_SAMPLE_PERIOD`]): the committed events after its position, counted and aged in
+//! the database, as `events_feed_lag_events` and `events_feed_lag_seconds`. A follower that
+//! is stuck, or held back by an old open transaction, is seen growing there; one that keeps
+//! up shows zero.
 
 use std::{
     collections::HashMap,
@@ -37,6 +43,9 @@ pub const FEED_CHANNEL: &str = "tenantry_feed";
 
 /// Events read from the feed per statement.
 const BATCH: i64 = 1000;
+
+/// How often the follower's lag is measured.
+pub const LAG_SAMPLE_PERIOD: Duration = Duration::from_secs(5);
 
 /// How long a subscriber that overflowed has to read the reason before its connection is
 /// cut.
@@ -73,6 +82,8 @@ struct Inner {
     /// The position of the last event handed out: a new registration receives every event
     /// after it.
     position: Position,
+    /// The follower has read the feed's head (before that, `position` means nothing).
+    following: bool,
     tenants: HashMap<TenantId, HashMap<u64, Registration>>,
     next_id: u64,
 }
@@ -304,7 +315,11 @@ impl Hub {
                 }
             }
         };
-        self.inner().position = start;
+        {
+            let mut inner = self.inner();
+            inner.position = start;
+            inner.following = true;
+        }
         let mut listener: Option<PgListener> = None;
         let mut retry: Option<Duration> = None;
         loop {
@@ -344,6 +359,35 @@ impl Hub {
                     tracing::warn!(%error, "realtime: reading the feed failed; retrying");
                     retry = Some(backoff(failures));
                 }
+            }
+        }
+    }
+
+    /// Measures every `period`, until shutdown, how far behind the follower is: the
+    /// committed events after its position (`events_feed_lag_events`) and the age of the
+    /// oldest of them (`events_feed_lag_seconds`), both 0 when it is caught up. A failed
+    /// measurement leaves the gauges as they were.
+    pub async fn measure_lag(self: Arc<Self>, db: Db, period: Duration) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.stopping.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let (following, position) = {
+                let inner = self.inner();
+                (inner.following, inner.position)
+            };
+            if !following {
+                continue;
+            }
+            match feed::backlog(&db, position).await {
+                Ok((events, age)) => {
+                    metrics::gauge!("events_feed_lag_events").set(events as f64);
+                    metrics::gauge!("events_feed_lag_seconds").set(age.as_secs_f64());
+                }
+                Err(error) => tracing::debug!(%error, "realtime: measuring the feed's lag failed"),
             }
         }
     }

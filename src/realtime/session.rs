@@ -215,6 +215,7 @@ impl Realtime {
             1,
         );
         metrics::counter!("realtime_sessions_total", "transport" => transport).increment(1);
+        metrics::gauge!("realtime_connections", "transport" => transport).increment(1.0);
         let interval = |period: Duration| {
             let mut interval =
                 tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -232,6 +233,7 @@ impl Realtime {
             minute: interval(Duration::from_secs(60)),
             reverify: interval(REVERIFY_EVERY),
             dimensions,
+            transport,
         })
     }
 }
@@ -248,6 +250,15 @@ pub struct Session {
     minute: Interval,
     reverify: Interval,
     dimensions: serde_json::Value,
+    /// `sse`, `websocket` or `graphql`: the `transport` of `realtime_connections`, which
+    /// counts the session until it is dropped.
+    transport: &'static str,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        metrics::gauge!("realtime_connections", "transport" => self.transport).decrement(1.0);
+    }
 }
 
 impl Session {

@@ -13,7 +13,10 @@
 //! dead Redis costs a flag check per request, not a connect or response timeout — until
 //! a jittered, exponentially growing back-off has passed and one call may try again. Its
 //! state is the gauge `redis_breaker_state` (0 closed, 1 half-open, 2 open) and part of
-//! `/health/ready`'s details.
+//! `/health/ready`'s details. `redis_up{configured}` says whether Redis answers: 1 once a
+//! call succeeds, 0 once one fails or is skipped; without `REDIS_URL` it is exported too,
+//! as `redis_up{configured="false"} 0`, so "Redis is not answering" and "there is no
+//! Redis" are told apart rather than both being a missing series.
 
 mod bus;
 
@@ -42,7 +45,7 @@ pub fn cache_generation_key(tenant: TenantId, kind: &str, id: Uuid) -> String {
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -85,11 +88,20 @@ impl BreakerState {
     }
 }
 
-/// Follows the breaker's transitions: the gauge, a log line, and the state for readiness.
+/// Follows the breaker's transitions: the gauge, a log line, and the state for readiness;
+/// and whether the last call succeeded (`redis_up`).
 #[derive(Debug, Clone, Default)]
-struct BreakerWatch(Arc<AtomicU8>);
+struct BreakerWatch(Arc<AtomicU8>, Arc<AtomicBool>);
 
 impl BreakerWatch {
+    /// Notes whether the last call succeeded; touches the gauge only when that changes
+    /// (this is on every request's path).
+    fn up(&self, up: bool) {
+        if self.1.swap(up, Ordering::Relaxed) != up {
+            metrics::gauge!("redis_up", "configured" => "true").set(if up { 1.0 } else { 0.0 });
+        }
+    }
+
     fn set(&self, state: BreakerState) {
         let before = self.0.swap(state as u8, Ordering::Relaxed);
         metrics::gauge!("redis_breaker_state").set(f64::from(state as u8));
@@ -116,6 +128,7 @@ impl BreakerWatch {
 impl failsafe::Instrument for BreakerWatch {
     fn on_call_rejected(&self) {
         metrics::counter!("redis_calls_skipped_total").increment(1);
+        self.up(false);
     }
     fn on_open(&self) {
         self.set(BreakerState::Open);
@@ -155,6 +168,9 @@ impl RedisLink {
         .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
         let watch = BreakerWatch::default();
         watch.set(BreakerState::Closed);
+        // Up until a call says otherwise, as the breaker is closed until then.
+        metrics::gauge!("redis_up", "configured" => "true").set(1.0);
+        watch.1.store(true, Ordering::Relaxed);
         let breaker = failsafe::Config::new()
             .failure_policy(failure_policy::consecutive_failures(
                 BREAKER_FAILURES,
@@ -190,12 +206,14 @@ impl RedisLink {
         match command(&mut connection).instrument(span).await {
             Ok(value) => {
                 self.breaker.on_success();
+                self.watch.up(true);
                 Some(value)
             }
             Err(error) => {
                 tracing::debug!(%error, "Redis command failed");
                 metrics::counter!("redis_errors_total").increment(1);
                 self.breaker.on_error();
+                self.watch.up(false);
                 None
             }
         }
@@ -223,6 +241,9 @@ impl Shared {
     /// From `REDIS_URL`: Redis when set, this process alone otherwise.
     pub fn from_url(url: Option<&str>) -> anyhow::Result<Self> {
         let redis = url.map(RedisLink::new).transpose()?.map(Arc::new);
+        if redis.is_none() {
+            metrics::gauge!("redis_up", "configured" => "false").set(0.0);
+        }
         let bus = Arc::new(Bus::new(redis.clone()));
         Ok(Self { redis, bus })
     }

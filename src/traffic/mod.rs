@@ -211,7 +211,26 @@ impl Limiter {
     }
 
     /// Decides `limits` for one check (charging each its cost when every limit allows it).
+    /// Each limit's decision is counted in `rate_limit_decisions_total{limit, decision}`.
     pub async fn check(&self, limits: &[Limit]) -> Verdict {
+        let verdict = self.decide(limits).await;
+        for decision in &verdict.decisions {
+            let outcome = if decision.allowed {
+                "allowed"
+            } else {
+                "limited"
+            };
+            metrics::counter!(
+                "rate_limit_decisions_total",
+                "limit" => decision.scope.as_str(),
+                "decision" => outcome
+            )
+            .increment(1);
+        }
+        verdict
+    }
+
+    async fn decide(&self, limits: &[Limit]) -> Verdict {
         if let Some(shared) = &self.shared {
             if let Some(decisions) = shared.check(limits).await {
                 return Verdict { decisions };

@@ -17,10 +17,11 @@
 //!
 //! Counts are written unbilled; closing a billing period bills them (`billing`), and
 //! nothing is added to a billed count again, so a closed period never changes.
-//! [`report`] answers `GET /v1/usage`.
+//! [`report`] answers `GET /v1/usage`; [`top`] serves the heaviest tenants as metrics.
 
 pub mod meter;
 pub mod report;
+pub mod top;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -134,6 +134,7 @@ impl Passwords {
             Some(Params::DEFAULT_OUTPUT_LEN),
         )
         .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        metrics::gauge!("password_hash_queue_capacity").set(limits.queue as f64);
         let passwords = Self {
             pool: Arc::new(Pool {
                 params,
@@ -337,20 +338,25 @@ impl Workers {
 struct Waiter<'a>(&'a AtomicUsize);
 
 impl<'a> Waiter<'a> {
-    /// Joins the queue unless `limit` callers already wait.
+    /// Joins the queue unless `limit` callers already wait (`password_hash_queue_depth`
+    /// follows it).
     fn join(waiting: &'a AtomicUsize, limit: usize) -> Option<Self> {
         waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
             .ok()
-            .map(|_| Self(waiting))
+            .map(|_| {
+                metrics::gauge!("password_hash_queue_depth").increment(1.0);
+                Self(waiting)
+            })
     }
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("password_hash_queue_depth").decrement(1.0);
     }
 }
 

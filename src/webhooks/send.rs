@@ -275,8 +275,11 @@ impl Sender {
         let id = due.id.to_string();
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = signing::signature_header(&secrets, &id, timestamp, due.body.as_bytes());
-        let mut context = http::HeaderMap::new();
-        traces::inject(&tracing::Span::current(), &mut context);
+        let mut context = reqwest::header::HeaderMap::new();
+        traces::inject(
+            &tracing::Span::current(),
+            &mut opentelemetry_http::HeaderInjector(&mut context),
+        );
         let sent = self
             .client
             .post(url)

@@ -4,11 +4,12 @@
 //!
 //! A folder per resource (`auth`, `users`, `api_keys`, `platform`, `catalog`, `orders`),
 //! one file per concern inside it; single files for the tenant profile, the CLI and what
-//! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, bootstrap,
-//! idempotency, the event feed, connections, request ids, recovery from a database outage
-//! and start-up before the database is up, both on a throwaway cluster; the server behind a
-//! throwaway PgBouncer in transaction mode, `pgbouncer`; and the docker compose stack's
-//! files). Helpers shared between files are in `helpers`, the throwaway cluster in `cluster`.
+//! cuts across resources (the RLS wall, isolation, errors, OpenAPI, health, metrics,
+//! bootstrap, idempotency, the event feed, connections, request ids, recovery from a
+//! database outage and start-up before the database is up, both on a throwaway cluster;
+//! the server behind a throwaway PgBouncer in transaction mode, `pgbouncer`; and the docker
+//! compose stack's files). Helpers shared between files are in `helpers`, the throwaway
+//! cluster in `cluster`.
 
 mod cluster;
 mod helpers;
@@ -31,6 +32,7 @@ mod graphql;
 mod health;
 mod idempotency;
 mod isolation;
+mod metrics;
 mod openapi;
 mod orders;
 mod pgbouncer;

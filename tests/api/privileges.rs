@@ -90,6 +90,7 @@ const PLATFORM: &[(&str, &str)] = &[
     ("domain_events", "select"),
     ("idempotency_keys", "delete"),
     ("idempotency_keys", "select"),
+    ("projection_rebuilds", "select"),
     ("tenants", "select"),
     ("plans", "insert"),
     ("plans", "select"),

@@ -1,5 +1,7 @@
 //! Liveness, readiness and the Prometheus scrape endpoint. Unauthenticated by design:
-//! they reveal nothing about tenants.
+//! they reveal nothing about tenants beyond the slugs of the top-N heaviest
+//! (`TENANTRY_METRICS_TOP_TENANTS`, 0 to name none); keep `/metrics` off the public
+//! network, as one does with any scrape endpoint.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     error::Error,
     http::{AppState, problem::Problem},
+    observability,
 };
 
 /// When a load balancer should ask again after a failed readiness check.
@@ -91,8 +94,11 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Err
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    // Every family is listed in the README's Metrics section. What is sampled rather than
+    // recorded as it happens is read now.
+    observability::metrics::collect_process();
+    state.db.record_pool_metrics();
+    let mut body = state.metrics.render();
+    state.top_tenants.append_to(&mut body);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
