@@ -171,6 +171,33 @@ async fn filters_select_types_by_prefix_and_one_stream() {
 }
 
 #[tokio::test]
+async fn a_stream_from_now_sends_nothing_committed_before_it_even_while_another_transaction_is_open()
+ {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant().await;
+    // A transaction open elsewhere in the cluster, with an id: the feed's snapshots now
+    // have an xmin below every event committed after it.
+    let mut holder = app.owner_connection().await;
+    sqlx::query("begin").execute(&mut holder).await.unwrap();
+    sqlx::query("select pg_current_xact_id()")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let before = app.create_product(&tenant).await;
+    let mut stream = SseClient::connect(&app, &tenant.token, "?types=product.created", None).await;
+    let after = app.create_product(&tenant).await;
+    // Nothing past the open transaction is handed out until it ends.
+    sqlx::query("rollback").execute(&mut holder).await.unwrap();
+
+    let first = stream.next_event().await;
+    assert_eq!(
+        first.data["stream_id"], after["id"],
+        "the product created before the stream began ({}) is history, not news",
+        before["id"]
+    );
+}
+
+#[tokio::test]
 async fn events_need_the_scope_that_reads_their_resource() {
     let app = spawn_app().await;
     let tenant = app.create_tenant().await;
