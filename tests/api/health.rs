@@ -13,8 +13,8 @@ use tenantry::{
 use uuid::Uuid;
 
 use crate::helpers::{
-    OPERATOR_TOKEN, PASSWORD, expect_json, expect_problem, free_port, run_tenantry, sigterm,
-    spawn_app, spawn_server_process, test_config,
+    OPERATOR_TOKEN, PASSWORD, expect_json, expect_problem, free_port, run_tenantry,
+    serve_on_loopback, sigterm, spawn_app, spawn_server_process, test_config,
 };
 
 #[tokio::test]
@@ -40,11 +40,7 @@ async fn serve_without_postgres() -> (String, tenantry::config::Config) {
     let state = AppState::new(&config, Db::connect(&config).unwrap())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = http::app(state, &config);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{address}"), config)
+    (serve_on_loopback(http::app(state, &config)).await, config)
 }
 
 #[tokio::test]

@@ -195,6 +195,15 @@ pub async fn spawn_stoppable_app(config: Config) -> StoppableApp {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking).
+/// Serves `router` on a free port of 127.0.0.1 for the rest of the test; answers its
+/// `http://` base URL (a stand-in for a peer: a webhook receiver, a trace collector).
+pub async fn serve_on_loopback(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -815,6 +824,16 @@ pub fn id(object: &Value) -> &str {
     object["id"]
         .as_str()
         .unwrap_or_else(|| panic!("expected an object with an id, got {object}"))
+}
+
+/// The ids of a list answer's items, in order.
+pub fn ids_of(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a page, got {page}"))
+        .iter()
+        .map(|item| id(item).to_owned())
+        .collect()
 }
 
 /// The body of `POST /v1/orders`.

@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::{
     helpers::{
         ScratchDatabase, TestApp, expect_json, expect_problem, json_log_lines, lines_of_request,
-        spawn_server_process, unique,
+        serve_on_loopback, spawn_server_process, unique,
     },
     webhooks::{Receiver, create_endpoint, eventually, place_order},
 };
@@ -84,10 +84,7 @@ impl Collector {
         let router = Router::new()
             .route("/v1/traces", post(receive))
             .with_state(collector.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (collector, url)
+        (collector, serve_on_loopback(router).await)
     }
 
     fn trace(&self, trace_id: &str) -> Vec<Exported> {

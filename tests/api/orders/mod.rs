@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::helpers::{
     TestApp, TestTenant, all_pages, command, command_body, etag_of, expect_json, expect_problem,
-    id, json_log_lines, lines_of_request, order_request, place, place_ok, post_with_key, replayed,
-    send, sigterm, spawn_app, spawn_statement_logging_server, statements_in, unique,
+    id, ids_of, json_log_lines, lines_of_request, order_request, place, place_ok, post_with_key,
+    replayed, send, sigterm, spawn_app, spawn_statement_logging_server, statements_in, unique,
 };
 
 /// Creates a product with a unique SKU and the given price, currency and stock.
@@ -115,16 +115,6 @@ pub(crate) async fn stock_in_database(app: &TestApp, tenant_id: TenantId, produc
         .fetch_one(&mut db)
         .await
         .expect("the database owner reads the product")
-}
-
-/// The ids of a list answer's items.
-fn ids_of(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("expected a page, got {page}"))
-        .iter()
-        .map(|o| id(o).to_owned())
-        .collect()
 }
 
 /// Asserts a 422 with `code` naming `field` among its errors.

@@ -32,7 +32,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenantry::webhooks::signing::{self, Secret};
 
-use crate::helpers::{ScratchDatabase, TestApp, TestTenant, expect_json, place_ok, spawn_app_with};
+use crate::helpers::{
+    ScratchDatabase, TestApp, TestTenant, expect_json, place_ok, serve_on_loopback, spawn_app_with,
+};
 
 /// What a receiver does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +103,7 @@ impl Receiver {
         let router = Router::new()
             .route("/hook", post(receive))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = format!("{}/hook", serve_on_loopback(router).await);
         Self { url, state }
     }
 
