@@ -65,7 +65,10 @@ pub fn init_tracing(format: LogFormat, export: bool) -> Option<traces::Exporter>
         .with(tracer.map(traces::layer))
         .try_init();
     match installed {
-        Ok(()) => exporter.map(|(exporter, _)| exporter),
+        Ok(()) => exporter.map(|(exporter, _)| {
+            traces::installed();
+            exporter
+        }),
         Err(_) => None,
     }
 }

@@ -62,6 +62,11 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// Records that the trace layer is installed: spans are exported from now on.
+pub(super) fn installed() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
 /// The OTLP pipeline while it runs: [`Exporter::shutdown`] sends what is still buffered.
 pub struct Exporter {
     provider: SdkTracerProvider,
@@ -85,7 +90,6 @@ impl Exporter {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("tenantry");
-        EXPORTING.store(true, Ordering::Relaxed);
         Ok((Self { provider }, tracer))
     }
 
